@@ -1,0 +1,340 @@
+"""Typed configuration: one dataclass tree, three YAML presets (smoke / cpu / paper) with the same keys.
+
+Every field carries a one-line doc in `field(metadata={"doc": ...})`; `describe()` prints them.
+Overrides come as dotted keys (`{"rl.beta": 0.01}` or `"rl.beta=0.01"` on the CLI); an unknown key is an
+error that names the key, so a typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+PRESET_DIR = Path(__file__).parent / "presets"
+PRESETS = ("smoke", "cpu", "paper")
+
+
+class ConfigError(ValueError):
+    """A preset, override or config file that does not match the schema."""
+
+
+def _f(default, doc: str):
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass
+class DataConfig:
+    data_dir: str = _f("data", "folder with the FlashRAG-format QA files and corpora (repo-relative or absolute)")
+    corpus: str = _f("corpus/cpu_corpus.jsonl", "retrieval corpus jsonl (id, contents) relative to data_dir, or absolute")
+    corpus_limit: int | None = _f(None, "keep only the first N passages of the corpus (smoke); None = all")
+    train_sets: list = _f(["hotpotqa_train", "nq_train"], "training question files (names under data_dir/qa)")
+    n_train: int | None = _f(None, "training questions drawn (seeded) from train_sets; None = all")
+    eval_sets: list = _f(["nq", "triviaqa", "popqa", "hotpotqa", "2wiki", "musique", "bamboogle"],
+                         "evaluation benchmarks, in table order")
+    n_eval: int | None = _f(None, "questions per benchmark (seeded subset); None = the full set")
+    n_eval_per_set: dict = _f({}, "per-benchmark exceptions to n_eval, e.g. {bamboogle: 125}")
+    split_seed: int = _f(0, "seed of the train/eval subsets (fixed across methods)")
+
+
+@dataclass
+class RetrievalConfig:
+    kind: str = _f("dense", "dense (faiss over an encoder) or bm25")
+    encoder: str = _f("minilm", "minilm (offline package), a hub id such as intfloat/e5-base-v2, or a local folder")
+    query_prefix: str = _f("", "text prepended to queries (e5: 'query: ')")
+    passage_prefix: str = _f("", "text prepended to passages (e5: 'passage: ')")
+    index_type: str = _f("flat", "faiss index: flat, ivf (IVF-Flat), ivfpq or hnsw")
+    nlist: int = _f(1024, "IVF lists (ivf/ivfpq)")
+    nprobe: int = _f(32, "IVF lists searched per query")
+    pq_m: int = _f(64, "product-quantiser sub-vectors (ivfpq)")
+    hnsw_m: int = _f(32, "HNSW neighbours per node")
+    topk: int = _f(3, "passages returned per search")
+    encode_batch: int = _f(128, "passages per encoder batch")
+    max_length: int = _f(256, "encoder max tokens per passage")
+    server_url: str | None = _f(None, "use a Search-R1 compatible POST /retrieve server instead of the in-process index")
+
+
+@dataclass
+class ModelConfig:
+    teacher: str = _f("smollm2-135m-instruct", "teacher: smollm2-135m-instruct, tiny-random, a hub id or a folder")
+    student: str = _f("smollm2-135m-instruct", "student base model (same tokenizer as the teacher)")
+    student_layers: int | None = _f(10, "keep this many evenly spaced decoder layers of the student base; None = all")
+    tiny_hidden: int = _f(64, "hidden size of tiny random models (smoke)")
+    tiny_layers: int = _f(2, "layers of tiny random models (smoke); the teacher gets twice as many")
+    dtype: str = _f("float32", "float32 or bfloat16")
+    chat_template: bool = _f(False, "wrap the prompt in the tokenizer's chat template (Qwen2.5-Instruct: yes)")
+    few_shot: bool = _f(True, "prepend one worked example to the prompt (small models need it to use the tags)")
+
+
+@dataclass
+class RolloutConfig:
+    max_turns: int = _f(4, "searches allowed before a final answer-only turn")
+    max_turn_tokens: int = _f(500, "new tokens per generation turn")
+    max_obs_tokens: int = _f(500, "tokens of an <information> block (longer ones are cut)")
+    max_total_tokens: int = _f(4096, "cap on prompt + response tokens")
+    temperature: float = _f(1.0, "sampling temperature during training rollouts (evaluation is greedy)")
+    top_p: float = _f(1.0, "nucleus sampling during training rollouts")
+    batch_size: int = _f(32, "questions generated together")
+
+
+@dataclass
+class TrainConfig:
+    lora: bool = _f(False, "train LoRA adapters (peft) instead of all weights")
+    lora_r: int = _f(16, "LoRA rank")
+    lora_alpha: int = _f(32, "LoRA alpha")
+    micro_batch: int = _f(8, "sequences per forward/backward")
+    max_grad_norm: float = _f(1.0, "gradient clipping")
+    save_every: int = _f(10, "checkpoint every N optimiser steps")
+    log_every: int = _f(1, "write a metrics row every N optimiser steps")
+    pack_by_length: bool = _f(True, "bucket micro-batches by length to cut padding")
+
+
+@dataclass
+class TeacherConfig:
+    source: str = _f("make", "pretrained (use models.teacher as is) or make (SFT on oracle trajectories, then PPO)")
+    sft_questions: int | None = _f(None, "training questions with gold passages used for oracle trajectories")
+    sft_epochs: int = _f(2, "epochs of teacher SFT")
+    sft_lr: float = _f(1e-4, "teacher SFT learning rate")
+    sft_batch: int = _f(8, "teacher SFT batch size (sequences per optimiser step)")
+    ppo_steps: int = _f(0, "PPO steps after teacher SFT (0 = SFT only)")
+
+
+@dataclass
+class KDConfig:
+    tgo_questions: int | None = _f(None, "training questions the teacher answers to build TGO; None = all")
+    tgo_temperature: float = _f(0.0, "teacher sampling temperature for TGO (0 = greedy)")
+    steps: int = _f(100, "optimiser steps of each KD method (same budget for every method)")
+    batch_size: int = _f(8, "sequences per optimiser step")
+    lr: float = _f(1e-4, "KD learning rate")
+    warmup_ratio: float = _f(0.05, "linear warm-up share of the steps")
+    gkd_beta: float = _f(0.1, "generalised JSD mixing weight (TAID repo: 0.1)")
+    gkd_lambda: float = _f(0.5, "share of GKD batches made of fresh student rollouts (on-policy)")
+    skew_alpha: float = _f(0.1, "DistiLLM skew coefficient")
+    distillm_replay: float = _f(0.5, "DistiLLM: upper bound of the share of student-generated sequences")
+    taid_t_start: float = _f(0.4, "TAID interpolation start")
+    taid_t_end: float = _f(1.0, "TAID interpolation end")
+    taid_alpha: float = _f(5e-4, "TAID adaptive step size")
+    taid_beta: float = _f(0.99, "TAID momentum")
+
+
+@dataclass
+class RLConfig:
+    steps: int = _f(100, "RL iterations (rollout + update)")
+    prompts_per_step: int = _f(32, "questions rolled out per iteration")
+    actor_lr: float = _f(1e-6, "policy learning rate")
+    critic_lr: float = _f(1e-5, "value-model learning rate")
+    actor_warmup_ratio: float = _f(0.285, "actor linear warm-up share")
+    critic_warmup_ratio: float = _f(0.015, "critic linear warm-up share")
+    ppo_epochs: int = _f(1, "passes over each rollout batch")
+    mini_batch: int = _f(16, "trajectories per PPO optimiser step")
+    clip: float = _f(0.2, "PPO ratio clip")
+    value_clip: float = _f(0.5, "value-loss clip range")
+    gamma: float = _f(1.0, "GAE discount")
+    lam: float = _f(1.0, "GAE lambda")
+    entropy_coef: float = _f(1e-3, "entropy bonus")
+    beta: float = _f(1e-3, "KL-in-reward coefficient")
+    kl_mode: str = _f("selective", "selective (EM=0 only: DGPO), always, or none")
+    reference: str = _f("teacher", "reference for the KL: teacher (DGPO) or initial (plain PPO)")
+    grpo_group: int = _f(5, "rollouts per question for the GRPO ablation")
+    whiten_advantages: bool = _f(True, "normalise advantages over the batch's action tokens")
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = _f(32, "questions per greedy evaluation batch")
+    methods: list = _f(["student", "teacher", "ppo", "gkd", "seqkd", "kd", "distillm", "taid", "dgpo"],
+                       "rows of the results table")
+    ablations: list = _f(["dgpo_no_coldstart", "dgpo_kl_always", "dgpo_grpo", "dgpo_beta_0.01"],
+                         "ablation runs of notebook 06")
+
+
+@dataclass
+class Config:
+    preset: str = _f("smoke", "name of the preset this config came from")
+    seed: int = _f(0, "global seed (python, numpy, torch, data order)")
+    run_root: str = _f("runs", "folder that holds the cached stages of every run")
+    threads: int | None = _f(None, "torch CPU threads; None = library default")
+    data: DataConfig = field(default_factory=DataConfig, metadata={"doc": "benchmark data and corpus"})
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig, metadata={"doc": "retriever"})
+    models: ModelConfig = field(default_factory=ModelConfig, metadata={"doc": "teacher and student"})
+    rollout: RolloutConfig = field(default_factory=RolloutConfig, metadata={"doc": "Search-R1 rollout"})
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"doc": "shared training mechanics"})
+    teacher: TeacherConfig = field(default_factory=TeacherConfig, metadata={"doc": "making the teacher"})
+    kd: KDConfig = field(default_factory=KDConfig, metadata={"doc": "stage 1 and the KD baselines"})
+    rl: RLConfig = field(default_factory=RLConfig, metadata={"doc": "PPO / DGPO / GRPO"})
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata={"doc": "evaluation"})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def hash(self, *sections: str) -> str:
+        """Short stable hash of the whole config, or of the named sections only (stage cache keys)."""
+        d = self.to_dict()
+        if sections:
+            d = {k: d[k] for k in sections}
+        d.pop("preset", None)
+        blob = json.dumps(d, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Check/convert one leaf value against its annotation; the error names the key."""
+    origin = get_origin(typ)
+    args = get_args(typ)
+    if value is None:
+        if typ is type(None) or type(None) in args:
+            return None
+        raise ConfigError(f"config key '{key}' may not be null")
+    if origin is not None and type(None) in args:  # Optional[X]
+        typ = next(a for a in args if a is not type(None))
+        origin = get_origin(typ)
+    if typ is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a mapping, got {type(value).__name__}")
+        return value
+    if typ in (list,) or origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"config key '{key}' must be a list, got {type(value).__name__}")
+        return value
+    if typ is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be true/false, got {value!r}")
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}") from None
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key '{key}' must be a number, got {value!r}") from None
+    if typ is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _apply(obj: Any, updates: dict, prefix: str = "") -> None:
+    hints = get_type_hints(type(obj))
+    names = {f.name for f in fields(obj)}
+    for k, v in updates.items():
+        key = f"{prefix}{k}"
+        if k not in names:
+            raise ConfigError(f"unknown config key '{key}' (known here: {', '.join(sorted(names))})")
+        cur = getattr(obj, k)
+        if is_dataclass(cur):
+            if not isinstance(v, dict):
+                raise ConfigError(f"config key '{key}' is a section; give a mapping, got {v!r}")
+            _apply(cur, v, key + ".")
+        else:
+            setattr(obj, k, _coerce(v, hints[k], key))
+
+
+def _dotted_to_nested(overrides: dict | list | None) -> dict:
+    nested: dict = {}
+    if overrides is None:
+        return nested
+    if isinstance(overrides, (list, tuple)):
+        pairs = []
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override '{item}' is not of the form key=value")
+            k, v = item.split("=", 1)
+            pairs.append((k.strip(), yaml.safe_load(v)))
+    else:
+        pairs = list(overrides.items())
+    for k, v in pairs:
+        parts = k.split(".")
+        d = nested
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+            if not isinstance(d, dict):
+                raise ConfigError(f"override '{k}' conflicts with another override")
+        d[parts[-1]] = v
+    return nested
+
+
+def load_config(preset: str = "smoke", overrides: dict | list | None = None) -> Config:
+    """Build the config of `preset` (a name or a YAML path) with `overrides` applied on top."""
+    path = Path(preset)
+    if path.suffix not in (".yaml", ".yml"):
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset '{preset}' (choose one of: {', '.join(PRESETS)}, or a .yaml path)")
+        path = PRESET_DIR / f"{preset}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    cfg = Config()
+    _apply(cfg, raw)
+    _apply(cfg, _dotted_to_nested(overrides))
+    if cfg.preset != path.stem and path.parent == PRESET_DIR:
+        cfg.preset = path.stem
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that a type check cannot do."""
+    choices = {
+        "retrieval.kind": (cfg.retrieval.kind, ("dense", "bm25")),
+        "retrieval.index_type": (cfg.retrieval.index_type, ("flat", "ivf", "ivfpq", "hnsw")),
+        "rl.kl_mode": (cfg.rl.kl_mode, ("selective", "always", "none")),
+        "rl.reference": (cfg.rl.reference, ("teacher", "initial")),
+        "teacher.source": (cfg.teacher.source, ("pretrained", "make")),
+        "models.dtype": (cfg.models.dtype, ("float32", "bfloat16", "float16")),
+    }
+    for key, (val, ok) in choices.items():
+        if val not in ok:
+            raise ConfigError(f"config key '{key}' = {val!r}; expected one of {ok}")
+    if cfg.retrieval.topk < 1:
+        raise ConfigError("config key 'retrieval.topk' must be >= 1")
+    if cfg.rollout.max_turns < 0:
+        raise ConfigError("config key 'rollout.max_turns' must be >= 0")
+
+
+def describe(obj: Any = None, prefix: str = "") -> list[str]:
+    """One line per leaf key: `key = value  # doc`."""
+    obj = obj if obj is not None else Config()
+    lines = []
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if is_dataclass(v):
+            lines += describe(v, prefix + f.name + ".")
+        else:
+            lines.append(f"{prefix}{f.name} = {v!r}  # {f.metadata.get('doc', '')}")
+    return lines
+
+
+def leaf_keys(d: dict, prefix: str = "", schema: Any = None) -> set[str]:
+    """Dotted keys of a (YAML) mapping, descending only into the config's sections, not into dict values."""
+    schema = schema if schema is not None else Config()
+    out = set()
+    for k, v in d.items():
+        sub = getattr(schema, k, None)
+        if isinstance(v, dict) and is_dataclass(sub):
+            out |= leaf_keys(v, prefix + k + ".", sub)
+        else:
+            out.add(prefix + k)
+    return out

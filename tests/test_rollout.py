@@ -1,0 +1,105 @@
+from dgpo_lib.data import QAExample
+from dgpo_lib.prompts import INVALID_ACTION
+from dgpo_lib.rollout import (HFGenerator, RolloutSettings, SearchEnv, collate_trajectories, cut_at_stop,
+                              parse_action)
+
+
+def _q(i, ans="Paris"):
+    return QAExample(str(i), f"question number {i} about towers", [ans], "test")
+
+
+def _env(tok, gen, retriever, **kw):
+    s = dict(max_turns=3, max_turn_tokens=64, max_obs_tokens=200, max_total_tokens=4000, topk=3)
+    s.update(kw)
+    return SearchEnv(gen, retriever, tok, RolloutSettings(**s))
+
+
+def test_batch_stops_at_different_turns_and_masks_exactly(tiny, dense, scripted):
+    _, tok = tiny
+    scripts = {
+        _q(0).question: ["<think>easy</think> <answer> Paris </answer>"],
+        _q(1).question: ["<think>look</think> <search> Eiffel Tower </search>", "<answer> Paris </answer>"],
+        _q(2).question: ["<search> Scott Derrickson </search>", "<search> Ed Wood </search>",
+                         "<answer> Lyon </answer>"],
+    }
+    gen = scripted(tok, scripts)
+    env = _env(tok, gen, dense)
+    trajs = env.run([_q(0), _q(1), _q(2)])
+    assert gen.calls == [3, 2, 1]  # rows leave the batch as they finish
+    assert [t.n_searches for t in trajs] == [0, 1, 2]
+    assert [t.em for t in trajs] == [1.0, 1.0, 0.0]
+    assert [t.finish for t in trajs] == ["answer"] * 3
+    assert trajs[2].queries == ["Scott Derrickson", "Ed Wood"]
+    for t in trajs:
+        assert len(t.action_mask) == len(t.response_ids)
+        gen_ids = [i for i, m in zip(t.response_ids, t.action_mask) if m == 1]
+        env_ids = [i for i, m in zip(t.response_ids, t.action_mask) if m == 0]
+        # decoding the mask-1 tokens gives exactly the model's turns; mask-0 gives exactly the observations
+        assert tok.decode(gen_ids) == "".join(scripts[t.question.question][: t.n_turns])
+        obs = "".join(s.text for s in t.segments if s.kind != "model")
+        assert tok.decode(env_ids) == obs
+        assert "<information>" not in tok.decode(gen_ids)
+    assert tok.decode([i for i, m in zip(trajs[2].response_ids, trajs[2].action_mask) if m == 0]).count(
+        "<information>") == 2
+    batch = collate_trajectories(trajs, tok.pad_token_id)
+    for b, t in enumerate(trajs):
+        row = batch.input_ids[b][batch.action_mask[b] == 1].tolist()
+        assert row == [i for i, m in zip(t.response_ids, t.action_mask) if m]
+        assert batch.action_mask[b, : len(t.prompt_ids)].sum() == 0
+
+
+def test_malformed_outputs_end_cleanly_with_zero_reward(tiny, dense, scripted):
+    _, tok = tiny
+    cases = {
+        "unterminated": ["<search> never closed", "still nothing", "nope", "nah"],
+        "empty query": ["<search>   </search>", "<search></search>", "x", "y"],
+        "no answer": ["I think it is Paris.", "Paris.", "Paris!", "Paris?"],
+        "too many searches": ["<search> a </search>"] * 10,
+        "text after answer": ["<answer> Paris </answer> and more text <answer> Lyon"],
+    }
+    qs = [QAExample(str(i), f"case {k} question", ["Paris"], "t") for i, k in enumerate(cases)]
+    gen = scripted(tok, {q.question: v for q, v in zip(qs, cases.values())})
+    trajs = _env(tok, gen, dense, max_turns=2).run(qs)
+    by = dict(zip(cases, trajs))
+    for k in ("unterminated", "empty query", "no answer", "too many searches"):
+        assert by[k].em == 0.0 and by[k].answer is None
+    assert by["too many searches"].n_searches == 2 and by["too many searches"].finish == "max_turns"
+    assert by["unterminated"].segments[1].text == INVALID_ACTION and by["unterminated"].n_searches == 0
+    assert by["text after answer"].answer == "Paris" and by["text after answer"].em == 1.0
+
+
+def test_observation_truncated_and_total_cap(tiny, dense, scripted):
+    _, tok = tiny
+    q = _q(5)
+    gen = scripted(tok, {q.question: ["<search> Scott Derrickson </search>"] * 5})
+    [t] = _env(tok, gen, dense, max_obs_tokens=10, max_turns=5, max_total_tokens=400).run([q])
+    assert all(s.n_tokens <= 10 for s in t.segments if s.kind == "information")
+    assert len(t.prompt_ids) + len(t.response_ids) <= 400
+
+
+def test_cut_at_stop_is_token_exact(tiny):
+    _, tok = tiny
+    ids = tok("<search> a b </search> junk after <answer> x </answer>", add_special_tokens=False).input_ids
+    cut = cut_at_stop(ids, tok)
+    assert tok.decode(cut).endswith("</search>") and ids[: len(cut)] == cut
+    eos = tok.eos_token_id
+    assert cut_at_stop([ids[0], eos, ids[1]], tok, eos_id=eos) == [ids[0], eos]
+    assert cut_at_stop(ids[:3], tok) == ids[:3]
+    assert parse_action("<search> q </search>") == ("search", "q")
+    assert parse_action("<answer>a</answer>") == ("answer", "a")
+    assert parse_action("nothing") == (None, "")
+
+
+def test_real_tiny_model_rollout(tiny, dense, smoke_cfg):
+    from dgpo_lib.data import load_eval_sets
+    model, tok = tiny
+    qs = load_eval_sets(smoke_cfg)["nq"]
+    env = SearchEnv(HFGenerator(model, tok), dense, tok, RolloutSettings.from_config(smoke_cfg, greedy=True))
+    a = env.run(qs)
+    b = env.run(qs)
+    assert [t.response_ids for t in a] == [t.response_ids for t in b]  # greedy is deterministic
+    for t in a:
+        assert len(t.action_mask) == len(t.response_ids) > 0
+        assert t.finish in ("answer", "eos", "max_turns", "length")
+        model_turns = [s for s in t.segments if s.kind == "model"]
+        assert all(s.n_tokens <= smoke_cfg.rollout.max_turn_tokens for s in model_turns)
