@@ -1,0 +1,40 @@
+"""Greedy evaluation on the benchmark subsets: EM (the paper's metric), F1, searches, hit ratio."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from .data import QAExample
+from .io_utils import atomic_write_json, provenance
+from .rollout import HFGenerator, RolloutSettings, SearchEnv, Trajectory, run_batched
+from .trajectories import write_records
+
+
+def summarize_set(trajs: Sequence[Trajectory]) -> dict:
+    n = max(len(trajs), 1)
+    finishes: dict[str, int] = {}
+    for t in trajs:
+        finishes[t.finish] = finishes.get(t.finish, 0) + 1
+    return {"n": len(trajs), "em": sum(t.em for t in trajs) / n, "f1": sum(t.f1 for t in trajs) / n,
+            "searches": sum(t.n_searches for t in trajs) / n,
+            "hit_ratio": sum(t.info_contains_answer() for t in trajs) / n,
+            "answered": sum(t.answer is not None for t in trajs) / n,
+            "model_tokens": sum(sum(t.action_mask) for t in trajs) / n, "finish": finishes}
+
+
+def evaluate(model, tokenizer, retriever, eval_sets: dict[str, list[QAExample]], cfg, out_dir: Path | None = None,
+             name: str = "", progress: bool = True) -> dict:
+    """Run every eval set greedily; write per-question records and a summary (with provenance) if out_dir."""
+    env = SearchEnv(HFGenerator(model, tokenizer), retriever, tokenizer, RolloutSettings.from_config(cfg, greedy=True))
+    per_set = {}
+    for ds, qs in eval_sets.items():
+        trajs = run_batched(env, qs, cfg.eval.batch_size, desc=f"eval {name} {ds}", progress=progress)
+        per_set[ds] = summarize_set(trajs)
+        if out_dir is not None:
+            write_records(Path(out_dir) / f"records_{ds}.jsonl", trajs)
+    ems = [v["em"] for v in per_set.values()]
+    summary = {"method": name, "per_set": per_set, "avg_em": sum(ems) / max(len(ems), 1),
+               "timing": {**env.gen.stats, **env.stats}, "provenance": provenance(cfg)}
+    if out_dir is not None:
+        atomic_write_json(Path(out_dir) / "summary.json", summary)
+    return summary

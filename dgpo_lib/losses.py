@@ -1,0 +1,118 @@
+"""Distillation losses as pure functions on logits.
+
+Per-token functions take student logits `s` and teacher logits `t` of shape [..., V] and return [...].
+`masked_loss(fn, s, t, mask)` averages one of them over the positions where `mask` is 1 (the model's own
+tokens): prompt and retrieved `<information>` tokens never contribute, and get exactly zero gradient, because
+they are dropped before the loss is computed. Everything is computed in float32.
+
+Notation: p_S = softmax(s), p_T = softmax(t); KL(p||q) = sum_v p_v (log p_v - log q_v).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _ls(x: torch.Tensor) -> torch.Tensor:
+    return F.log_softmax(x.float(), dim=-1)
+
+
+def _kl(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """KL(p||q) from log-probabilities, per position."""
+    return (logp.exp() * (logp - logq)).sum(-1)
+
+
+def forward_kl(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """KD / DGPO cold start: KL(p_T || p_S) = sum_v p_T (log p_T - log p_S).
+    (TAID's `forward_kl` drops the teacher-entropy term; the gradient is the same.)"""
+    return _kl(_ls(t), _ls(s))
+
+
+def reverse_kl(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """KL(p_S || p_T) = sum_v p_S (log p_S - log p_T)."""
+    return _kl(_ls(s), _ls(t))
+
+
+def generalized_jsd(s: torch.Tensor, t: torch.Tensor, beta: float = 0.1) -> torch.Tensor:
+    """GKD: JSD_beta = beta KL(p_T || M) + (1 - beta) KL(p_S || M), M = beta p_T + (1 - beta) p_S.
+    beta -> 0 behaves like forward KL and beta -> 1 like reverse KL (after rescaling by 1/beta or 1/(1-beta));
+    at the endpoints themselves we return the limit, as TRL does: beta=0 forward KL, beta=1 reverse KL."""
+    ls, lt = _ls(s), _ls(t)
+    if beta <= 0:
+        return _kl(lt, ls)
+    if beta >= 1:
+        return _kl(ls, lt)
+    lm = torch.logsumexp(torch.stack([lt + math.log(beta), ls + math.log(1 - beta)]), dim=0)
+    return beta * _kl(lt, lm) + (1 - beta) * _kl(ls, lm)
+
+
+def skew_forward_kl(s: torch.Tensor, t: torch.Tensor, alpha: float = 0.1) -> torch.Tensor:
+    """DistiLLM SKL_alpha = KL(p_T || alpha p_T + (1 - alpha) p_S); the gradient flows through the mixture."""
+    ls, lt = _ls(s), _ls(t)
+    lm = torch.logsumexp(torch.stack([lt + math.log(alpha), ls + math.log(1 - alpha)]), dim=0)
+    return _kl(lt, lm)
+
+
+def skew_reverse_kl(s: torch.Tensor, t: torch.Tensor, alpha: float = 0.1) -> torch.Tensor:
+    """DistiLLM SRKL_alpha = KL(p_S || (1 - alpha) p_T + alpha p_S)."""
+    ls, lt = _ls(s), _ls(t)
+    lm = torch.logsumexp(torch.stack([lt + math.log(1 - alpha), ls + math.log(alpha)]), dim=0)
+    return _kl(ls, lm)
+
+
+def taid_target_logits(s: torch.Tensor, t: torch.Tensor, t_interp: float) -> torch.Tensor:
+    """TAID's moving target in logit space: (1 - t) stopgrad(s) + t * t_logits."""
+    return (1 - t_interp) * s.detach().float() + t_interp * t.float()
+
+
+def taid_loss(s: torch.Tensor, t: torch.Tensor, t_interp: float = 0.4) -> torch.Tensor:
+    """TAID: KL(p_t || p_S) with p_t = softmax((1 - t) stopgrad(s) + t z_T); t rises towards 1 (TAIDSchedule)."""
+    return _kl(_ls(taid_target_logits(s, t, t_interp)), _ls(s))
+
+
+def token_nll(s: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """SeqKD / SFT: -log p_S(y_t), the hard-label cross-entropy on the teacher's text."""
+    return -_ls(s).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def masked_loss(fn, s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, **kw) -> torch.Tensor:
+    """Mean of a per-token loss over the positions where `mask` is 1 ([B, T, V] logits, [B, T] mask)."""
+    m = mask.bool()
+    if not m.any():
+        return s.sum() * 0.0
+    return fn(s[m], t[m], **kw).mean()
+
+
+class TAIDSchedule:
+    """TAID's adaptive interpolation: t rises linearly from t_start to t_end with the training progress, and
+    faster while the loss falls quickly (momentum of the relative loss change, step size alpha)."""
+
+    def __init__(self, t_start=0.4, t_end=1.0, alpha=5e-4, beta=0.99, total_steps=1):
+        self.t_start, self.t_end, self.alpha, self.beta, self.total = t_start, t_end, alpha, beta, max(total_steps, 1)
+        self.t, self.m, self.prev_loss = t_start, 0.0, None
+
+    def update(self, step: int, loss: float) -> float:
+        if self.prev_loss is not None and self.prev_loss > 0:
+            rel = (self.prev_loss - loss) / self.prev_loss
+            self.m = self.beta * self.m + (1 - self.beta) * rel
+        self.prev_loss = loss
+        target = self.t_start + (self.t_end - self.t_start) * min(1.0, step / self.total)
+        adaptive = self.t + self.alpha / (1 + math.exp(-self.m)) * (1 - self.t)
+        self.t = min(self.t_end, max(target, adaptive))
+        return self.t
+
+    def state_dict(self) -> dict:
+        return {"t": self.t, "m": self.m, "prev_loss": self.prev_loss}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.t, self.m, self.prev_loss = d["t"], d["m"], d["prev_loss"]
+
+
+KD_LOSSES = {
+    "kd": forward_kl,
+    "gkd": generalized_jsd,
+    "distillm": skew_reverse_kl,
+    "taid": taid_loss,
+}

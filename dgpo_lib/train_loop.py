@@ -1,0 +1,113 @@
+"""The one training loop every method uses: resumable checkpoints, a metrics log, a progress bar.
+
+A checkpoint holds the trainable weights (safetensors), optimiser and scheduler states, the torch RNG state and
+any stateful helper (TAID's t, DistiLLM's replay probability). Data order is a pure function of (seed, step),
+so a run killed at any point and restarted from its latest checkpoint ends with the same weights and metrics
+as a run that was never interrupted.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .io_utils import append_jsonl, atomic_write_jsonl, read_jsonl_tolerant
+
+log = logging.getLogger(__name__)
+
+
+def linear_warmup(optimizer, total_steps: int, warmup_ratio: float):
+    """Linear warm-up, then constant (Search-R1/veRL's schedule)."""
+    warm = max(0, int(round(total_steps * warmup_ratio)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+
+
+def trainable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    names = {n for n, p in module.named_parameters() if p.requires_grad}
+    return {k: v.detach().contiguous().clone() for k, v in module.state_dict().items() if k in names}
+
+
+class Checkpointer:
+    def __init__(self, folder: Path, keep: int = 2):
+        self.folder, self.keep = Path(folder), keep
+
+    def latest(self) -> Path | None:
+        done = sorted((p for p in self.folder.glob("step_*") if (p / "state.json").exists()),
+                      key=lambda p: int(p.name.split("_")[1]))
+        return done[-1] if done else None
+
+    def save(self, step: int, modules: dict, optimizers: dict, schedulers: dict, helpers: dict) -> Path:
+        from safetensors.torch import save_file
+
+        out = self.folder / f"step_{step}"
+        tmp = self.folder / f".step_{step}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name, m in modules.items():
+            save_file(trainable_state(m), str(tmp / f"{name}.safetensors"))
+        torch.save({"optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                    "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
+                    "torch_rng": torch.get_rng_state()}, tmp / "optim.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step,
+                                                    "helpers": {k: h.state_dict() for k, h in helpers.items()}}))
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)  # a directory appears complete or not at all
+        for old in sorted(self.folder.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))[:-self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return out
+
+    def load(self, path: Path, modules: dict, optimizers: dict, schedulers: dict, helpers: dict) -> int:
+        from safetensors.torch import load_file
+
+        for name, m in modules.items():
+            missing = m.load_state_dict(load_file(str(path / f"{name}.safetensors")), strict=False)
+            if missing.unexpected_keys:
+                raise RuntimeError(f"{path}/{name}.safetensors has unexpected keys {missing.unexpected_keys[:3]}")
+        blob = torch.load(path / "optim.pt", weights_only=True)  # our own file, still never a full unpickle
+        for k, o in optimizers.items():
+            o.load_state_dict(blob["optimizers"][k])
+        for k, s in schedulers.items():
+            s.load_state_dict(blob["schedulers"][k])
+        torch.set_rng_state(blob["torch_rng"])
+        state = json.loads((path / "state.json").read_text())
+        for k, h in helpers.items():
+            h.load_state_dict(state["helpers"][k])
+        return int(state["step"])
+
+
+def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict], modules: dict,
+                 optimizers: dict, schedulers: dict, helpers: dict | None = None, save_every: int = 10,
+                 desc: str = "train", progress: bool = True, stop_after: int | None = None) -> list[dict]:
+    """Run `step_fn(step)` for the remaining steps; `stop_after` ends early (used to test resumption)."""
+    from tqdm.auto import tqdm
+
+    helpers = helpers or {}
+    run_dir = Path(run_dir)
+    ck = Checkpointer(run_dir / "ckpt")
+    metrics_path = run_dir / "metrics.jsonl"
+    start = 0
+    latest = ck.latest()
+    if latest is not None:
+        start = ck.load(latest, modules, optimizers, schedulers, helpers)
+        log.info("%s: resuming from %s", desc, latest)
+    # drop rows logged after the checkpoint we resume from (they will be recomputed identically)
+    rows = [r for r in read_jsonl_tolerant(metrics_path) if r.get("step", 0) <= start]
+    atomic_write_jsonl(metrics_path, rows)
+    bar = tqdm(range(start, total_steps), desc=desc, unit="step", disable=not progress, initial=start,
+               total=total_steps)
+    for step in bar:
+        t0 = time.perf_counter()
+        m = step_fn(step)
+        m = {"step": step + 1, **{k: float(v) for k, v in m.items()}, "step_s": time.perf_counter() - t0}
+        append_jsonl(metrics_path, m)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in m.items() if k in ("loss", "reward", "em", "kl_teacher")})
+        if (step + 1) % save_every == 0 or step + 1 == total_steps:
+            ck.save(step + 1, modules, optimizers, schedulers, helpers)
+        if stop_after is not None and step + 1 >= stop_after:
+            break
+    return read_jsonl_tolerant(metrics_path)

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from dgpo_lib import rl_math as R
+
+
+def test_dgpo_penalty_zero_on_correct_and_formula_on_wrong():
+    scores = torch.tensor([1.0, 0.0])
+    logp = torch.tensor([[-1.0, -2.0, -0.5], [-1.0, -3.0, 0.0]])
+    ref = torch.tensor([[-1.5, -1.0, -0.5], [-2.0, -1.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.bool)
+    beta = 0.001
+    r, k1 = R.token_rewards(scores, logp, ref, mask, beta, "selective")
+    # correct trajectory: the EM reward on its last token, no KL term at all
+    assert r[0].tolist() == [0.0, 0.0, 1.0]
+    # wrong trajectory: r_t = -beta * (log pi - log pi_teacher) on its own tokens, 0 on padding
+    assert r[1].tolist() == pytest.approx([-beta * 1.0, -beta * -2.0, 0.0])
+    assert k1[1, :2].tolist() == [1.0, -2.0]
+    r_all, _ = R.token_rewards(scores, logp, ref, mask, beta, "always")
+    assert r_all[0].tolist() == pytest.approx([-beta * 0.5, -beta * -1.0, 1.0])
+    r_none, _ = R.token_rewards(scores, logp, ref, mask, beta, "none")
+    assert r_none[1].abs().sum() == 0
+
+
+def test_gae_gamma_lambda_one_is_return_to_go_minus_value():
+    r = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
+    v = torch.tensor([[0.2, 0.5, 0.7, 9.0]])
+    mask = torch.tensor([[1, 1, 1, 0]], dtype=torch.bool)
+    adv, ret = R.gae(r, v, mask, 1.0, 1.0)
+    assert adv[0, :3].tolist() == pytest.approx([0.8, 0.5, 0.3])
+    assert ret[0, :3].tolist() == pytest.approx([1.0, 1.0, 1.0]) and adv[0, 3] == 0
+
+
+def test_gae_with_discount_by_hand():
+    r = torch.tensor([[0.5, 1.0]])
+    v = torch.tensor([[0.1, 0.4]])
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    adv, _ = R.gae(r, v, mask, 0.9, 0.8)
+    d1 = 1.0 - 0.4
+    d0 = 0.5 + 0.9 * 0.4 - 0.1
+    assert adv[0].tolist() == pytest.approx([d0 + 0.9 * 0.8 * d1, d1])
+
+
+def test_ppo_clip_and_value_clip():
+    old = torch.log(torch.tensor([[0.5, 0.5]]))
+    new = torch.log(torch.tensor([[0.9, 0.3]]))  # ratios 1.8 and 0.6
+    adv = torch.tensor([[1.0, -1.0]])
+    m = torch.ones(1, 2, dtype=torch.bool)
+    loss, cf, _ = R.ppo_policy_loss(new, old, adv, m, 0.2)
+    assert float(loss) == pytest.approx((-1.2 + 0.8) / 2) and float(cf) == 1.0
+    vl, vcf = R.value_loss(torch.tensor([[2.0]]), torch.tensor([[0.0]]), torch.tensor([[1.0]]),
+                           torch.ones(1, 1, dtype=torch.bool), 0.5)
+    assert float(vl) == pytest.approx(0.5 * max(1.0, 0.25)) and float(vcf) == 0.0
+
+
+def test_grpo_advantages_and_k3():
+    adv = R.grpo_advantages(torch.tensor([1.0, 0.0, 0.0, 0.0]), torch.tensor([0, 0, 1, 1]))
+    assert adv[:2].tolist() == pytest.approx([0.7071, -0.7071], abs=1e-3) and adv[2:].abs().sum() == 0
+    assert float(R.k3(torch.tensor(-1.0), torch.tensor(-1.0))) == 0.0
+    assert float(R.k3(torch.tensor(-1.0), torch.tensor(-2.0))) == pytest.approx(torch.exp(torch.tensor(-1.0)) + 1 - 1)

@@ -1,0 +1,139 @@
+"""Every trainer runs on the smoke preset, changes what it should, and resumes exactly after an interruption."""
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from dgpo_lib import kd, rl
+from dgpo_lib.data import load_train_questions
+from dgpo_lib.io_utils import seed_everything
+from dgpo_lib.policy import ValueModel
+from dgpo_lib.rollout import HFGenerator, RolloutSettings, SearchEnv
+from dgpo_lib.trajectories import OracleGenerator, seqs_of
+
+
+@pytest.fixture(scope="module")
+def questions(smoke_cfg):
+    return load_train_questions(smoke_cfg)
+
+
+@pytest.fixture(scope="module")
+def kd_data(smoke_cfg, tiny, dense, questions):
+    _, tok = tiny
+    env = SearchEnv(OracleGenerator(tok, questions), dense, tok, RolloutSettings.from_config(smoke_cfg, True))
+    return seqs_of(env.run(questions[:8]))
+
+
+def _fresh(smoke_cfg):
+    from dgpo_lib.models import load_role
+    seed_everything(smoke_cfg.seed)
+    return load_role(smoke_cfg, "student")
+
+
+def _rollout_fn(smoke_cfg, dense):
+    def make(actor, qs):
+        from dgpo_lib.models import load_tokenizer
+        tok = make.tok
+        env = SearchEnv(HFGenerator(actor, tok), dense, tok, RolloutSettings.from_config(smoke_cfg, greedy=False))
+        return env.run(qs)
+    return make
+
+
+def _params(m):
+    return {k: v.detach().clone() for k, v in m.named_parameters()}
+
+
+def _changed(before, model):
+    return any(not torch.equal(before[k], v) for k, v in model.named_parameters() if k in before)
+
+
+@pytest.mark.parametrize("method", kd.KD_METHODS)
+def test_every_kd_method_runs_two_steps_and_learns(method, smoke_cfg, tiny_teacher, kd_data, dense, questions,
+                                                   tmp_path):
+    student, tok = _fresh(smoke_cfg)
+    teacher, _ = tiny_teacher
+    before = _params(student)
+
+    def student_rollout(step, n):
+        env = SearchEnv(HFGenerator(student, tok), dense, tok, RolloutSettings.from_config(smoke_cfg, False))
+        return seqs_of(env.run(questions[:n]))
+
+    cfg = copy.deepcopy(smoke_cfg)
+    cfg.kd.gkd_lambda = 1.0 if method == "gkd" else cfg.kd.gkd_lambda  # exercise the on-policy branch
+    rows = kd.train_kd(method, student, tok, teacher, kd_data, cfg, tmp_path / method,
+                       student_rollout=student_rollout, progress=False, out_dir=tmp_path / "out")
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) and r["loss"] > 0 for r in rows)
+    assert _changed(before, student)
+    assert (tmp_path / "out" / "model.safetensors").exists()
+    if method == "gkd":
+        assert all(r["on_policy"] == 1.0 for r in rows)
+    if method == "taid":
+        assert rows[1]["taid_t"] >= rows[0]["taid_t"] >= cfg.kd.taid_t_start
+
+
+@pytest.mark.parametrize("setup", [rl.RLSetup("ppo", "selective", 1e-3, "teacher"),
+                                   rl.RLSetup("ppo", "always", 1e-3, "initial"),
+                                   rl.RLSetup("grpo", "selective", 1e-3, "teacher")], ids=["dgpo", "ppo", "grpo"])
+def test_rl_steps_change_actor_and_critic(setup, smoke_cfg, tiny_teacher, dense, questions, tmp_path):
+    actor, tok = _fresh(smoke_cfg)
+    teacher, _ = tiny_teacher
+    make = _rollout_fn(smoke_cfg, dense)
+    make.tok = tok
+    critic = None
+    if setup.algo == "ppo":
+        actor.save_pretrained(tmp_path / "init")
+        critic = ValueModel.from_causal_lm(str(tmp_path / "init"))
+        critic_before = _params(critic)
+    before = _params(actor)
+    rows = rl.train_rl(setup, actor, tok, None, teacher, questions, make, smoke_cfg, tmp_path / "run",
+                       progress=False, critic=critic)
+    assert [r["step"] for r in rows] == [1, 2]
+    assert _changed(before, actor)
+    for key in ("em", "wrong_share", "searches", "entropy", "clipfrac", "kl_teacher", "tokens_per_s"):
+        assert key in rows[-1]
+    if critic is not None:
+        assert _changed(critic_before, critic)
+        assert not torch.equal(critic_before["head.weight"], critic.head.weight)
+        assert rows[-1]["vf_loss"] > 0
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k not in ("step_s", "tokens_per_s", "rollout_s")} for r in rows]
+
+
+def test_kd_kill_and_resume_matches_uninterrupted(smoke_cfg, tiny_teacher, kd_data, tmp_path):
+    cfg = copy.deepcopy(smoke_cfg)
+    cfg.kd.steps, cfg.train.save_every = 4, 1
+    teacher, _ = tiny_teacher
+    a, tok = _fresh(cfg)
+    full = kd.train_kd("taid", a, tok, teacher, kd_data, cfg, tmp_path / "a", progress=False)
+    b, _ = _fresh(cfg)
+    kd.train_kd("taid", b, tok, teacher, kd_data, cfg, tmp_path / "b", progress=False, stop_after=2)
+    b2, _ = _fresh(cfg)  # a new process would start from the initial weights and find the checkpoint
+    resumed = kd.train_kd("taid", b2, tok, teacher, kd_data, cfg, tmp_path / "b", progress=False)
+    assert _strip(resumed) == _strip(full)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b2.parameters()))
+
+
+def test_ppo_kill_and_resume_matches_uninterrupted(smoke_cfg, tiny_teacher, dense, questions, tmp_path):
+    cfg = copy.deepcopy(smoke_cfg)
+    cfg.rl.steps, cfg.train.save_every = 3, 1
+    teacher, _ = tiny_teacher
+
+    def run(folder, stop_after=None):
+        actor, tok = _fresh(cfg)
+        actor.save_pretrained(tmp_path / "init")
+        make = _rollout_fn(cfg, dense)
+        make.tok = tok
+        setup = rl.RLSetup("ppo", "selective", 1e-3, "teacher")
+        rows = rl.train_rl(setup, actor, tok, str(tmp_path / "init"), teacher, questions, make, cfg,
+                           tmp_path / folder, progress=False, stop_after=stop_after)
+        return rows, actor
+
+    full, a = run("a")
+    run("b", stop_after=1)
+    resumed, b = run("b")
+    assert _strip(resumed) == _strip(full)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
