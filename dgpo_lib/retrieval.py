@@ -73,7 +73,7 @@ class Encoder:
 
     def _encode(self, texts: Sequence[str], batch_size: int, progress: bool = False) -> np.ndarray:
         import torch
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         # Sort by length so each batch pads little; scatter back to input order.
@@ -120,7 +120,7 @@ def make_faiss_index(dim: int, index_type: str, n: int, nlist: int = 1024, pq_m:
 def encode_corpus_chunked(encoder: Encoder, passages: Sequence[Passage], out_dir: Path, chunk: int = 4096,
                           batch_size: int = 128, progress: bool = True) -> np.ndarray:
     """Encode in chunks saved as .npy; a killed build resumes at the first missing chunk."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     n_chunks = (len(passages) + chunk - 1) // chunk

@@ -185,9 +185,9 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
                 for o in optims.values():
                     o.step()
                 stats["pg_loss"] += pg.item()
-                stats["clipfrac"] += float(cf)
+                stats["clipfrac"] += cf.item()
                 stats["entropy"] += entropy.item()
-                stats["approx_kl"] += float(akl)
+                stats["approx_kl"] += akl.item()
                 n_updates += 1
         for sc in scheds.values():
             sc.step()

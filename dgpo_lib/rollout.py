@@ -259,7 +259,7 @@ class SearchEnv:
 
 def run_batched(env: SearchEnv, questions: Sequence[QAExample], batch_size: int, desc: str = "rollout",
                 progress: bool = True, on_batch: Callable | None = None) -> list[Trajectory]:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     out: list[Trajectory] = []
     for s in tqdm(range(0, len(questions), batch_size), desc=desc, unit="batch", disable=not progress):

@@ -84,7 +84,7 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
                  optimizers: dict, schedulers: dict, helpers: dict | None = None, save_every: int = 10,
                  desc: str = "train", progress: bool = True, stop_after: int | None = None) -> list[dict]:
     """Run `step_fn(step)` for the remaining steps; `stop_after` ends early (used to test resumption)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     helpers = helpers or {}
     run_dir = Path(run_dir)

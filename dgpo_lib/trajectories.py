@@ -49,6 +49,8 @@ def save_dataset(ds, out: Path, cfg=None, **info) -> None:
 def load_seqs(folder: Path) -> list[Seq]:
     from datasets import load_from_disk
 
+    if not any(Path(folder).glob("*.arrow")):  # an empty dataset saves no shard
+        return []
     ds = load_from_disk(str(folder))
     return [Seq(r["prompt_ids"], r["response_ids"], r["action_mask"]) for r in ds]
 

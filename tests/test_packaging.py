@@ -35,3 +35,19 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     ci = (REPO_ROOT / ".ci/run").read_text()
     assert test in ci
     assert "trust_remote_code=True" not in "".join(p.read_text() for p in (REPO_ROOT / "dgpo_lib").glob("*.py"))
+
+
+def test_notebooks_match_their_source_and_have_parameters():
+    import json
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, str(REPO_ROOT / "scripts/build_notebooks.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+    for p in (REPO_ROOT / "notebooks").glob("*.ipynb"):
+        nb = json.loads(p.read_text())
+        tagged = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+        assert len(tagged) == 1, p.name
+        assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), p.name
+        # notebooks narrate and call the library: no long code cells
+        assert all(len("".join(c["source"]).splitlines()) <= 15 for c in nb["cells"] if c["cell_type"] == "code"), p.name

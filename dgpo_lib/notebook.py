@@ -1,0 +1,46 @@
+"""What every notebook does first: configure logging and style, build the run, and say which preset the
+outputs below come from (so smoke outputs are never mistaken for results)."""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+
+from .config import load_config
+from .pipeline import Run
+from .report import set_style
+
+BANNERS = {
+    "smoke": "These outputs come from the **smoke** preset: tiny *random* models and a small slice of the data. "
+             "They check that the code runs end to end; the numbers mean nothing about the method.",
+    "cpu": "These outputs come from the **cpu** preset: real pretrained models (SmolLM2-135M teacher, a 10-layer "
+           "pruned SmolLM2 student) and real retrieval over ~15k Wikipedia passages, on 2 CPU cores. They are the "
+           "project's committed reference results; compare them with the paper's only in shape, not in scale.",
+    "paper": "These outputs come from the **paper** preset (Qwen2.5-3B -> 0.5B, wiki-18, GPUs).",
+}
+
+
+def start(preset: str = "smoke", seed: int = 0, overrides: dict | None = None, progress: bool = False):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1" if preset != "paper" else os.environ.get("HF_HUB_OFFLINE", "0"))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
+    for noisy in ("httpx", "transformers", "datasets", "sentence_transformers", "filelock", "faiss", "faiss.loader"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        from transformers.utils import logging as hf_logging
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    cfg = load_config(preset, {**(overrides or {}), "seed": seed})
+    set_style()
+    return Run(cfg, progress=progress), cfg
+
+
+def banner(run: Run):
+    from IPython.display import Markdown, display
+
+    cfg = run.cfg
+    display(Markdown(f"```{{note}}\n{BANNERS.get(cfg.preset, '')}\n\nPreset `{cfg.preset}`, seed {cfg.seed}, "
+                     f"config hash `{cfg.hash()}`, run folder `{run.dir.name}`, {os.cpu_count()} CPU cores, "
+                     f"{platform.python_implementation()} {platform.python_version()}.\n```"))

