@@ -56,6 +56,7 @@ class RetrievalConfig:
     hnsw_m: int = _f(32, "HNSW neighbours per node")
     topk: int = _f(3, "passages returned per search")
     encode_batch: int = _f(128, "passages per encoder batch")
+    encode_chunk: int = _f(4096, "passages per saved embedding chunk (a killed index build resumes per chunk)")
     max_length: int = _f(256, "encoder max tokens per passage")
     server_url: str | None = _f(None, "use a Search-R1 compatible POST /retrieve server instead of the in-process index")
 

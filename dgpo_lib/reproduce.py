@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="folder for the executed notebooks (default book/executed)")
     ap.add_argument("--only", nargs="*", help="notebook prefixes to run, e.g. 00 01")
     ap.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. rl.beta=0.01")
-    a = ap.parse_args(argv)
+    a = ap.parse_intermixed_args(argv)
     try:
         ov = _dotted_to_nested(a.overrides)
         flat = {}

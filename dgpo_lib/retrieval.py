@@ -153,12 +153,12 @@ class DenseRetriever:
     @classmethod
     def build(cls, passages: list[Passage], encoder: Encoder, index_dir: str | Path, index_type: str = "flat",
               batch_size: int = 128, nlist: int = 1024, pq_m: int = 64, hnsw_m: int = 32, nprobe: int = 32,
-              progress: bool = True) -> "DenseRetriever":
+              progress: bool = True, chunk: int = 4096) -> "DenseRetriever":
         import faiss
 
         index_dir = Path(index_dir)
-        emb = encode_corpus_chunked(encoder, passages, index_dir / "chunks", batch_size=batch_size,
-                                    progress=progress)
+        chunks = index_dir / f"chunks-{corpus_fingerprint(passages)}-{encoder.name.replace('/', '_')}-{chunk}"
+        emb = encode_corpus_chunked(encoder, passages, chunks, chunk=chunk, batch_size=batch_size, progress=progress)
         index = make_faiss_index(encoder.dim, index_type, len(passages), nlist, pq_m, hnsw_m)
         if not index.is_trained:
             index.train(emb)
@@ -257,7 +257,7 @@ def build_retriever(cfg, passages: list[Passage], index_dir: str | Path | None =
         raise ValueError("a dense retriever needs an index_dir")
     return DenseRetriever.load_or_build(passages, enc, index_dir, index_type=r.index_type,
                                         batch_size=r.encode_batch, nlist=r.nlist, pq_m=r.pq_m, hnsw_m=r.hnsw_m,
-                                        nprobe=r.nprobe, progress=progress)
+                                        nprobe=r.nprobe, progress=progress, chunk=r.encode_chunk)
 
 
 def recall_at_k(retriever, questions, k: int = 3) -> dict:

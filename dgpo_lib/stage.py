@@ -1,0 +1,58 @@
+"""Run one cached stage from the command line (what the notebooks call), e.g.
+
+    python -m dgpo_lib.stage kd_taid --preset cpu
+    python -m dgpo_lib.stage rl_dgpo --preset cpu rl.steps=50
+    python -m dgpo_lib.stage index --preset paper
+
+Stages: index, teacher, tgo, kd_<seqkd|kd|gkd|distillm|taid>, rl_<variant>, eval_<row>, results.
+A stage that was interrupted resumes from its latest checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .config import ConfigError, load_config
+from .pipeline import Run
+
+
+def run_stage(run: Run, stage: str):
+    if stage == "index":
+        return len(run.retriever().passages)
+    if stage == "teacher":
+        return run.teacher_path()
+    if stage == "tgo":
+        return str(run.tgo())
+    if stage.startswith("kd_"):
+        return run.kd(stage[3:])
+    if stage.startswith("rl_"):
+        return run.rl(stage[3:])
+    if stage.startswith("eval_"):
+        return run.evaluate(stage[5:])["avg_em"]
+    if stage == "results":
+        return run.results(list(run.cfg.eval.methods) + list(run.cfg.eval.ablations))["avg_em"]
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("stage")
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("overrides", nargs="*", help="key=value config overrides")
+    a = ap.parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(a.preset, a.overrides)
+        out = run_stage(Run(cfg, progress=not a.quiet), a.stage)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"stage {a.stage}: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps({"stage": a.stage, "result": out}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
