@@ -19,6 +19,7 @@ import torch
 from . import data as D
 from .config import Config
 from .io_utils import atomic_write_json, provenance, seed_everything
+from .precision import set_compute_dtype
 from .models import count_parameters, load_model, load_role, resolve_model_path
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Run:
     def __post_init__(self):
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
+        set_compute_dtype(self.cfg.models.compute_dtype)
         self._retriever = None
         self._models: dict = {}
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .precision import amp
 from .rollout import Batch
 
 
@@ -25,8 +26,9 @@ def action_logits(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torc
     pm = predict_positions(batch)
     keep = pm.any(0).nonzero().squeeze(1)
     dev = next(model.parameters()).device
-    out = model(input_ids=batch.input_ids.to(dev), attention_mask=batch.attention_mask.to(dev),
-                logits_to_keep=keep.to(dev), use_cache=False)
+    with amp(dev.type):
+        out = model(input_ids=batch.input_ids.to(dev), attention_mask=batch.attention_mask.to(dev),
+                    logits_to_keep=keep.to(dev), use_cache=False)
     sel = pm[:, keep].to(dev)
     targets = batch.input_ids[:, 1:][:, keep].to(dev)[sel]
     return out.logits[sel].float(), targets, pm.sum(1).to(dev)
@@ -56,14 +58,10 @@ class ValueModel(nn.Module):
         return cls(backbone, backbone.config.hidden_size)
 
     def forward(self, input_ids, attention_mask) -> torch.Tensor:
-        h = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        with amp(input_ids.device.type):
+            h = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
         return self.head(h.float()).squeeze(-1)
 
-    def action_values(self, batch: Batch) -> torch.Tensor:
-        """V(s) at every position that predicts an action token, flat [N] in batch order."""
-        dev = self.head.weight.device
-        v = self(batch.input_ids.to(dev), batch.attention_mask.to(dev))[:, :-1]
-        return v[predict_positions(batch).to(dev)]
 
     def save(self, out: Path) -> None:
         from safetensors.torch import save_file
@@ -76,6 +74,14 @@ class ValueModel(nn.Module):
     def load(self, out: Path) -> None:
         from safetensors.torch import load_file
         self.load_state_dict(load_file(str(out / "critic.safetensors")))
+
+
+def action_values(critic, batch: Batch) -> torch.Tensor:
+    """V(s) at every position that predicts an action token, flat [N] in batch order. Goes through the module's
+    forward, so a DDP-wrapped critic syncs its gradients."""
+    dev = next(critic.parameters()).device
+    v = critic(batch.input_ids.to(dev), batch.attention_mask.to(dev))[:, :-1]
+    return v[predict_positions(batch).to(dev)]
 
 
 def add_lora(model: nn.Module, r: int, alpha: int) -> nn.Module:

@@ -21,7 +21,7 @@ import torch
 
 from . import rl_math as R
 from .kd import length_buckets
-from .policy import ValueModel, action_logits, add_lora, logprobs_and_entropy, save_policy
+from .policy import ValueModel, action_logits, action_values, add_lora, logprobs_and_entropy, save_policy
 from .rollout import Trajectory, collate_trajectories
 from .train_loop import linear_warmup, run_training
 
@@ -58,7 +58,7 @@ def _values(critic, trajs, pad_id, micro, need_grad=False):
     for idx in length_buckets([len(t.prompt_ids) + len(t.response_ids) for t in trajs], micro):
         b = collate_trajectories([trajs[i] for i in idx], pad_id)
         with torch.set_grad_enabled(need_grad):
-            v = critic.action_values(b)
+            v = action_values(critic, b)
         cnt = b.action_mask[:, 1:].sum(1).tolist()
         off = 0
         for i, c in zip(idx, cnt):
@@ -83,8 +83,14 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
 
     make_rollout(actor, questions) -> trajectories (sampled at the rollout temperature).
     teacher: the teacher model (DGPO's reference; also used to log KL to the teacher for every method)."""
+    from accelerate import Accelerator
+
     rc, tc = cfg.rl, cfg.train
     pad = tokenizer.pad_token_id
+    # Under `accelerate launch` each process rolls out its share of the prompts and DDP averages gradients;
+    # in a single process `prepare` returns the modules unchanged.
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    rank, world = acc.process_index, acc.num_processes
     if setup.reference == "teacher" and teacher is None:
         raise ValueError("reference='teacher' needs a teacher model")
     if tc.lora:
@@ -108,10 +114,22 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
     else:
         raise ValueError(f"unknown RL algorithm {setup.algo!r}")
     micro = tc.micro_batch
+    plain = dict(modules)  # unwrapped modules: what checkpoints and the final model are made of
+    if world > 1:
+        actor, *rest = acc.prepare(actor, *( [critic] if critic is not None else []), *optims.values())
+        if critic is not None:
+            critic, opt_list = rest[0], rest[1:]
+        else:
+            opt_list = rest
+        optims = dict(zip(optims, opt_list))
+        if reference is not None and reference is not teacher:
+            reference.to(acc.device)
+        if teacher is not None:
+            teacher.to(acc.device)
 
     def ref_logprobs(trajs):
         if reference is None:  # LoRA + initial reference: disable adapters
-            with actor.disable_adapter():
+            with acc.unwrap_model(actor).disable_adapter():
                 return _flat_scores(actor, trajs, pad, micro)[0]
         return _flat_scores(reference, trajs, pad, micro)[0]
 
@@ -119,6 +137,7 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
         rng = random.Random(f"{cfg.seed}:rl:{step}")
         n_q = rc.prompts_per_step // (rc.grpo_group if setup.algo == "grpo" else 1)
         qs = [questions[i] for i in rng.sample(range(len(questions)), min(max(n_q, 1), len(questions)))]
+        qs = qs[rank::world]  # this process's share
         group = None
         if setup.algo == "grpo":
             group = torch.arange(len(qs)).repeat_interleave(rc.grpo_group)
@@ -127,10 +146,6 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
         actor.eval()
         trajs = [t for t in make_rollout(actor, qs)]
         t_roll = time.perf_counter() - t0
-        keep = [i for i, t in enumerate(trajs) if sum(t.action_mask) > 0]
-        trajs = [trajs[i] for i in keep]
-        if group is not None:
-            group = group[keep]
         scores = torch.tensor([t.em for t in trajs], dtype=torch.float32)
         with torch.no_grad():
             old_lp, _, mask = _flat_scores(actor, trajs, pad, micro)
@@ -146,7 +161,7 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
                 adv = R.grpo_advantages(scores, group).unsqueeze(1) * mask
                 returns = old_v = None
             if rc.whiten_advantages and setup.algo == "ppo":
-                adv = R.whiten(adv, mask)
+                adv = R.whiten(adv, mask, *(_global_moments(acc, adv, mask) if world > 1 else ()))
         actor.train()
         if critic is not None:
             critic.train()
@@ -156,8 +171,9 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
         order = list(range(len(trajs)))
         for epoch in range(rc.ppo_epochs):
             random.Random(f"{cfg.seed}:rl:{step}:{epoch}").shuffle(order)
-            for s in range(0, len(order), rc.mini_batch):
-                mb = order[s:s + rc.mini_batch]
+            mini = max(1, rc.mini_batch // world)  # the same number of updates on every process (DDP)
+            for s in range(0, len(order), mini):
+                mb = order[s:s + mini]
                 sub = [trajs[i] for i in mb]
                 mmask = mask[mb][:, : max(1, int(mask[mb].sum(1).max()))]
                 A = mmask.shape[1]
@@ -198,11 +214,25 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
              "tokens_per_s": n_tok / max(time.perf_counter() - t0, 1e-9), "rollout_s": t_roll}
         if teach_lp is not None:
             m["kl_teacher"] = float(R.masked_mean(old_lp - teach_lp, mask))
+        if world > 1:  # metrics are means over every process's rollouts
+            keys = sorted(m)
+            vals = acc.reduce(torch.tensor([m[k] for k in keys], device=acc.device), "mean")
+            m = dict(zip(keys, vals.tolist()))
         return m
 
-    rows = run_training(run_dir, rc.steps, step_fn, modules, optims, scheds, save_every=tc.save_every,
-                        desc=f"{setup.algo}", progress=progress, stop_after=stop_after)
+    rows = run_training(run_dir, rc.steps, step_fn, plain, optims, scheds, save_every=tc.save_every,
+                        desc=f"{setup.algo}", progress=progress and acc.is_main_process, stop_after=stop_after,
+                        is_main=acc.is_main_process, barrier=acc.wait_for_everyone)
     actor.eval()
-    if out_dir is not None and (stop_after is None or stop_after >= rc.steps):
-        save_policy(actor, tokenizer, out_dir)
+    if out_dir is not None and (stop_after is None or stop_after >= rc.steps) and acc.is_main_process:
+        save_policy(acc.unwrap_model(actor), tokenizer, out_dir)
+    acc.wait_for_everyone()
     return rows
+
+
+def _global_moments(acc, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of `x` over the action tokens of every process (advantage whitening under DDP)."""
+    m = mask.to(x.dtype)
+    stats = acc.reduce(torch.stack([(x * m).sum(), (x * x * m).sum(), m.sum()]).to(acc.device), "sum").cpu()
+    mean = stats[0] / stats[2].clamp(min=1)
+    return mean, stats[1] / stats[2].clamp(min=1) - mean ** 2

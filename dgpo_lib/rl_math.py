@@ -26,9 +26,11 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum() / m.sum().clamp(min=1)
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
+def whiten(x: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor | None = None, var: torch.Tensor | None = None,
+           eps: float = 1e-8) -> torch.Tensor:
+    """(x - mean) / std over the masked entries; pass global moments when the batch is split across processes."""
+    mean = masked_mean(x, mask) if mean is None else mean
+    var = masked_mean((x - mean) ** 2, mask) if var is None else var
     return ((x - mean) * torch.rsqrt(var + eps)) * mask
 
 

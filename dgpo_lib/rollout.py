@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import torch
 
 from .data import QAExample
+from .precision import amp
 from .prompts import INVALID_ACTION, STOP_STRINGS, build_prompt, information_block
 from .reward import exact_match, extract_answer, f1_score
 
@@ -128,7 +129,8 @@ class HFGenerator:
             kw.update(temperature=temperature, top_p=top_p, top_k=0)
         else:
             kw.update(temperature=None, top_p=None, top_k=None)
-        out = self.model.generate(input_ids=ids.to(device), attention_mask=att.to(device), **kw)
+        with amp(device.type):
+            out = self.model.generate(input_ids=ids.to(device), attention_mask=att.to(device), **kw)
         new = out[:, L:].tolist()
         res = [cut_at_stop(row, self.tokenizer, self.stops, self.eos_id) for row in new]
         self.stats["generate_s"] += time.perf_counter() - t0

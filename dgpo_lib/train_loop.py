@@ -82,8 +82,10 @@ class Checkpointer:
 
 def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict], modules: dict,
                  optimizers: dict, schedulers: dict, helpers: dict | None = None, save_every: int = 10,
-                 desc: str = "train", progress: bool = True, stop_after: int | None = None) -> list[dict]:
-    """Run `step_fn(step)` for the remaining steps; `stop_after` ends early (used to test resumption)."""
+                 desc: str = "train", progress: bool = True, stop_after: int | None = None,
+                 is_main: bool = True, barrier: Callable[[], None] = lambda: None) -> list[dict]:
+    """Run `step_fn(step)` for the remaining steps; `stop_after` ends early (used to test resumption).
+    Under several processes only the main one writes metrics and checkpoints; all of them load."""
     from tqdm import tqdm
 
     helpers = helpers or {}
@@ -97,17 +99,22 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
         log.info("%s: resuming from %s", desc, latest)
     # drop rows logged after the checkpoint we resume from (they will be recomputed identically)
     rows = [r for r in read_jsonl_tolerant(metrics_path) if r.get("step", 0) <= start]
-    atomic_write_jsonl(metrics_path, rows)
+    if is_main:
+        atomic_write_jsonl(metrics_path, rows)
+    barrier()
     bar = tqdm(range(start, total_steps), desc=desc, unit="step", disable=not progress, initial=start,
                total=total_steps)
     for step in bar:
         t0 = time.perf_counter()
         m = step_fn(step)
         m = {"step": step + 1, **{k: float(v) for k, v in m.items()}, "step_s": time.perf_counter() - t0}
-        append_jsonl(metrics_path, m)
+        if is_main:
+            append_jsonl(metrics_path, m)
         bar.set_postfix({k: f"{v:.3g}" for k, v in m.items() if k in ("loss", "reward", "em", "kl_teacher")})
         if (step + 1) % save_every == 0 or step + 1 == total_steps:
-            ck.save(step + 1, modules, optimizers, schedulers, helpers)
+            if is_main:
+                ck.save(step + 1, modules, optimizers, schedulers, helpers)
+            barrier()
         if stop_after is not None and step + 1 >= stop_after:
             break
     return read_jsonl_tolerant(metrics_path)

@@ -1,0 +1,27 @@
+"""`accelerate launch` with 2 CPU processes runs two DGPO steps through the same stage code (DDP over gloo)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dgpo_lib.data import REPO_ROOT
+
+
+def test_accelerate_launch_two_cpu_processes_two_dgpo_steps(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    common = ["--preset", "smoke", "--quiet", f"run_root={tmp_path}", "rl.steps=2", "rl.prompts_per_step=4",
+              "rl.mini_batch=4"]
+    # prerequisites (index, teacher, TGO, KD cold start) once, in one process
+    subprocess.run([sys.executable, "-m", "dgpo_lib.stage", "kd_kd", *common], cwd=REPO_ROOT, env=env, check=True,
+                   capture_output=True, timeout=600)
+    accel = Path(sys.executable).with_name("accelerate")
+    r = subprocess.run([str(accel), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "dgpo_lib.stage", "rl_dgpo",
+                        *common], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    [metrics] = Path(tmp_path).glob("smoke-*/rl_dgpo/metrics.jsonl")
+    rows = [json.loads(x) for x in metrics.read_text().splitlines()]
+    assert [x["step"] for x in rows] == [1, 2]  # one row per step: only the main process writes
+    assert all("kl_teacher" in x and "vf_loss" in x for x in rows)
+    assert list(Path(tmp_path).glob("smoke-*/rl_dgpo/model/model.safetensors"))
