@@ -114,7 +114,7 @@ def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg,
                 t_logits = None
                 if method != "seqkd":
                     with torch.no_grad():
-                        t_logits, _, _ = action_logits(teacher, b)
+                        t_logits = action_logits(teacher, b)[0].to(s_logits.device)
                 loss = per_token(s_logits, t_logits, targets).sum() / n_tok
             if backward:
                 loss.backward()

@@ -33,8 +33,8 @@ def cache_dir() -> Path:
 
 
 def _looks_like_path(name: str) -> bool:
-    return name.startswith(("/", "./", "../", "~")) or os.sep in name.strip("/").split("/", 1)[-1] or \
-        Path(name).suffix != "" or name.count("/") != 1
+    """'org/name' (and 'name') are hub ids; anything absolute, relative-dotted or deeper is a local path."""
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") >= 2
 
 
 def load_tokenizer(path: str | Path):

@@ -53,6 +53,7 @@ class Run:
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         set_compute_dtype(self.cfg.models.compute_dtype)
+        self.device = "cuda" if torch.cuda.is_available() else None
         self._retriever = None
         self._models: dict = {}
 
@@ -122,8 +123,7 @@ class Run:
             if row == "teacher" and self.cfg.teacher.source == "pretrained":
                 self._models[row] = load_role(self.cfg, "teacher")
             else:
-                self._models[row] = load_model(self.model_path(row), self.cfg.models.dtype,
-                                               "cuda" if torch.cuda.is_available() else None)
+                self._models[row] = load_model(self.model_path(row), self.cfg.models.dtype, self.device)
         return self._models[row]
 
     def parameter_counts(self) -> dict:
@@ -158,7 +158,7 @@ class Run:
         if c.teacher.ppo_steps:
             rlc = copy.deepcopy(c)
             rlc.rl.steps = c.teacher.ppo_steps
-            actor, _ = load_model(str(sft_dir))
+            actor, _ = load_model(str(sft_dir), c.models.dtype, self.device)
             train_rl(RLSetup("ppo", "always", c.rl.beta, "initial"), actor, tok, str(sft_dir), None, qs,
                      lambda a, q: self.env(a, tok, False).run(q), rlc, self.stage_dir(name) / "ppo",
                      progress=self.progress, out_dir=out)
@@ -201,7 +201,7 @@ class Run:
         seqs = load_seqs(self.tgo())
         teacher, tok = self.load("teacher")
         seed_everything(self.cfg.seed)
-        student, _ = load_model(self.student_base_path(), self.cfg.models.dtype)
+        student, _ = load_model(self.student_base_path(), self.cfg.models.dtype, self.device)
         qs = self.train_questions()
 
         def student_rollout(step: int, n: int):
@@ -227,7 +227,7 @@ class Run:
         start_path = self.kd("kd") if start == "kd" else self.student_base_path()
         teacher, tok = self.load("teacher")
         seed_everything(self.cfg.seed)
-        actor, _ = load_model(start_path, self.cfg.models.dtype)
+        actor, _ = load_model(start_path, self.cfg.models.dtype, self.device)
         setup = RLSetup(algo, kl_mode, self.cfg.rl.beta if beta is None else beta, ref)
         train_rl(setup, actor, tok, start_path, teacher, self.train_questions(),
                  lambda a, q: self.env(a, tok, greedy=False).run(q), self.cfg, self.stage_dir(name),

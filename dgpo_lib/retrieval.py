@@ -100,8 +100,10 @@ class Encoder:
 
 
 def make_faiss_index(dim: int, index_type: str, n: int, nlist: int = 1024, pq_m: int = 64, hnsw_m: int = 32):
-    """Inner-product index. flat: exact (n*dim*4 bytes); ivf: same memory, ~nprobe/nlist of the work;
-    ivfpq: pq_m bytes/vector (wiki-18 e5 at m=64: ~1.3 GB instead of 65 GB); hnsw: flat memory + graph."""
+    """Inner-product index, memory for wiki-18 (21M passages, e5-base 768-d) in brackets:
+    flat: exact, n*dim*4 bytes (~65 GB; on GPU as Search-R1 does); ivf: the same memory, ~nprobe/nlist of the
+    work; ivfpq: pq_m bytes per vector (m=64: ~1.4 GB, approximate); hnsw: flat memory + ~2*M*4 bytes of graph
+    per vector (~70 GB, fast CPU search)."""
     import faiss
 
     if index_type == "flat":
@@ -118,23 +120,22 @@ def make_faiss_index(dim: int, index_type: str, n: int, nlist: int = 1024, pq_m:
 
 
 def encode_corpus_chunked(encoder: Encoder, passages: Sequence[Passage], out_dir: Path, chunk: int = 4096,
-                          batch_size: int = 128, progress: bool = True) -> np.ndarray:
-    """Encode in chunks saved as .npy; a killed build resumes at the first missing chunk."""
+                          batch_size: int = 128, progress: bool = True):
+    """Yield the corpus embeddings chunk by chunk, each saved as .npy first: a killed build resumes at the
+    first missing chunk, and no more than one chunk of a 21M-passage corpus is ever in memory here."""
     from tqdm import tqdm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     n_chunks = (len(passages) + chunk - 1) // chunk
-    parts = []
     for c in tqdm(range(n_chunks), desc="encode corpus", unit="chunk", disable=not progress):
         f = out_dir / f"emb_{c:05d}.npy"
         if f.exists():
-            arr = np.load(f, allow_pickle=False)
-        else:
-            arr = encoder.encode_passages(passages[c * chunk:(c + 1) * chunk], batch_size)
-            with atomic_path(f, "wb") as fh:
-                np.save(fh, arr, allow_pickle=False)
-        parts.append(arr)
-    return np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float32)
+            yield np.load(f, allow_pickle=False)
+            continue
+        arr = encoder.encode_passages(passages[c * chunk:(c + 1) * chunk], batch_size)
+        with atomic_path(f, "wb") as fh:
+            np.save(fh, arr, allow_pickle=False)
+        yield arr
 
 
 class DenseRetriever:
@@ -158,11 +159,19 @@ class DenseRetriever:
 
         index_dir = Path(index_dir)
         chunks = index_dir / f"chunks-{corpus_fingerprint(passages)}-{encoder.name.replace('/', '_')}-{chunk}"
-        emb = encode_corpus_chunked(encoder, passages, chunks, chunk=chunk, batch_size=batch_size, progress=progress)
+        stream = encode_corpus_chunked(encoder, passages, chunks, chunk=chunk, batch_size=batch_size,
+                                       progress=progress)
         index = make_faiss_index(encoder.dim, index_type, len(passages), nlist, pq_m, hnsw_m)
-        if not index.is_trained:
-            index.train(emb)
-        index.add(emb)
+        pending = []
+        if not index.is_trained:  # IVF: train the quantiser on the first ~64 vectors per list, then stream
+            need = min(len(passages), 64 * getattr(index, "nlist", 1))
+            while sum(len(a) for a in pending) < need:
+                pending.append(next(stream))
+            index.train(np.concatenate(pending)[:need])
+        for arr in pending:
+            index.add(arr)
+        for arr in stream:
+            index.add(arr)
         if hasattr(index, "nprobe"):
             index.nprobe = nprobe
         meta = cls._meta(passages, encoder, index_type)

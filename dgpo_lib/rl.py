@@ -103,7 +103,7 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
     optims["actor"] = torch.optim.AdamW([p for p in actor.parameters() if p.requires_grad], lr=rc.actor_lr)
     scheds["actor"] = linear_warmup(optims["actor"], rc.steps, rc.actor_warmup_ratio)
     if setup.algo == "ppo":
-        critic = critic or ValueModel.from_causal_lm(critic_init)
+        critic = (critic or ValueModel.from_causal_lm(critic_init)).to(next(actor.parameters()).device)
         if tc.lora:
             critic.backbone = add_lora(critic.backbone, tc.lora_r, tc.lora_alpha)
         modules["critic"] = critic
