@@ -71,8 +71,11 @@ class Run:
         return (self.stage_dir(name) / "done.json").exists()
 
     def mark_done(self, name: str, started: float, **info) -> None:
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB, process peak so far
         atomic_write_json(self.stage_dir(name) / "done.json",
-                          provenance(self.cfg, stage=name, wall_s=round(time.time() - started, 1), **info))
+                          provenance(self.cfg, stage=name, wall_s=round(time.time() - started, 1),
+                                     peak_rss_gib=round(peak, 2), **info))
         atomic_write_json(self.dir / "config.json", self.cfg.to_dict())
 
     def stage_info(self, name: str) -> dict:

@@ -147,3 +147,51 @@ def behaviour_frame(records: dict[str, dict[str, list[dict]]], gold_titles: dict
                              else float("nan"),
                              "answered": r["answer"] is not None, "hit": r["info_contains_answer"]})
     return pd.DataFrame(rows)
+
+
+def claims_frame(res: dict) -> pd.DataFrame:
+    """The paper's headline claims, each checked against this run's numbers (no judgement typed by hand)."""
+    a = res["avg_em"]
+    kd_rows = [r for r in ("gkd", "seqkd", "kd", "distillm", "taid") if r in a]
+    best_kd = max(kd_rows, key=lambda r: a[r]) if kd_rows else None
+    rows = []
+
+    def add(claim, ours, holds):
+        rows.append({"claim (paper)": claim, "ours": ours, "holds here": "yes" if holds else "no"})
+
+    if "student" in a:
+        add("the untrained student scores ~0 EM (paper 0.006)", f"{a['student']:.3f}", a["student"] < 0.05)
+    if "kd" in a and "ppo" in a:
+        add("KD cold start beats PPO alone (paper 0.298 vs 0.238)", f"KD {a['kd']:.3f} vs PPO {a['ppo']:.3f}",
+            a["kd"] > a["ppo"])
+    if "dgpo" in a and best_kd:
+        add("DGPO beats every KD baseline on average (paper 0.329 vs best 0.298)",
+            f"DGPO {a['dgpo']:.3f} vs best KD baseline ({row_label(best_kd)}) {a[best_kd]:.3f}", a["dgpo"] > a[best_kd])
+    if "dgpo" in a and "teacher" in a:
+        add("DGPO comes near or above the teacher (paper 0.329 vs 0.353: 93%)",
+            f"DGPO {a['dgpo']:.3f} vs teacher {a['teacher']:.3f}",
+            a["teacher"] > 0 and a["dgpo"] >= 0.9 * a["teacher"])
+    if "dgpo" in a and "ppo" in a:
+        add("DGPO beats PPO (paper 0.329 vs 0.238)", f"DGPO {a['dgpo']:.3f} vs PPO {a['ppo']:.3f}", a["dgpo"] > a["ppo"])
+    return pd.DataFrame(rows)
+
+
+def benchmark_tables(folder=None) -> dict:
+    """{title: (DataFrame, note)} from the JSON files the benchmark scripts wrote."""
+    import json
+    from pathlib import Path
+
+    from .data import REPO_ROOT
+
+    folder = Path(folder or REPO_ROOT / "benchmarks" / "results")
+    out = {}
+    for p in sorted(folder.glob("*.json")):
+        d = json.loads(p.read_text())
+        prov = d.get("provenance", {})
+        note = f"{p.name}, preset {prov.get('preset')}, {prov.get('machine', {}).get('cpus')} CPU cores, " \
+               f"{prov.get('created')}"
+        if "rows" in d:
+            out[p.stem] = (pd.DataFrame(d["rows"]).round(4), note)
+        elif "stages" in d:
+            out[p.stem] = (pd.DataFrame(d["stages"]).round(3), note)
+    return out

@@ -174,36 +174,42 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
             mini = max(1, rc.mini_batch // world)  # the same number of updates on every process (DDP)
             for s in range(0, len(order), mini):
                 mb = order[s:s + mini]
-                sub = [trajs[i] for i in mb]
-                mmask = mask[mb][:, : max(1, int(mask[mb].sum(1).max()))]
-                A = mmask.shape[1]
+                n_tok = mask[mb].sum().clamp(min=1)
                 for o in optims.values():
                     o.zero_grad(set_to_none=True)
-                lp, ent, _ = _flat_scores(actor, sub, pad, micro, need_grad=True)
-                lp, ent = lp[:, :A], ent[:, :A]
-                pg, cf, akl = R.ppo_policy_loss(lp, old_lp[mb][:, :A], adv[mb][:, :A], mmask, rc.clip)
-                entropy = R.masked_mean(ent, mmask)
-                loss = pg - rc.entropy_coef * entropy
-                if setup.algo == "grpo" and setup.kl_mode != "none" and setup.beta > 0:
-                    gate = R.kl_penalty_mask(scores[mb], setup.kl_mode).unsqueeze(1)
-                    kl_loss = R.masked_mean(R.k3(lp, ref_lp[mb][:, :A]) * gate, mmask)
-                    loss = loss + setup.beta * kl_loss
-                    stats["kl_loss"] += kl_loss.item()
-                loss.backward()
+                # one backward per micro-batch (activations of one micro-batch in memory at a time), each
+                # weighted by its share of the mini-batch's tokens: the result is the mini-batch token mean
+                lengths = [len(trajs[i].prompt_ids) + len(trajs[i].response_ids) for i in mb]
+                for part in length_buckets(lengths, micro):
+                    ids = [mb[j] for j in part]
+                    sub = [trajs[i] for i in ids]
+                    lp, ent, mm = _flat_scores(actor, sub, pad, len(sub), need_grad=True)
+                    A = lp.shape[1]
+                    w = mm.sum() / n_tok
+                    pg, cf, akl = R.ppo_policy_loss(lp, old_lp[ids][:, :A], adv[ids][:, :A], mm, rc.clip)
+                    entropy = R.masked_mean(ent, mm)
+                    loss = pg - rc.entropy_coef * entropy
+                    if setup.algo == "grpo" and setup.kl_mode != "none" and setup.beta > 0:
+                        gate = R.kl_penalty_mask(scores[ids], setup.kl_mode).unsqueeze(1)
+                        kl_loss = R.masked_mean(R.k3(lp, ref_lp[ids][:, :A]) * gate, mm)
+                        loss = loss + setup.beta * kl_loss
+                        stats["kl_loss"] += (w * kl_loss).item()
+                    (loss * w).backward()
+                    stats["pg_loss"] += (w * pg).item()
+                    stats["clipfrac"] += (w * cf).item()
+                    stats["entropy"] += (w * entropy).item()
+                    stats["approx_kl"] += (w * akl).item()
+                    if critic is not None:
+                        v = _values(critic, sub, pad, len(sub), need_grad=True)[:, :A]
+                        vl, vcf = R.value_loss(v, old_v[ids][:, :A], returns[ids][:, :A], mm, rc.value_clip)
+                        (vl * w).backward()
+                        stats["vf_loss"] += (w * vl).item()
+                        stats["vf_clipfrac"] += (w * vcf).item()
                 torch.nn.utils.clip_grad_norm_(actor.parameters(), tc.max_grad_norm)
                 if critic is not None:
-                    v = _values(critic, sub, pad, micro, need_grad=True)[:, :A]
-                    vl, vcf = R.value_loss(v, old_v[mb][:, :A], returns[mb][:, :A], mmask, rc.value_clip)
-                    vl.backward()
                     torch.nn.utils.clip_grad_norm_(critic.parameters(), tc.max_grad_norm)
-                    stats["vf_loss"] += vl.item()
-                    stats["vf_clipfrac"] += vcf.item()
                 for o in optims.values():
                     o.step()
-                stats["pg_loss"] += pg.item()
-                stats["clipfrac"] += cf.item()
-                stats["entropy"] += entropy.item()
-                stats["approx_kl"] += akl.item()
                 n_updates += 1
         for sc in scheds.values():
             sc.step()

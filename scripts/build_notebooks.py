@@ -421,6 +421,16 @@ comparison_frame(res, rows).style.format("{:.3f}").set_caption("Average EM: ours
 paper_frame(rows).style.format("{:.3f}").set_caption("The paper's Table 1 (Qwen2.5 3B -> 0.5B), for reference.")
 '''),
 ('md', '''
+## Which of the paper's claims hold at this scale?
+
+Each line compares the paper's claim with this run's averages; the verdict is computed, not written by hand. With
+the `smoke` preset (random models) every claim is expected to fail: that page only checks the code.
+'''),
+('code', '''
+from dgpo_lib.report import claims_frame
+claims_frame(res)
+'''),
+('md', '''
 ## Compute used
 '''),
 ('code', '''
@@ -476,6 +486,29 @@ print(example("dgpo", 0.0))
 '''),
 ]
 
+
+books["09_performance"] = [
+('md', '''
+# Performance
+
+Agentic RL is dominated by generation. The scripts in `benchmarks/` measure the rollout, retrieval and training
+throughput of this library on the machine that runs them, against simple baselines and the machine's own limits,
+and write JSON to `benchmarks/results/`. This chapter shows the latest committed results; it computes nothing
+itself, so the numbers below are exactly what the scripts printed.
+'''),
+PARAMS, START,
+('code', '''
+from dgpo_lib.report import benchmark_tables
+tables = benchmark_tables()
+print("benchmark results found:", ", ".join(tables) or "none yet (run the scripts in benchmarks/)")
+'''),
+('code', '''
+from IPython.display import display, Markdown
+for name, (df, note) in tables.items():
+    display(Markdown(f"**{name}** ({note})"))
+    display(df)
+'''),
+]
 
 
 def main(check: bool = False) -> int:

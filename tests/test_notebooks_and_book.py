@@ -36,7 +36,7 @@ def _text(nb):
 
 def test_every_notebook_ran_and_produced_its_outputs(executed):
     names = sorted(p.stem for p in (REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    assert names == sorted(p.stem for p in executed.glob("*.ipynb")) and len(names) == 9
+    assert names == sorted(p.stem for p in executed.glob("*.ipynb")) and len(names) == 10
     nbs = {n: nbformat.read(executed / f"{n}.ipynb", as_version=4) for n in names}
     for n, nb in nbs.items():
         assert not _outputs(nb, lambda o: o.output_type == "error"), n

@@ -1,0 +1,56 @@
+"""Retrieval: passages/s to encode, queries/s, and recall@3 on the multi-hop sets for the faiss index vs exact
+numpy search vs BM25.
+
+    .venv/bin/python benchmarks/retrieval.py [--preset cpu]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from common import table, write
+
+from dgpo_lib.config import load_config
+from dgpo_lib.pipeline import Run
+from dgpo_lib.retrieval import BM25Retriever, ExactNumpyRetriever, recall_at_k
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--encode", type=int, default=1024, help="passages timed for the encoding rate")
+    ap.add_argument("overrides", nargs="*")
+    a = ap.parse_intermixed_args()
+    cfg = load_config(a.preset, a.overrides)
+    run = Run(cfg, progress=False)
+    dense = run.retriever()
+    enc, passages = dense.encoder, dense.passages
+    t = time.perf_counter()
+    emb_part = enc.encode_passages(passages[: a.encode], cfg.retrieval.encode_batch)
+    enc_rate = len(emb_part) / (time.perf_counter() - t)
+    emb = np.vstack([dense.index.reconstruct(i) for i in range(dense.index.ntotal)]) \
+        if cfg.retrieval.index_type == "flat" else enc.encode_passages(passages, cfg.retrieval.encode_batch)
+    t = time.perf_counter()
+    bm25 = BM25Retriever(passages)
+    bm25_build = time.perf_counter() - t
+    sets = {k: v for k, v in run.eval_sets().items() if k.endswith("_ctx")}
+    queries = [q.question for qs in sets.values() for q in qs]
+    rows = []
+    for name, r in (("faiss " + cfg.retrieval.index_type, dense), ("exact numpy", ExactNumpyRetriever(passages, enc, emb)),
+                    ("BM25", bm25)):
+        t = time.perf_counter()
+        r.search(queries, cfg.retrieval.topk)
+        qps = len(queries) / (time.perf_counter() - t)
+        rec = {k: recall_at_k(r, qs, cfg.retrieval.topk) for k, qs in sets.items()}
+        rows.append({"retriever": name, "queries_per_s": qps,
+                     **{f"recall@3 {k}": v["passage_recall"] for k, v in rec.items()}})
+    cols = ["retriever", "queries_per_s"] + [f"recall@3 {k}" for k in sets]
+    print(f"encoding: {enc_rate:.0f} passages/s ({cfg.retrieval.encoder}); BM25 index build {bm25_build:.1f}s")
+    print(table(rows, cols))
+    write(f"retrieval_{a.preset}", {"encode_passages_per_s": enc_rate, "bm25_build_s": bm25_build,
+                                    "n_passages": len(passages), "n_queries": len(queries), "rows": rows}, cfg)
+
+
+if __name__ == "__main__":
+    main()

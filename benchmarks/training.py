@@ -1,0 +1,115 @@
+"""Training throughput: tokens/s of a KD step and a PPO/DGPO update (full and LoRA) against a plain TRL
+SFTTrainer step on the same sequences, and the padding share with and without length bucketing.
+
+    .venv/bin/python benchmarks/training.py [--preset cpu] [--steps 3]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from common import table, write
+
+from dgpo_lib import kd, rl
+from dgpo_lib.config import load_config
+from dgpo_lib.kd import length_buckets, padding_share
+from dgpo_lib.models import load_model
+from dgpo_lib.pipeline import Run
+from dgpo_lib.trajectories import OracleGenerator, seqs_of
+
+
+def oracle_seqs(run: Run, tok, n: int):
+    qs = [q for q in run.train_questions() if q.metadata.get("supporting_titles")][:n]
+    env = run.env(None, tok, greedy=True)
+    env.gen = OracleGenerator(tok, qs)
+    return seqs_of(env.run(qs))
+
+
+def step_time(rows) -> float:
+    ts = [r["step_s"] - r.get("rollout_s", 0.0) for r in rows[1:]] or [rows[0]["step_s"]]
+    return sum(ts) / len(ts)
+
+
+def trl_sft_step(path: str, seqs, batch: int, steps: int, bf16: bool) -> float:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    model, tok = load_model(path)
+    ds = Dataset.from_dict({"input_ids": [s.prompt_ids + s.response_ids for s in seqs],
+                            "completion_mask": [[0] * len(s.prompt_ids) + s.action_mask for s in seqs]})
+    with tempfile.TemporaryDirectory() as d:
+        args = SFTConfig(output_dir=d, per_device_train_batch_size=batch, max_steps=steps + 1, use_cpu=True,
+                         bf16=bf16, report_to="none", logging_steps=1, save_strategy="no", max_length=None,
+                         gradient_checkpointing=False, dataset_num_proc=None, learning_rate=1e-5)
+        tr = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
+        times = []
+
+        from transformers import TrainerCallback
+
+        class Clock(TrainerCallback):
+            def on_step_begin(self, *a, **k):
+                self.t = time.perf_counter()
+
+            def on_step_end(self, *a, **k):
+                times.append(time.perf_counter() - self.t)
+        tr.add_callback(Clock())
+        tr.train()
+    return sum(times[1:]) / max(len(times) - 1, 1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("overrides", nargs="*")
+    a = ap.parse_intermixed_args()
+    cfg = load_config(a.preset, a.overrides)
+    run = Run(cfg, progress=False)
+    teacher, tok = run.load("teacher")
+    seqs = oracle_seqs(run, tok, 4 * cfg.kd.batch_size)
+    batch = cfg.kd.batch_size
+    tokens_per_step = sum(s.length for s in seqs[:batch])
+    rows = []
+    for lora in (False, True):
+        c = copy.deepcopy(cfg)
+        c.kd.steps, c.train.lora, c.train.save_every = a.steps, lora, 10 ** 6
+        student, _ = load_model(run.student_base_path())
+        with tempfile.TemporaryDirectory() as d:
+            m = kd.train_kd("kd", student, tok, teacher, seqs, c, Path(d), progress=False)
+        t = step_time(m)
+        rows.append({"step": f"KD ({'LoRA' if lora else 'full'})", "s_per_step": t, "tokens_per_s": tokens_per_step / t})
+    for lora in (False, True):
+        c = copy.deepcopy(cfg)
+        c.rl.steps, c.train.lora, c.train.save_every = a.steps, lora, 10 ** 6
+        c.rl.prompts_per_step = c.rl.mini_batch = batch
+        actor, _ = load_model(run.student_base_path())
+        qs = run.train_questions()
+        with tempfile.TemporaryDirectory() as d:
+            m = rl.train_rl(rl.RLSetup("ppo", "selective", c.rl.beta, "teacher"), actor, tok, run.student_base_path(),
+                            teacher, qs, lambda act, q: run.env(act, tok, greedy=False).run(q), c, Path(d),
+                            progress=False)
+        t = step_time(m)
+        ntok = sum(r["response_tokens"] for r in m) / len(m) * batch  # model tokens per update
+        rows.append({"step": f"DGPO update ({'LoRA' if lora else 'full'})", "s_per_step": t,
+                     "tokens_per_s": ntok / t, "rollout_s": sum(r["rollout_s"] for r in m) / len(m)})
+    t = trl_sft_step(run.student_base_path(), seqs[:batch] * (a.steps + 2), batch, a.steps,
+                     cfg.models.compute_dtype == "bfloat16")
+    rows.append({"step": "TRL SFTTrainer (full)", "s_per_step": t, "tokens_per_s": tokens_per_step / t})
+    lengths = [s.length for s in seqs]
+    rnd = list(range(len(seqs)))
+    random.Random(0).shuffle(rnd)
+    arrival = [rnd[i:i + cfg.train.micro_batch] for i in range(0, len(rnd), cfg.train.micro_batch)]
+    pad = {"bucketed": padding_share(lengths, length_buckets(lengths, cfg.train.micro_batch)),
+           "arrival_order": padding_share(lengths, arrival)}
+    print(table(rows, ["step", "s_per_step", "tokens_per_s", "rollout_s"]))
+    print(f"padding share of computed tokens: bucketed {pad['bucketed']:.1%}, arrival order {pad['arrival_order']:.1%}")
+    write(f"training_{a.preset}", {"rows": rows, "padding_share": pad, "batch": batch,
+                                   "tokens_per_step": tokens_per_step}, cfg)
+
+
+if __name__ == "__main__":
+    main()
