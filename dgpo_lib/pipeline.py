@@ -90,15 +90,16 @@ class Run:
         return D.load_train_questions(self.cfg)
 
     def retriever(self):
-        """The index is shared by every run with the same data + retrieval settings."""
+        """The index is shared by every run over the same passages with the same retrieval settings."""
         if self._retriever is None:
-            from .retrieval import build_retriever
-            key = self.cfg.hash("data", "retrieval")
+            from .retrieval import build_retriever, corpus_fingerprint
+            passages = D.load_cfg_corpus(self.cfg)
+            # keyed by what the index depends on: the passages themselves and the retrieval settings
+            key = f"{corpus_fingerprint(passages)[:12]}-{self.cfg.hash('retrieval')}"
             root = Path(self.cfg.run_root)
             root = root if root.is_absolute() else D.REPO_ROOT / root
             t0 = time.time()
-            self._retriever = build_retriever(self.cfg, D.load_cfg_corpus(self.cfg), root / f"index-{key}",
-                                              progress=self.progress)
+            self._retriever = build_retriever(self.cfg, passages, root / f"index-{key}", progress=self.progress)
             log.info("retriever ready in %.1fs", time.time() - t0)
         return self._retriever
 

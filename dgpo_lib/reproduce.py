@@ -55,7 +55,11 @@ def run_notebooks(preset: str = "cpu", seed: int = 0, overrides: dict | None = N
                                  f"{e.ename}: {e.evalue}\n(executed copy with the traceback: {target})") from None
         timings[nb.stem] = round(time.time() - t0, 1)
         done.append(target)
-    atomic_write_json(out / "reproduce.json", provenance(cfg, notebook_wall_s=timings, overrides=overrides))
+    import resource
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    atomic_write_json(out / "reproduce.json", provenance(cfg, notebook_wall_s=timings, overrides=overrides,
+                                                         total_wall_s=round(sum(timings.values()), 1),
+                                                         peak_rss_gib=round(peak / 2 ** 20, 2)))
     return done
 
 
