@@ -34,6 +34,25 @@ def atomic_path(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         raise
 
 
+@contextmanager
+def atomic_dir(out: str | Path):
+    """Yield a temp folder beside `out`; on success it replaces `out` in one rename (a model or dataset folder
+    is either complete or absent, never half-written)."""
+    import shutil
+
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+
+
 def atomic_write_json(path: str | Path, obj) -> None:
     with atomic_path(path) as f:
         json.dump(obj, f, indent=2, ensure_ascii=False, default=str)

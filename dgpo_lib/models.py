@@ -9,12 +9,12 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import torch
 
 from .data import REPO_ROOT
+from .io_utils import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +83,9 @@ def _smollm2_folder() -> Path:
     model.hf_quantizer = None  # dequantised fp32 weights; the GGUF marker only blocks saving
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
     return out
 
 
@@ -123,14 +120,11 @@ def build_tiny_model(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0
     model = Qwen2ForCausalLM(cfg)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    (tmp / "dgpo_model.json").write_text(json.dumps({"kind": "tiny-random", "hidden": hidden, "layers": layers,
-                                                      "seed": seed}))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "dgpo_model.json").write_text(json.dumps({"kind": "tiny-random", "hidden": hidden, "layers": layers,
+                                                          "seed": seed}))
     return out
 
 
@@ -153,14 +147,11 @@ def prune_layers(src: Path, out: Path, keep_n: int) -> Path:
     model.config.num_hidden_layers = len(keep)
     if getattr(model.config, "layer_types", None):
         model.config.layer_types = [model.config.layer_types[i] for i in keep]
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    load_tokenizer(src).save_pretrained(tmp)
-    (tmp / "dgpo_model.json").write_text(json.dumps({"kind": "layer-pruned", "base": str(src),
-                                                      "kept_layers": keep, "base_layers": n}))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        load_tokenizer(src).save_pretrained(tmp)
+        (tmp / "dgpo_model.json").write_text(json.dumps({"kind": "layer-pruned", "base": str(src),
+                                                          "kept_layers": keep, "base_layers": n}))
     return out
 
 

@@ -95,17 +95,12 @@ def add_lora(model: nn.Module, r: int, alpha: int) -> nn.Module:
 
 def save_policy(model, tokenizer, out: Path) -> None:
     """A loadable folder (LoRA merged in), so every stage hands the next one a plain checkpoint."""
-    from .io_utils import atomic_write_json
-    import shutil
+    import copy
 
-    m = model
-    if hasattr(m, "merge_and_unload"):
-        import copy
-        m = copy.deepcopy(m).merge_and_unload()
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    m.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    atomic_write_json(out / "dgpo_model.json", {"kind": "trained"})
+    from .io_utils import atomic_dir
+
+    m = copy.deepcopy(model).merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    with atomic_dir(out) as tmp:
+        m.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "dgpo_model.json").write_text(json.dumps({"kind": "trained"}))

@@ -36,14 +36,11 @@ def trajectories_to_dataset(trajs: Sequence[Trajectory]):
 
 def save_dataset(ds, out: Path, cfg=None, **info) -> None:
     """Write a dataset folder atomically (temp folder, then rename) with the config that made it."""
-    import shutil
+    from .io_utils import atomic_dir
 
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    ds.save_to_disk(str(tmp))
-    atomic_write_json(tmp / "made_by.json", provenance(cfg, **info, config=cfg.to_dict() if cfg else None))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        ds.save_to_disk(str(tmp))
+        atomic_write_json(tmp / "made_by.json", provenance(cfg, **info, config=cfg.to_dict() if cfg else None))
 
 
 def load_seqs(folder: Path) -> list[Seq]:

@@ -87,3 +87,18 @@ def test_book_builds_without_warnings_and_renders(executed, tmp_path):
         subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1280,2400", page.as_uri()],
                        capture_output=True, timeout=120)
         assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def test_runner_names_the_failing_notebook_and_cell(tmp_path, monkeypatch):
+    import dgpo_lib.reproduce as rp
+    src = tmp_path / "nbs"
+    src.mkdir()
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell("preset = 'smoke'\nseed = 0\noverrides = {}")
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom')")]
+    nbformat.write(nb, src / "00_fails.ipynb")
+    monkeypatch.setattr(rp, "NOTEBOOK_DIR", src)
+    with pytest.raises(rp.NotebookFailed, match=r"notebook 00_fails.ipynb failed in cell \d.*ValueError: boom"):
+        rp.run_notebooks("smoke", 0, {}, tmp_path / "out", progress=False)
+    assert rp.main(["--preset", "smoke", "--out", str(tmp_path / "out"), "rl.nope=1"]) == 1  # bad key: clear exit

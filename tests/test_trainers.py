@@ -8,6 +8,7 @@ import torch
 from dgpo_lib import kd, rl
 from dgpo_lib.data import load_train_questions
 from dgpo_lib.io_utils import seed_everything
+from dgpo_lib.models import load_model
 from dgpo_lib.policy import ValueModel
 from dgpo_lib.rollout import HFGenerator, RolloutSettings, SearchEnv
 from dgpo_lib.trajectories import OracleGenerator, seqs_of
@@ -137,3 +138,26 @@ def test_ppo_kill_and_resume_matches_uninterrupted(smoke_cfg, tiny_teacher, dens
     resumed, b = run("b")
     assert _strip(resumed) == _strip(full)
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def test_lora_kd_and_lora_ppo_with_adapter_off_reference(smoke_cfg, tiny_teacher, kd_data, dense, questions,
+                                                         tmp_path):
+    cfg = copy.deepcopy(smoke_cfg)
+    cfg.train.lora = True
+    teacher, _ = tiny_teacher
+    student, tok = _fresh(cfg)
+    rows = kd.train_kd("kd", student, tok, teacher, kd_data, cfg, tmp_path / "kd", progress=False,
+                       out_dir=tmp_path / "kd_out")
+    assert len(rows) == 2 and (tmp_path / "kd_out" / "model.safetensors").exists()
+    merged, _ = load_model(str(tmp_path / "kd_out"))
+    base, _ = _fresh(cfg)
+    assert _changed(_params(base), merged)  # the adapters were merged into the saved weights
+    make = _rollout_fn(cfg, dense)
+    make.tok = tok
+    actor, _ = _fresh(cfg)
+    before = _params(actor)
+    rows = rl.train_rl(rl.RLSetup("ppo", "always", 1e-3, "initial"), actor, tok, str(tmp_path / "kd_out"), teacher,
+                       questions, make, cfg, tmp_path / "ppo", progress=False, out_dir=tmp_path / "ppo_out")
+    assert len(rows) == 2 and "kl_ref" in rows[-1]
+    after, _ = load_model(str(tmp_path / "ppo_out"))
+    assert any(not torch.equal(before[k], v) for k, v in after.named_parameters() if k in before)

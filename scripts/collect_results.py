@@ -1,0 +1,42 @@
+"""Copy a run's small result files (no weights, no datasets) into results/<preset>/ for committing.
+
+    .venv/bin/python scripts/collect_results.py --preset cpu
+
+Kept: every stage's done.json (provenance, wall time, peak memory), training metrics.jsonl, evaluation
+summary.json and per-question records, results.json and config.json.
+"""
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from dgpo_lib.config import load_config  # noqa: E402
+from dgpo_lib.pipeline import Run  # noqa: E402
+
+KEEP = ("done.json", "metrics.jsonl", "summary.json", "records_*.jsonl", "results.json", "config.json",
+        "all_records.jsonl", "made_by.json")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("overrides", nargs="*")
+    a = ap.parse_intermixed_args()
+    run = Run(load_config(a.preset, a.overrides), progress=False)
+    out = Path(__file__).resolve().parent.parent / "results" / a.preset
+    n = 0
+    for pattern in KEEP:
+        for f in run.dir.rglob(pattern):
+            rel = f.relative_to(run.dir)
+            if any(part in ("ckpt", "model") or part.startswith(".") for part in rel.parts):
+                continue
+            dst = out / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dst)
+            n += 1
+    print(f"copied {n} files from {run.dir} to {out}")
+
+
+if __name__ == "__main__":
+    main()
