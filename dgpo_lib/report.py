@@ -195,3 +195,18 @@ def benchmark_tables(folder=None) -> dict:
         elif "stages" in d:
             out[p.stem] = (pd.DataFrame(d["stages"]).round(3), note)
     return out
+
+
+def group_frame(res: dict, rows: Sequence[str]) -> pd.DataFrame:
+    """Average EM over the multi-hop sets whose gold passages are in the corpus (`*_ctx`) and over the sets
+    whose answers the corpus rarely holds; at paper scale (no `_ctx` sets) the first column is empty."""
+    ctx = [s for s in res["eval_sets"] if s.endswith("_ctx")]
+    other = [s for s in res["eval_sets"] if not s.endswith("_ctx")]
+
+    def avg(r, sets):
+        return sum(res["em"][r][s] for s in sets) / len(sets) if sets else float("nan")
+
+    return pd.DataFrame({f"multi-hop, passages in corpus ({', '.join(display_name(s) for s in ctx)})":
+                         [avg(r, ctx) for r in rows],
+                         f"answers rarely in corpus ({', '.join(display_name(s) for s in other)})":
+                         [avg(r, other) for r in rows]}, index=[row_label(r) for r in rows])
