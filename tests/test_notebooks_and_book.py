@@ -94,6 +94,8 @@ def test_runner_names_the_failing_notebook_and_cell(tmp_path, monkeypatch):
     src = tmp_path / "nbs"
     src.mkdir()
     nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
     p = nbformat.v4.new_code_cell("preset = 'smoke'\nseed = 0\noverrides = {}")
     p.metadata["tags"] = ["parameters"]
     nb.cells = [p, nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom')")]
