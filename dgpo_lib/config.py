@@ -69,7 +69,7 @@ class ModelConfig:
     tiny_hidden: int = _f(64, "hidden size of tiny random models (smoke)")
     tiny_layers: int = _f(2, "layers of tiny random models (smoke); the teacher gets twice as many")
     dtype: str = _f("float32", "weight dtype: float32 or bfloat16")
-    compute_dtype: str = _f("float32", "autocast dtype of every forward pass: float32 or bfloat16 (2x on AVX512-BF16)")
+    compute_dtype: str = _f("float32", "autocast dtype of every forward pass: float32 or bfloat16 (faster on CPUs with AVX512-BF16)")
     chat_template: bool = _f(False, "wrap the prompt in the tokenizer's chat template (Qwen2.5-Instruct: yes)")
     few_shot: bool = _f(True, "prepend one worked example to the prompt (small models need it to use the tags)")
 

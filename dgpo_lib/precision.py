@@ -1,6 +1,6 @@
 """One process-wide knob for the matmul precision of every forward pass (generation, scoring, training).
 
-On CPUs with AVX512-BF16 (and on GPUs) bf16 autocast runs the model ~2x faster while the weights, optimiser
+On CPUs with AVX512-BF16 (and on GPUs) bf16 autocast runs the model faster while the weights, optimiser
 state and losses stay float32; `Run` sets it from `models.compute_dtype`. Tests keep float32.
 """
 from __future__ import annotations

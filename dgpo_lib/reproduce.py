@@ -6,7 +6,6 @@ run folder, so a rerun after an interruption picks up where it stopped. A failur
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

@@ -62,7 +62,8 @@ class Encoder:
 
         self.name = name
         path = resolve_encoder(name)
-        if Path(path).exists() is False and "/" not in path:
+        from .models import _looks_like_path
+        if _looks_like_path(path) and not Path(path).exists():
             raise FileNotFoundError(f"encoder path {path} does not exist")
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval()

@@ -1,6 +1,5 @@
 """Every trainer runs on the smoke preset, changes what it should, and resumes exactly after an interruption."""
 import copy
-from pathlib import Path
 
 import pytest
 import torch
@@ -34,7 +33,6 @@ def _fresh(smoke_cfg):
 
 def _rollout_fn(smoke_cfg, dense):
     def make(actor, qs):
-        from dgpo_lib.models import load_tokenizer
         tok = make.tok
         env = SearchEnv(HFGenerator(actor, tok), dense, tok, RolloutSettings.from_config(smoke_cfg, greedy=False))
         return env.run(qs)
