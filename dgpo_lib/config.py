@@ -83,6 +83,8 @@ class RolloutConfig:
     temperature: float = _f(1.0, "sampling temperature during training rollouts (evaluation is greedy)")
     top_p: float = _f(1.0, "nucleus sampling during training rollouts")
     batch_size: int = _f(32, "questions generated together")
+    generator: str = _f("kv", "kv: keep each trajectory's KV cache across turns (dgpo_lib.kv_generation); hf: "
+                        "transformers' generate, re-encoding the context every turn")
 
 
 @dataclass

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from .data import QAExample
 from .io_utils import atomic_write_json, provenance
-from .rollout import HFGenerator, RolloutSettings, SearchEnv, Trajectory, run_batched
+from .rollout import RolloutSettings, make_generator, SearchEnv, Trajectory, run_batched
 from .trajectories import write_records
 
 
@@ -25,7 +25,7 @@ def summarize_set(trajs: Sequence[Trajectory]) -> dict:
 def evaluate(model, tokenizer, retriever, eval_sets: dict[str, list[QAExample]], cfg, out_dir: Path | None = None,
              name: str = "", progress: bool = True) -> dict:
     """Run every eval set greedily; write per-question records and a summary (with provenance) if out_dir."""
-    env = SearchEnv(HFGenerator(model, tokenizer), retriever, tokenizer, RolloutSettings.from_config(cfg, greedy=True))
+    env = SearchEnv(make_generator(model, tokenizer, cfg), retriever, tokenizer, RolloutSettings.from_config(cfg, greedy=True))
     per_set = {}
     for ds, qs in eval_sets.items():
         trajs = run_batched(env, qs, cfg.eval.batch_size, desc=f"eval {name} {ds}", progress=progress)

@@ -104,8 +104,9 @@ class Run:
         return self._retriever
 
     def env(self, model, tok, greedy: bool):
-        from .rollout import HFGenerator, RolloutSettings, SearchEnv
-        return SearchEnv(HFGenerator(model, tok), self.retriever(), tok, RolloutSettings.from_config(self.cfg, greedy))
+        from .rollout import RolloutSettings, SearchEnv, make_generator
+        return SearchEnv(make_generator(model, tok, self.cfg), self.retriever(), tok,
+                         RolloutSettings.from_config(self.cfg, greedy))
 
     # ---------------------------------------------------------------- models
     def student_base_path(self) -> str:

@@ -139,6 +139,17 @@ class HFGenerator:
         return res
 
 
+def make_generator(model, tokenizer, cfg):
+    """The configured generator: `kv` keeps each trajectory's KV cache across turns (kv_generation.py),
+    `hf` re-encodes the context with `model.generate` at every turn."""
+    if cfg.rollout.generator == "kv":
+        from .kv_generation import KVGenerator
+        return KVGenerator(model, tokenizer)
+    if cfg.rollout.generator == "hf":
+        return HFGenerator(model, tokenizer)
+    raise ValueError(f"rollout.generator must be 'kv' or 'hf', got {cfg.rollout.generator!r}")
+
+
 def parse_action(text: str) -> tuple[str | None, str]:
     """Search-R1's `postprocess_predictions`: the first `<search>..</search>` or `<answer>..</answer>`."""
     m = _ACTION_RE.search(text)
@@ -199,6 +210,8 @@ class SearchEnv:
         s = self.s
         trajs = [Trajectory(q, self.prompt_ids(q)) for q in questions]
         done = [False] * len(trajs)
+        # a generator with sessions (KVGenerator) keeps each row's KV cache from turn to turn
+        session = self.gen.session() if hasattr(self.gen, "session") else None
         for turn in range(s.max_turns + 1):
             can_search = turn < s.max_turns
             active = []
@@ -214,8 +227,11 @@ class SearchEnv:
             budgets = {i: min(s.max_turn_tokens,
                               s.max_total_tokens - len(trajs[i].prompt_ids) - len(trajs[i].response_ids))
                        for i in active}
-            outs = self.gen.generate([trajs[i].prompt_ids + trajs[i].response_ids for i in active],
-                                     max(budgets.values()), s.temperature, s.top_p)
+            contexts = [trajs[i].prompt_ids + trajs[i].response_ids for i in active]
+            if session is not None:
+                outs = session.generate(active, contexts, max(budgets.values()), s.temperature, s.top_p)
+            else:
+                outs = self.gen.generate(contexts, max(budgets.values()), s.temperature, s.top_p)
             pending: list[tuple[int, str]] = []
             for i, ids in zip(active, outs):
                 tr = trajs[i]

@@ -1,3 +1,5 @@
+import pytest
+
 from dgpo_lib.data import QAExample
 from dgpo_lib.prompts import INVALID_ACTION
 from dgpo_lib.rollout import (HFGenerator, RolloutSettings, SearchEnv, collate_trajectories, cut_at_stop,
@@ -103,3 +105,36 @@ def test_real_tiny_model_rollout(tiny, dense, smoke_cfg):
         assert t.finish in ("answer", "eos", "max_turns", "length")
         model_turns = [s for s in t.segments if s.kind == "model"]
         assert all(s.n_tokens <= smoke_cfg.rollout.max_turn_tokens for s in model_turns)
+
+
+@pytest.mark.parametrize("stops", [None, ("e",), ("a", "o")])
+def test_kv_cached_generator_matches_plain_generate(tiny, dense, smoke_cfg, stops):
+    """Keeping the KV cache across turns (shared prompt prefix, dropped rows, masked overshoot) must not change
+    greedy trajectories. Stop strings that random text hits often make rows stop at different steps."""
+    from dgpo_lib.data import load_eval_sets
+    from dgpo_lib.kv_generation import KVGenerator
+    model, tok = tiny
+    print("attention:", model.config._attn_implementation)
+    model.set_attn_implementation("sdpa")  # the default of real models; the KV generator swaps in its decode path
+    qs = load_eval_sets(smoke_cfg)["hotpotqa_ctx"][:6]
+    kw = {} if stops is None else {"stops": stops}
+    settings = RolloutSettings.from_config(smoke_cfg, greedy=True)
+    plain = SearchEnv(HFGenerator(model, tok, **kw), dense, tok, settings).run(qs)
+    gen = KVGenerator(model, tok, **kw)
+    cached = SearchEnv(gen, dense, tok, settings).run(qs)
+    assert [t.response_ids for t in cached] == [t.response_ids for t in plain]
+    assert [t.action_mask for t in cached] == [t.action_mask for t in plain]
+    assert gen.stats["calls"] >= 2  # several turns went through one session
+    # nothing is encoded twice (the plain path re-encodes every context each turn), the shared prefix once
+    assert gen.stats["prefill_tokens"] < sum(len(t.prompt_ids) + len(t.response_ids) for t in cached)
+
+
+def test_kv_sampling_respects_top_p():
+    import torch
+    from dgpo_lib.kv_generation import sample_next
+    logits = torch.tensor([[5.0, 4.0, -10.0, -10.0]]).repeat(200, 1)
+    torch.manual_seed(0)
+    picks = sample_next(logits, 1.0, 0.5)
+    assert set(picks.tolist()) == {0}  # the top token alone holds more than half the mass
+    assert set(sample_next(logits, 1.0, 1.0).tolist()) <= {0, 1, 2, 3}
+    assert sample_next(logits, 0.0, 1.0).tolist() == [0] * 200
