@@ -34,7 +34,9 @@ class DataConfig:
     data_dir: str = _f("data", "folder with the FlashRAG-format QA files and corpora (repo-relative or absolute)")
     corpus: str = _f("corpus/cpu_corpus.jsonl", "retrieval corpus jsonl (id, contents) relative to data_dir, or absolute")
     corpus_limit: int | None = _f(None, "keep only the first N passages of the corpus (smoke); None = all")
-    train_sets: list = _f(["hotpotqa_train", "nq_train"], "training question files (names under data_dir/qa)")
+    train_sets: list = _f(["hotpotqa_train", "nq_train"], "training question files (names under data_dir/qa); "
+                          "`<eval set>:rest` = that file's questions outside its evaluation subset")
+    n_train_per_set: dict = _f({}, "cap on the questions taken (seeded) from a training set, e.g. {nq_train: 600}")
     n_train: int | None = _f(None, "training questions drawn (seeded) from train_sets; None = all")
     eval_sets: list = _f(["nq", "triviaqa", "popqa", "hotpotqa", "2wiki", "musique", "bamboogle"],
                          "evaluation benchmarks, in table order")

@@ -136,17 +136,35 @@ def seeded_subset(rows: list, n: int | None, seed: int, salt: str = "") -> list:
     return [rows[i] for i in idx]
 
 
-def load_eval_sets(cfg) -> dict[str, list[QAExample]]:
+def eval_subset(cfg, name: str, rows: list[QAExample] | None = None) -> list[QAExample]:
     d = cfg.data
-    return {name: seeded_subset(load_qa(qa_path(d.data_dir, name), name), d.n_eval_per_set.get(name, d.n_eval),
-                                d.split_seed, name) for name in d.eval_sets}
+    rows = load_qa(qa_path(d.data_dir, name), name) if rows is None else rows
+    return seeded_subset(rows, d.n_eval_per_set.get(name, d.n_eval), d.split_seed, name)
+
+
+def load_eval_sets(cfg) -> dict[str, list[QAExample]]:
+    return {name: eval_subset(cfg, name) for name in cfg.data.eval_sets}
+
+
+def load_train_set(cfg, name: str) -> list[QAExample]:
+    """One training set. `X:rest` is benchmark X minus its evaluation subset (held out by question id), so the
+    in-corpus multi-hop sets can train the teacher without a single evaluation question."""
+    d = cfg.data
+    base, _, part = name.partition(":")
+    if part not in ("", "rest"):
+        raise ValueError(f"data.train_sets: {name!r}: the only suffix is ':rest'")
+    rows = load_qa(qa_path(d.data_dir, base), base)
+    if part == "rest":
+        held = {q.id for q in eval_subset(cfg, base, rows)} if base in d.eval_sets else set()
+        rows = [q for q in rows if q.id not in held]
+    return seeded_subset(rows, d.n_train_per_set.get(name), d.split_seed, f"train:{name}")
 
 
 def load_train_questions(cfg) -> list[QAExample]:
     d = cfg.data
     rows: list[QAExample] = []
     for name in d.train_sets:
-        rows += load_qa(qa_path(d.data_dir, name), name)
+        rows += load_train_set(cfg, name)
     rng = random.Random(d.split_seed)
     rng.shuffle(rows)
     return rows if d.n_train is None else rows[: d.n_train]

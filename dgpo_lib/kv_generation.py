@@ -139,13 +139,14 @@ class KVGenerator:
 
     def __init__(self, model, tokenizer, stops: Sequence[str] = STOP_STRINGS):
         self.model, self.tokenizer, self.stops = model, tokenizer, tuple(stops)
-        use_decode_attention(model)
+        if model is not None:  # None: an environment whose generator is swapped for a scripted one
+            use_decode_attention(model)
         self.pad_id, self.eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
         # a stop string can only be completed by a token whose text contains its last character
         last_chars = {s[-1] for s in self.stops}
         vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         self._may_stop = torch.tensor([any(c in (t or "") for c in last_chars) for t in vocab] +
-                                      [False] * max(0, model.config.vocab_size - len(vocab)))
+                                      [False] * max(0, (model.config.vocab_size if model is not None else 0) - len(vocab)))
         self.stats = {"generate_s": 0.0, "generated_tokens": 0, "calls": 0, "prefill_tokens": 0,
                       "decode_steps": 0, "prefill_s": 0.0, "decode_s": 0.0}
 

@@ -133,6 +133,15 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
                 return _flat_scores(actor, trajs, pad, micro)[0]
         return _flat_scores(reference, trajs, pad, micro)[0]
 
+    def scores_on(fn, trajs, rows, fill):
+        """fn's log-probs on the trajectories `rows` only, `fill` elsewhere: the reference forward is skipped
+        where its value cannot matter (DGPO's correct trajectories pay no KL)."""
+        out = fill.clone()
+        if rows:
+            lp = fn([trajs[i] for i in rows])
+            out[rows, : lp.shape[1]] = lp
+        return out
+
     def step_fn(step: int) -> dict:
         rng = random.Random(f"{cfg.seed}:rl:{step}")
         n_q = rc.prompts_per_step // (rc.grpo_group if setup.algo == "grpo" else 1)
@@ -149,9 +158,15 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
         scores = torch.tensor([t.em for t in trajs], dtype=torch.float32)
         with torch.no_grad():
             old_lp, _, mask = _flat_scores(actor, trajs, pad, micro)
-            ref_lp = ref_logprobs(trajs)
-            teach_lp = ref_lp if setup.reference == "teacher" else (
-                _flat_scores(teacher, trajs, pad, micro)[0] if teacher is not None else None)
+            kl_mode = setup.kl_mode if setup.beta > 0 else "none"
+            gate = R.kl_penalty_mask(scores, kl_mode if kl_mode != "none" else "always")
+            needed = [i for i in range(len(trajs)) if gate[i] > 0] if kl_mode != "none" else []
+            ref_lp = scores_on(ref_logprobs, trajs, needed, old_lp)
+            if setup.reference == "teacher":  # the KL-to-teacher curve: over the trajectories scored
+                teach_rows, teach_lp = needed, ref_lp
+            else:  # logging only: the teacher on a fixed-size sample of the batch
+                teach_rows = list(range(min(len(trajs), 8))) if teacher is not None else []
+                teach_lp = scores_on(lambda t: _flat_scores(teacher, t, pad, micro)[0], trajs, teach_rows, old_lp)
             rewards, k1 = R.token_rewards(scores, old_lp, ref_lp, mask, setup.beta,
                                           setup.kl_mode if setup.algo == "ppo" else "none")
             if setup.algo == "ppo":
@@ -216,10 +231,10 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
         actor.eval()
         n_tok = float(mask.sum())
         m = {**rollout_stats(trajs), **{k: v / max(n_updates, 1) for k, v in stats.items()},
-             "kl_ref": float(R.masked_mean(k1, mask)),
+             "kl_ref": float(R.masked_mean(k1[needed], mask[needed])) if needed else 0.0,
              "tokens_per_s": n_tok / max(time.perf_counter() - t0, 1e-9), "rollout_s": t_roll}
-        if teach_lp is not None:
-            m["kl_teacher"] = float(R.masked_mean(old_lp - teach_lp, mask))
+        if teach_rows:
+            m["kl_teacher"] = float(R.masked_mean(old_lp[teach_rows] - teach_lp[teach_rows], mask[teach_rows]))
         if world > 1:  # metrics are means over every process's rollouts
             keys = sorted(m)
             vals = acc.reduce(torch.tensor([m[k] for k in keys], device=acc.device), "mean")

@@ -73,3 +73,19 @@ def test_subsets_are_seeded_and_fixed(smoke_cfg):
     # gold passages of multi-hop eval questions point into the corpus
     for q in a["hotpotqa_ctx"]:
         assert q.metadata["supporting_ids"]
+
+
+def test_rest_split_holds_out_every_evaluation_question(smoke_cfg):
+    import copy
+    from dgpo_lib.data import load_eval_sets, load_train_set
+    cfg = copy.deepcopy(smoke_cfg)
+    cfg.data.eval_sets = ["hotpotqa_ctx"]
+    cfg.data.n_eval = 30
+    held = {q.id for q in load_eval_sets(cfg)["hotpotqa_ctx"]}
+    rest = load_train_set(cfg, "hotpotqa_ctx:rest")
+    assert len(held) == 30 and not held & {q.id for q in rest}
+    assert len(rest) + len(held) == len(load_train_set(cfg, "hotpotqa_ctx"))
+    cfg.data.n_train_per_set = {"hotpotqa_ctx:rest": 5}
+    assert len(load_train_set(cfg, "hotpotqa_ctx:rest")) == 5
+    with pytest.raises(ValueError, match="suffix"):
+        load_train_set(cfg, "hotpotqa_ctx:other")
