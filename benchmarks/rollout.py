@@ -1,5 +1,6 @@
-"""Rollout throughput: batched multi-turn Search-R1 rollouts vs a one-question-at-a-time loop, vs this machine's
-limit, with the share of time spent in generation, retrieval and (re-)tokenisation.
+"""Rollout throughput: batched multi-turn Search-R1 rollouts (KV cache kept across turns, and HF generate) vs a
+one-question-at-a-time loop, vs this machine's limit, with the share of time in generation, retrieval and
+tokenisation.
 
     .venv/bin/python benchmarks/rollout.py [--preset cpu] [--questions 64] [--batch 32] [--single 8]
 """
@@ -8,27 +9,36 @@ from __future__ import annotations
 import argparse
 import time
 
+import torch
+
 from common import decode_limit, matmul_flops, memory_bandwidth, table, write
 
 from dgpo_lib.config import load_config
 from dgpo_lib.models import count_parameters
 from dgpo_lib.pipeline import Run
+from dgpo_lib.kv_generation import KVGenerator
 from dgpo_lib.precision import compute_dtype
+from dgpo_lib.rollout import HFGenerator, make_generator
 
 
-def measure(run: Run, row: str, questions, batch: int) -> dict:
+def measure(run: Run, row: str, questions, batch: int, generator: str) -> dict:
     model, tok = run.load(row)
     env = run.env(model, tok, greedy=False)
+    if generator == "hf":  # plain transformers: undo the KV generator's decode-attention routing
+        model.set_attn_implementation("sdpa")
+    env.gen = make_generator(model, tok, run.cfg) if generator == run.cfg.rollout.generator else \
+        (HFGenerator(model, tok) if generator == "hf" else KVGenerator(model, tok))
     t0 = time.perf_counter()
     for s in range(0, len(questions), batch):
         env.run(questions[s:s + batch])
     wall = time.perf_counter() - t0
     g = env.gen.stats
     gen_tokens = g["generated_tokens"]
-    return {"model": row, "batch": batch, "questions": len(questions), "wall_s": wall,
-            "generated_tokens": gen_tokens, "tokens_per_s": gen_tokens / wall,
+    return {"model": row, "generator": generator, "batch": batch, "questions": len(questions), "wall_s": wall,
+            "generated_tokens": gen_tokens, "tokens_per_s": gen_tokens / wall, "questions_per_s": len(questions) / wall,
             "share_generate": g["generate_s"] / wall, "share_retrieve": env.stats["retrieve_s"] / wall,
-            "share_tokenize": env.stats["tokenize_s"] / wall, "searches": env.stats["searches"]}
+            "share_tokenize": env.stats["tokenize_s"] / wall, "searches": env.stats["searches"],
+            "prefill_tokens": g.get("prefill_tokens"), "decode_steps": g.get("decode_steps")}
 
 
 def main():
@@ -44,21 +54,27 @@ def main():
     run = Run(cfg, progress=False)
     qs = run.train_questions()[: a.questions]
     run.retriever()
-    flops = matmul_flops(__import__("torch").bfloat16 if compute_dtype() == "bfloat16" else __import__("torch").float32)
+    bf16 = compute_dtype() == "bfloat16"
+    flops = matmul_flops(torch.bfloat16 if bf16 else torch.float32)
     bw = memory_bandwidth()
     rows = []
     for row in a.rows:
-        batched = measure(run, row, qs, a.batch)
-        single = measure(run, row, qs[: a.single], 1)
         n = count_parameters(run.load(row)[0])
-        limit = decode_limit(n, a.batch, flops, bw, 2 if compute_dtype() == "bfloat16" else 4)
-        rows.append({**batched, "single_tokens_per_s": single["tokens_per_s"],
-                     "speedup_vs_single": batched["tokens_per_s"] / single["tokens_per_s"],
-                     "params": n, "limit_tokens_per_s": limit, "share_of_limit": batched["tokens_per_s"] / limit})
-    print(table(rows, ["model", "batch", "tokens_per_s", "single_tokens_per_s", "speedup_vs_single",
+        limit = decode_limit(n, a.batch, flops, bw, 2 if bf16 else 4)
+        # sampled rollouts (T=1, as in RL), so every variant sees the same kind of text but not the same tokens:
+        # compare questions/s and generated tokens/s
+        single = measure(run, row, qs[: a.single], 1, "hf")
+        for gen in ("kv", "hf"):
+            r = measure(run, row, qs, a.batch, gen)
+            rows.append({**r, "params": n, "limit_tokens_per_s": limit, "share_of_limit": r["tokens_per_s"] / limit,
+                         "speedup_vs_single": r["questions_per_s"] / single["questions_per_s"]})
+        rows.append({**single, "params": n, "limit_tokens_per_s": decode_limit(n, 1, flops, bw, 2 if bf16 else 4),
+                     "speedup_vs_single": 1.0})
+    print(table(rows, ["model", "generator", "batch", "questions_per_s", "tokens_per_s", "speedup_vs_single",
                        "limit_tokens_per_s", "share_of_limit", "share_generate", "share_retrieve", "share_tokenize"]))
     write(f"rollout_{a.preset}", {"rows": rows, "matmul_flops": flops, "memory_bandwidth": bw,
-                                  "compute_dtype": compute_dtype()}, cfg)
+                                  "compute_dtype": compute_dtype(), "note": "one-at-a-time = HF generate, batch 1"},
+          cfg)
 
 
 if __name__ == "__main__":

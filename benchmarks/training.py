@@ -1,5 +1,6 @@
-"""Training throughput: tokens/s of a KD step and a PPO/DGPO update (full and LoRA) against a plain TRL
-SFTTrainer step on the same sequences, and the padding share with and without length bucketing.
+"""Training throughput: tokens/s (every token of the step's sequences, prompt and observations included) of a KD
+step and a PPO/DGPO update without its rollout (full and LoRA) against a plain TRL SFTTrainer step on the same
+sequences, and the padding share with and without length bucketing.
 
     .venv/bin/python benchmarks/training.py [--preset cpu] [--steps 3]
 """
@@ -93,7 +94,7 @@ def main():
                             teacher, qs, lambda act, q: run.env(act, tok, greedy=False).run(q), c, Path(d),
                             progress=False)
         t = step_time(m)
-        ntok = sum(r["response_tokens"] for r in m) / len(m) * batch  # model tokens per update
+        ntok = sum(r["sequence_tokens"] for r in m) / len(m)  # every token of the step's sequences
         rows.append({"step": f"DGPO update ({'LoRA' if lora else 'full'})", "s_per_step": t,
                      "tokens_per_s": ntok / t, "rollout_s": sum(r["rollout_s"] for r in m) / len(m)})
     t = trl_sft_step(run.student_base_path(), seqs[:batch] * (a.steps + 2), batch, a.steps,

@@ -86,7 +86,8 @@ class RolloutConfig:
     top_p: float = _f(1.0, "nucleus sampling during training rollouts")
     batch_size: int = _f(32, "questions generated together")
     generator: str = _f("kv", "kv: keep each trajectory's KV cache across turns (dgpo_lib.kv_generation); hf: "
-                        "transformers' generate, re-encoding the context every turn")
+                        "transformers' generate, re-encoding the context every turn; vllm: vLLM for frozen models "
+                        "(evaluation, teacher rollouts) when installed on a GPU, else kv")
 
 
 @dataclass

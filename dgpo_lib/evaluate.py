@@ -23,9 +23,10 @@ def summarize_set(trajs: Sequence[Trajectory]) -> dict:
 
 
 def evaluate(model, tokenizer, retriever, eval_sets: dict[str, list[QAExample]], cfg, out_dir: Path | None = None,
-             name: str = "", progress: bool = True) -> dict:
+             name: str = "", progress: bool = True, model_path: str | None = None) -> dict:
     """Run every eval set greedily; write per-question records and a summary (with provenance) if out_dir."""
-    env = SearchEnv(make_generator(model, tokenizer, cfg), retriever, tokenizer, RolloutSettings.from_config(cfg, greedy=True))
+    env = SearchEnv(make_generator(model, tokenizer, cfg, model_path), retriever, tokenizer,
+                    RolloutSettings.from_config(cfg, greedy=True))
     per_set = {}
     for ds, qs in eval_sets.items():
         trajs = run_batched(env, qs, cfg.eval.batch_size, desc=f"eval {name} {ds}", progress=progress)

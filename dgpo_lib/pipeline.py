@@ -103,9 +103,10 @@ class Run:
             log.info("retriever ready in %.1fs", time.time() - t0)
         return self._retriever
 
-    def env(self, model, tok, greedy: bool):
+    def env(self, model, tok, greedy: bool, model_path: str | None = None):
+        """A Search-R1 environment; `model_path` marks a frozen model (vLLM may serve it)."""
         from .rollout import RolloutSettings, SearchEnv, make_generator
-        return SearchEnv(make_generator(model, tok, self.cfg), self.retriever(), tok,
+        return SearchEnv(make_generator(model, tok, self.cfg, model_path), self.retriever(), tok,
                          RolloutSettings.from_config(self.cfg, greedy))
 
     # ---------------------------------------------------------------- models
@@ -183,7 +184,7 @@ class Run:
         seed_everything(self.cfg.seed)
         teacher, tok = self.load("teacher")
         qs = self.train_questions()[: self.cfg.kd.tgo_questions]
-        env = self.env(teacher, tok, greedy=self.cfg.kd.tgo_temperature == 0)
+        env = self.env(teacher, tok, greedy=self.cfg.kd.tgo_temperature == 0, model_path=self.model_path("teacher"))
         if self.cfg.kd.tgo_temperature > 0:
             env.s.temperature = self.cfg.kd.tgo_temperature
         trajs = run_batched(env, qs, self.cfg.rollout.batch_size, desc="teacher rollouts", progress=self.progress)
@@ -251,7 +252,7 @@ class Run:
         model, tok = self.load(row)
         seed_everything(self.cfg.seed)
         summary = evaluate(model, tok, self.retriever(), self.eval_sets(), self.cfg, self.stage_dir(name), row,
-                           progress=self.progress)
+                           progress=self.progress, model_path=self.model_path(row))
         self.mark_done(name, t0)
         return summary
 

@@ -197,6 +197,73 @@ def benchmark_tables(folder=None) -> dict:
     return out
 
 
+def _bench(folder, name):
+    import json
+    from pathlib import Path
+
+    from .data import REPO_ROOT
+    p = Path(folder or REPO_ROOT / "benchmarks" / "results") / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def performance_targets(preset: str = "cpu", folder=None) -> pd.DataFrame:
+    """Issue #7's targets against what the benchmark scripts measured (rows only for results that exist)."""
+    rows = []
+
+    def add(target, measured, met):
+        rows.append({"target": target, "measured": measured, "met": "yes" if met else "no"})
+
+    ro = _bench(folder, f"rollout_{preset}")
+    if ro:
+        for r in ro["rows"]:
+            if r["generator"] == "kv" and r["batch"] > 1:
+                add(f"{r['model']}: batched rollouts >= 5x one question at a time (batch {r['batch']})",
+                    f"{r['speedup_vs_single']:.1f}x ({r['questions_per_s']:.2f} vs single questions/s)",
+                    r["speedup_vs_single"] >= 5)
+        for m in {r["model"] for r in ro["rows"]}:
+            kv = [r for r in ro["rows"] if r["model"] == m and r["generator"] == "kv" and r["batch"] > 1]
+            hf = [r for r in ro["rows"] if r["model"] == m and r["generator"] == "hf" and r["batch"] > 1]
+            if kv and hf:
+                x = kv[0]["questions_per_s"] / hf[0]["questions_per_s"]
+                add(f"{m}: KV cache kept across turns pays (vs HF generate, same batch)", f"{x:.2f}x questions/s",
+                    x > 1)
+    tr = _bench(folder, f"training_{preset}")
+    if tr:
+        pad = tr["padding_share"]["bucketed"]
+        add("padding < 20% of computed tokens in training batches (length buckets)",
+            f"{pad:.1%} (arrival order: {tr['padding_share']['arrival_order']:.1%})", pad < 0.2)
+    e2e = _bench(folder, f"end_to_end_{preset}")
+    if e2e:
+        worst = max(e2e["stages"], key=lambda r: r["wall_s"]) if e2e["stages"] else None
+        if worst:
+            add("no stage above 40% of the 90-minute budget",
+                f"largest: {worst['stage']} {worst['wall_s'] / 60:.1f} min ({worst['budget_share']:.0%})",
+                worst["budget_share"] <= 0.4)
+        if e2e.get("main_job_wall_s"):
+            add("main job <= 90 minutes", f"{e2e['main_job_wall_s'] / 60:.1f} min",
+                e2e["main_job_wall_s"] <= e2e["budget_s"])
+        if e2e.get("peak_rss_gib"):
+            add("peak memory <= 12 GiB", f"{e2e['peak_rss_gib']:.2f} GiB", e2e["peak_rss_gib"] <= 12)
+    return pd.DataFrame(rows, columns=["target", "measured", "met"])
+
+
+def plot_rollout_throughput(preset: str = "cpu", folder=None):
+    """Bar chart of rollout questions/s per model and generator (benchmarks/rollout.py)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    ro = _bench(folder, f"rollout_{preset}")
+    if not ro:
+        return None
+    df = pd.DataFrame(ro["rows"])
+    df["variant"] = df.apply(lambda r: f"{r['generator']}, batch {r['batch']}", axis=1)
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    sns.barplot(data=df, x="model", y="questions_per_s", hue="variant", ax=ax)
+    ax.set_xlabel("model")
+    ax.set_ylabel("questions per second")
+    return fig
+
+
 def group_frame(res: dict, rows: Sequence[str]) -> pd.DataFrame:
     """Average EM over the multi-hop sets whose gold passages are in the corpus (`*_ctx`) and over the sets
     whose answers the corpus rarely holds; at paper scale (no `_ctx` sets) the first column is empty."""

@@ -232,7 +232,8 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
         n_tok = float(mask.sum())
         m = {**rollout_stats(trajs), **{k: v / max(n_updates, 1) for k, v in stats.items()},
              "kl_ref": float(R.masked_mean(k1[needed], mask[needed])) if needed else 0.0,
-             "tokens_per_s": n_tok / max(time.perf_counter() - t0, 1e-9), "rollout_s": t_roll}
+             "tokens_per_s": n_tok / max(time.perf_counter() - t0, 1e-9), "rollout_s": t_roll,
+             "sequence_tokens": float(sum(len(t.prompt_ids) + len(t.response_ids) for t in trajs))}
         if teach_rows:
             m["kl_teacher"] = float(R.masked_mean(old_lp[teach_rows] - teach_lp[teach_rows], mask[teach_rows]))
         if world > 1:  # metrics are means over every process's rollouts

@@ -139,15 +139,24 @@ class HFGenerator:
         return res
 
 
-def make_generator(model, tokenizer, cfg):
-    """The configured generator: `kv` keeps each trajectory's KV cache across turns (kv_generation.py),
-    `hf` re-encodes the context with `model.generate` at every turn."""
-    if cfg.rollout.generator == "kv":
+def make_generator(model, tokenizer, cfg, model_path: str | None = None):
+    """The configured generator. `kv` keeps each trajectory's KV cache across turns (kv_generation.py); `hf`
+    re-encodes the context with `model.generate` every turn; `vllm` (frozen models given by `model_path`:
+    evaluation, teacher rollouts) runs vLLM when it and a GPU are there, else falls back to `kv`."""
+    kind = cfg.rollout.generator
+    if kind == "vllm":
+        from .vllm_generation import VLLMGenerator, vllm_available
+        if model_path is not None and vllm_available():
+            return VLLMGenerator(model_path, tokenizer, max_model_len=cfg.rollout.max_total_tokens, seed=cfg.seed)
+        log.info("rollout.generator=vllm: %s; using the KV-cached generator",
+                 "vLLM or a GPU is missing" if model_path is not None else "the policy is being trained")
+        kind = "kv"
+    if kind == "kv":
         from .kv_generation import KVGenerator
         return KVGenerator(model, tokenizer)
-    if cfg.rollout.generator == "hf":
+    if kind == "hf":
         return HFGenerator(model, tokenizer)
-    raise ValueError(f"rollout.generator must be 'kv' or 'hf', got {cfg.rollout.generator!r}")
+    raise ValueError(f"rollout.generator must be 'kv', 'hf' or 'vllm', got {cfg.rollout.generator!r}")
 
 
 def parse_action(text: str) -> tuple[str | None, str]:

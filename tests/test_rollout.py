@@ -138,3 +138,19 @@ def test_kv_sampling_respects_top_p():
     assert set(picks.tolist()) == {0}  # the top token alone holds more than half the mass
     assert set(sample_next(logits, 1.0, 1.0).tolist()) <= {0, 1, 2, 3}
     assert sample_next(logits, 0.0, 1.0).tolist() == [0] * 200
+
+
+def test_vllm_generator_falls_back_without_vllm_or_for_a_trained_policy(tiny, smoke_cfg):
+    import copy
+    from dgpo_lib.kv_generation import KVGenerator
+    from dgpo_lib.rollout import make_generator
+    from dgpo_lib.vllm_generation import vllm_available
+    model, tok = tiny
+    cfg = copy.deepcopy(smoke_cfg)
+    cfg.rollout.generator = "vllm"
+    assert not vllm_available()  # no GPU here: the fallback is what runs
+    assert isinstance(make_generator(model, tok, cfg, model_path="some/folder"), KVGenerator)
+    assert isinstance(make_generator(model, tok, cfg), KVGenerator)
+    cfg.rollout.generator = "other"
+    with pytest.raises(ValueError, match="rollout.generator"):
+        make_generator(model, tok, cfg)
