@@ -66,6 +66,31 @@ class AdaptiveReplay:
         self.p, self.best = d["p"], d["best"]
 
 
+LOSS_CHUNK = 512  # action positions per piece of a divergence over the vocabulary
+
+
+def chunked_loss_backward(s_logits, per_token: Callable, t_logits, targets, n_tok: int, backward: bool,
+                          chunk: int = LOSS_CHUNK) -> float:
+    """sum(per_token(...)) / n_tok, computed and back-propagated a slice of positions at a time.
+
+    A divergence over a 49k vocabulary makes several [positions, vocab] temporaries (softmaxes, mixtures, their
+    gradients); on-policy batches of long student rollouts have thousands of positions, so all at once they
+    cost gigabytes. The gradient w.r.t. the logits is accumulated slice by slice on a detached copy and sent
+    through the network once: the same gradient, a bounded peak."""
+    z = s_logits.detach().requires_grad_(backward)
+    total = 0.0
+    for a in range(0, len(z), chunk):
+        sl = slice(a, a + chunk)
+        with torch.set_grad_enabled(backward):
+            loss = per_token(z[sl], None if t_logits is None else t_logits[sl], targets[sl]).sum() / n_tok
+        if backward:
+            loss.backward()
+        total += loss.item()
+    if backward and z.grad is not None:
+        s_logits.backward(z.grad)
+    return total
+
+
 def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg, run_dir: Path,
              student_rollout: Callable[[int, int], list[Seq]] | None = None, progress: bool = True,
              stop_after: int | None = None, out_dir: Path | None = None) -> list[dict]:
@@ -115,10 +140,8 @@ def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg,
                 if method != "seqkd":
                     with torch.no_grad():
                         t_logits = action_logits(teacher, b)[0].to(s_logits.device)
-                loss = per_token(s_logits, t_logits, targets).sum() / n_tok
-            if backward:
-                loss.backward()
-            total += loss.item()
+            total += chunked_loss_backward(s_logits, lambda sl, sl_t, tg: per_token(sl, sl_t, tg), t_logits,
+                                           targets, n_tok, backward)
         return total, n_tok
 
     def step_fn(step: int) -> dict:

@@ -92,3 +92,25 @@ def test_taid_schedule_rises_monotonically_to_end():
     sch = losses.TAIDSchedule(0.4, 1.0, 5e-4, 0.99, total_steps=10)
     ts = [sch.update(step, loss) for step, loss in enumerate([5, 4, 3.5, 3.4, 3.0, 2.9, 2.8, 2.7, 2.6, 2.5, 2.5], 1)]
     assert all(b >= a for a, b in zip(ts, ts[1:])) and ts[-1] == 1.0 and ts[0] >= 0.4
+
+
+@pytest.mark.parametrize("name", ["forward_kl", "generalized_jsd", "skew_reverse_kl", "taid"])
+def test_chunked_kd_loss_gives_the_same_loss_and_gradient(name):
+    import torch
+    from dgpo_lib import losses
+    from dgpo_lib.kd import chunked_loss_backward
+    torch.manual_seed(0)
+    fns = {"forward_kl": losses.forward_kl, "generalized_jsd": lambda s, t: losses.generalized_jsd(s, t, 0.1),
+           "skew_reverse_kl": lambda s, t: losses.skew_reverse_kl(s, t, 0.1),
+           "taid": lambda s, t: losses.taid_loss(s, t, 0.6)}
+    per_token = lambda s, t, tg: fns[name](s, t)
+    x, w = torch.randn(11, 5), torch.randn(5, 7)
+    t_logits, targets = torch.randn(11, 7), torch.randint(0, 7, (11,))
+    grads, values = [], []
+    for chunk in (3, 10 ** 6):
+        lin = torch.nn.Parameter(w.clone())
+        values.append(chunked_loss_backward(x @ lin, per_token, t_logits, targets, 11, True, chunk=chunk))
+        grads.append(lin.grad.clone())
+    assert values[0] == pytest.approx(values[1], rel=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+    assert grads[0].abs().sum() > 0
