@@ -6,6 +6,7 @@ run folder, so a rerun after an interruption picks up where it stopped. A failur
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -55,10 +56,18 @@ def run_notebooks(preset: str = "cpu", seed: int = 0, overrides: dict | None = N
         timings[nb.stem] = round(time.time() - t0, 1)
         done.append(target)
     import resource
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    atomic_write_json(out / "reproduce.json", provenance(cfg, notebook_wall_s=timings, overrides=overrides,
-                                                         total_wall_s=round(sum(timings.values()), 1),
-                                                         peak_rss_gib=round(peak / 2 ** 20, 2)))
+    peak = round(max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                     resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 2 ** 20, 2)
+    extra = {}
+    record = out / "reproduce.json"
+    if only and record.exists():  # a partial re-run keeps the timings of the notebooks it did not run
+        old = json.loads(record.read_text())
+        if old.get("config_hash") == cfg.hash():
+            timings = {**old.get("notebook_wall_s", {}), **timings}
+            peak = max(peak, old.get("peak_rss_gib") or 0)
+            extra["rerun"] = sorted(set(old.get("rerun", [])) | {b.stem for b in books})
+    atomic_write_json(record, provenance(cfg, notebook_wall_s=timings, overrides=overrides,
+                                         total_wall_s=round(sum(timings.values()), 1), peak_rss_gib=peak, **extra))
     return done
 
 
