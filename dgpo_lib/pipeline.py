@@ -260,8 +260,9 @@ class Run:
         from .io_utils import read_jsonl_tolerant
         return read_jsonl_tolerant(self.stage_dir(stage) / "metrics.jsonl")
 
-    def results(self, rows: list[str] | None = None) -> dict:
-        """Evaluate every row (cached) and write `results.json` with provenance and stage timings."""
+    def results(self, rows: list[str] | None = None, file: str = "results.json") -> dict:
+        """Evaluate every row (cached) and write `file` (the main table: results.json) with provenance and
+        stage timings."""
         rows = rows or list(self.cfg.eval.methods)
         table = {r: self.evaluate(r) for r in rows}
         timings = {p.parent.name: json.loads(p.read_text()).get("wall_s") for p in sorted(self.dir.glob("*/done.json"))}
@@ -270,5 +271,5 @@ class Run:
                "avg_em": {r: s["avg_em"] for r, s in table.items()},
                "searches": {r: {ds: v["searches"] for ds, v in s["per_set"].items()} for r, s in table.items()},
                "stage_wall_s": timings, "provenance": provenance(self.cfg)}
-        atomic_write_json(self.dir / "results.json", res)
+        atomic_write_json(self.dir / file, res)
         return res

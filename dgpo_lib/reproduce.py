@@ -28,7 +28,8 @@ def kernel_name() -> str:
 
 
 def run_notebooks(preset: str = "cpu", seed: int = 0, overrides: dict | None = None, out: Path | None = None,
-                  only: list[str] | None = None, progress: bool = True) -> list[Path]:
+                  only: list[str] | None = None, progress: bool = True, ablations: list[str] | None = None
+                  ) -> list[Path]:
     import papermill as pm
     from tqdm import tqdm
 
@@ -46,8 +47,10 @@ def run_notebooks(preset: str = "cpu", seed: int = 0, overrides: dict | None = N
         t0 = time.time()
         target = out / nb.name
         try:
-            pm.execute_notebook(str(nb), str(target), parameters={"preset": preset, "seed": seed,
-                                                                   "overrides": overrides},
+            params = {"preset": preset, "seed": seed, "overrides": overrides}
+            if nb.stem.startswith("06") and ablations is not None:
+                params["ablations"] = list(ablations)
+            pm.execute_notebook(str(nb), str(target), parameters=params,
                                 kernel_name=kernel_name(), progress_bar=False, cwd=str(REPO_ROOT),
                                 log_output=False)
         except pm.PapermillExecutionError as e:
@@ -77,6 +80,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="folder for the executed notebooks (default book/executed)")
     ap.add_argument("--only", nargs="*", help="notebook prefixes to run, e.g. 00 01")
+    ap.add_argument("--ablations", nargs="*", default=None,
+                    help="run only these of cfg.eval.ablations in notebook 06 (default: all)")
     ap.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. rl.beta=0.01")
     a = ap.parse_intermixed_args(argv)
     try:
@@ -91,7 +96,7 @@ def main(argv=None) -> int:
                     flat[p + k] = v
         flatten(ov)
         t0 = time.time()
-        run_notebooks(a.preset, a.seed, flat, a.out, a.only)
+        run_notebooks(a.preset, a.seed, flat, a.out, a.only, ablations=a.ablations)
         print(f"reproduce: all notebooks ran in {(time.time() - t0) / 60:.1f} min")
         return 0
     except (ConfigError, NotebookFailed) as e:

@@ -34,6 +34,8 @@ preset = "smoke"
 seed = 0
 overrides = {}
 ''')
+# notebook 06 also takes the list of ablations to run (None = all of cfg.eval.ablations)
+PARAMS_06 = ('params', PARAMS[1].rstrip("\n") + "\nablations = None\n")
 START = ('code', '''
 from dgpo_lib.notebook import start, banner
 run, cfg = start(preset, seed, overrides)
@@ -366,9 +368,11 @@ starting points and budget: no cold start (RL from the untrained student with th
 paid by every trajectory instead of only the wrong ones, GRPO (group-normalised advantages, no critic) instead of
 PPO, and a larger $\\beta$.
 '''),
-PARAMS, START,
+PARAMS_06, START,
 ('code', '''
-variants = ["dgpo"] + list(cfg.eval.ablations)
+variants = ["dgpo"] + [v for v in cfg.eval.ablations if ablations is None or v in ablations]
+skipped = [v for v in cfg.eval.ablations if v not in variants]
+print("ablations run:", variants[1:], "| not run in this execution:", skipped or "none")
 for v in variants:
     run.rl(v)  # trains the variant, or reuses the cached stage
 curves = {v: run.metrics(f"rl_{v}") for v in variants}
@@ -382,7 +386,7 @@ show(plot_curves(curves, list(labels), labels, smooth=3),
 '''),
 ('code', '''
 from dgpo_lib.report import results_frame
-res = run.results(variants)
+res = run.results(variants, file="results_ablations.json")
 results_frame(res, variants).style.format("{:.3f}")
 '''),
 ]
