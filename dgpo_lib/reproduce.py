@@ -63,15 +63,28 @@ def run_notebooks(preset: str = "cpu", seed: int = 0, overrides: dict | None = N
                      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 2 ** 20, 2)
     extra = {}
     record = out / "reproduce.json"
-    if only and record.exists():  # a partial re-run keeps the timings of the notebooks it did not run
-        old = json.loads(record.read_text())
+    if only:  # a partial re-run keeps the timings of the notebooks it did not run
+        old = json.loads(record.read_text()) if record.exists() else {}
         if old.get("config_hash") == cfg.hash():
             timings = {**old.get("notebook_wall_s", {}), **timings}
             peak = max(peak, old.get("peak_rss_gib") or 0)
-            extra["rerun"] = sorted(set(old.get("rerun", [])) | {b.stem for b in books})
+        timings = {**_executed_durations(out, preset, set(timings)), **timings}
+        extra["rerun"] = sorted(set(old.get("rerun", [])) | {b.stem for b in books})
     atomic_write_json(record, provenance(cfg, notebook_wall_s=timings, overrides=overrides,
                                          total_wall_s=round(sum(timings.values()), 1), peak_rss_gib=peak, **extra))
     return done
+
+
+def _executed_durations(out: Path, preset: str, skip: set) -> dict:
+    """Wall seconds of executed notebooks in `out` (papermill's own record), for those not in `skip`."""
+    found = {}
+    for p in sorted(out.glob("[0-9][0-9]_*.ipynb")):
+        if p.stem in skip:
+            continue
+        pm_meta = json.loads(p.read_text(encoding="utf-8")).get("metadata", {}).get("papermill", {})
+        if pm_meta.get("parameters", {}).get("preset") == preset and pm_meta.get("duration"):
+            found[p.stem] = round(pm_meta["duration"], 1)
+    return found
 
 
 def main(argv=None) -> int:
