@@ -159,8 +159,7 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
         with torch.no_grad():
             old_lp, _, mask = _flat_scores(actor, trajs, pad, micro)
             kl_mode = setup.kl_mode if setup.beta > 0 else "none"
-            gate = R.kl_penalty_mask(scores, kl_mode if kl_mode != "none" else "always")
-            needed = [i for i in range(len(trajs)) if gate[i] > 0] if kl_mode != "none" else []
+            needed = [i for i, g in enumerate(R.kl_penalty_mask(scores, kl_mode).tolist()) if g > 0]
             ref_lp = scores_on(ref_logprobs, trajs, needed, old_lp)
             if setup.reference == "teacher":  # the KL-to-teacher curve: over the trajectories scored
                 teach_rows, teach_lp = needed, ref_lp
@@ -234,8 +233,9 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
              "kl_ref": float(R.masked_mean(k1[needed], mask[needed])) if needed else 0.0,
              "tokens_per_s": n_tok / max(time.perf_counter() - t0, 1e-9), "rollout_s": t_roll,
              "sequence_tokens": float(sum(len(t.prompt_ids) + len(t.response_ids) for t in trajs))}
-        if teach_rows:
-            m["kl_teacher"] = float(R.masked_mean(old_lp[teach_rows] - teach_lp[teach_rows], mask[teach_rows]))
+        if teacher is not None:  # always present, so every DDP process reduces the same keys; NaN = not scored
+            m["kl_teacher"] = float(R.masked_mean(old_lp[teach_rows] - teach_lp[teach_rows], mask[teach_rows])) \
+                if teach_rows else float("nan")
         if world > 1:  # metrics are means over every process's rollouts
             keys = sorted(m)
             vals = acc.reduce(torch.tensor([m[k] for k in keys], device=acc.device), "mean")
