@@ -140,8 +140,7 @@ def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg,
                 if method != "seqkd":
                     with torch.no_grad():
                         t_logits = action_logits(teacher, b)[0].to(s_logits.device)
-            total += chunked_loss_backward(s_logits, lambda sl, sl_t, tg: per_token(sl, sl_t, tg), t_logits,
-                                           targets, n_tok, backward)
+            total += chunked_loss_backward(s_logits, per_token, t_logits, targets, n_tok, backward)
         return total, n_tok
 
     def step_fn(step: int) -> dict:

@@ -111,6 +111,16 @@ def use_decode_attention(model) -> None:
         model.set_attn_implementation("dgpo_decode")
 
 
+@functools.lru_cache(maxsize=8)
+def _may_complete_stop(tokenizer, stops: tuple, vocab_size: int) -> torch.Tensor:
+    """[vocab] True for tokens whose text contains a stop string's last character: only they can complete one.
+    Cached per tokenizer: environments (and their generators) are made anew at every RL and KD step."""
+    last_chars = {s[-1] for s in stops}
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    flags = [any(c in (t or "") for c in last_chars) for t in vocab]
+    return torch.tensor(flags + [False] * max(0, vocab_size - len(flags)))
+
+
 def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
     n = min(len(r) for r in rows)
     first = rows[0]
@@ -142,11 +152,8 @@ class KVGenerator:
         if model is not None:  # None: an environment whose generator is swapped for a scripted one
             use_decode_attention(model)
         self.pad_id, self.eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
-        # a stop string can only be completed by a token whose text contains its last character
-        last_chars = {s[-1] for s in self.stops}
-        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        self._may_stop = torch.tensor([any(c in (t or "") for c in last_chars) for t in vocab] +
-                                      [False] * max(0, (model.config.vocab_size if model is not None else 0) - len(vocab)))
+        vocab_size = model.config.vocab_size if model is not None else len(tokenizer)
+        self._may_stop = _may_complete_stop(tokenizer, self.stops, vocab_size)
         self.stats = {"generate_s": 0.0, "generated_tokens": 0, "calls": 0, "prefill_tokens": 0,
                       "decode_steps": 0, "prefill_s": 0.0, "decode_s": 0.0}
 
