@@ -2,7 +2,7 @@
 `<run_root>/<preset>-<config hash>/` and a `done.json` last, so a finished stage is reused, a half-finished one
 is redone (training stages resume from their checkpoints), and the book can be rebuilt without retraining.
 
-Stages: index -> teacher -> tgo -> kd_<method> -> rl_<variant> -> eval_<row> -> results.
+Stages: index -> student (healing a pruned student) -> teacher -> tgo -> kd_<method> -> rl_<variant> -> eval_<row> -> results.
 """
 from __future__ import annotations
 
@@ -110,9 +110,42 @@ class Run:
                          RolloutSettings.from_config(self.cfg, greedy))
 
     # ---------------------------------------------------------------- models
-    def student_base_path(self) -> str:
+    def pruned_student_path(self) -> str:
         m = self.cfg.models
         return resolve_model_path(m.student, "student", m.student_layers, m.tiny_hidden, m.tiny_layers, self.cfg.seed)
+
+    def student_base_path(self) -> str:
+        """The student every method starts from: the pruned base, healed on corpus text when heal_steps > 0."""
+        if not self.cfg.models.heal_steps:
+            return self.pruned_student_path()
+        return self.heal_student()
+
+    # ---------------------------------------------------------------- stage: the student base
+    def heal_student(self) -> str:
+        name = "student"
+        out = self.stage_dir(name) / "model"
+        if self.is_done(name):
+            return str(out)
+        import random
+
+        from .heal import heal_student
+
+        c, m = self.cfg, self.cfg.models
+        t0 = time.time()
+        seed_everything(c.seed)
+        student, tok = load_model(self.pruned_student_path(), m.dtype, self.device)
+        base, _ = load_model(resolve_model_path(m.student, "student", None, m.tiny_hidden, m.tiny_layers, c.seed),
+                             m.dtype, self.device)
+        # never the passages an evaluation question is about: healing must not read the test answers
+        gold = {i for rows in self.eval_sets().values() for q in rows for i in q.metadata.get("supporting_ids") or []}
+        texts = [p.contents for p in D.load_cfg_corpus(c) if p.id not in gold]
+        random.Random(f"{c.seed}:heal-split").shuffle(texts)
+        held_out, texts = texts[:m.heal_held_out], texts[m.heal_held_out:]
+        info = heal_student(student, base, tok, texts, held_out, c, self.stage_dir(name), out, self.progress)
+        self.mark_done(name, t0, **info, n_gold_excluded=len(gold),
+                       parameters={"student": count_parameters(student), "base": count_parameters(base)})
+        del base
+        return str(out)
 
     def model_path(self, row: str) -> str:
         """Checkpoint folder of a results-table row (training it if needed)."""

@@ -4,7 +4,7 @@
     python -m dgpo_lib.stage rl_dgpo --preset cpu rl.steps=50
     python -m dgpo_lib.stage index --preset paper
 
-Stages: index, teacher, tgo, kd_<seqkd|kd|gkd|distillm|taid>, rl_<variant>, eval_<row>, results.
+Stages: index, student (healing a pruned student), teacher, tgo, kd_<seqkd|kd|gkd|distillm|taid>, rl_<variant>, eval_<row>, results.
 A stage that was interrupted resumes from its latest checkpoint.
 """
 from __future__ import annotations
@@ -21,6 +21,8 @@ from .pipeline import Run
 def run_stage(run: Run, stage: str):
     if stage == "index":
         return len(run.retriever().passages)
+    if stage == "student":
+        return run.student_base_path()
     if stage == "teacher":
         return run.teacher_path()
     if stage == "tgo":
