@@ -47,7 +47,7 @@ def _flat_scores(model, trajs, pad_id, micro, need_grad=False, entropy=False):
         for j, (i, c) in enumerate(zip(idx, cnt.tolist())):
             off = int(cnt[:j].sum())
             lps[i], ents[i], counts[i] = lp[off:off + c], ent[off:off + c], c
-    counts_t = torch.tensor(counts)
+    counts_t = torch.tensor(counts, device=lps[0].device if lps else None)  # beside the log-probs (GPU)
     lp_pad, mask = R.to_padded(torch.cat(lps) if lps else torch.zeros(0), counts_t)
     ent_pad, _ = R.to_padded(torch.cat(ents) if ents else torch.zeros(0), counts_t)
     return lp_pad, ent_pad, mask
@@ -64,7 +64,7 @@ def _values(critic, trajs, pad_id, micro, need_grad=False):
         for i, c in zip(idx, cnt):
             vals[i], counts[i] = v[off:off + c], c
             off += c
-    return R.to_padded(torch.cat(vals), torch.tensor(counts))[0]
+    return R.to_padded(torch.cat(vals), torch.tensor(counts, device=vals[0].device))[0]
 
 
 def rollout_stats(trajs: Sequence[Trajectory]) -> dict:
@@ -148,14 +148,15 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
         qs = [questions[i] for i in rng.sample(range(len(questions)), min(max(n_q, 1), len(questions)))]
         qs = qs[rank::world]  # this process's share
         group = None
+        dev = next(actor.parameters()).device  # the RL arithmetic runs where the log-probs are
         if setup.algo == "grpo":
-            group = torch.arange(len(qs)).repeat_interleave(rc.grpo_group)
+            group = torch.arange(len(qs), device=dev).repeat_interleave(rc.grpo_group)
             qs = [q for q in qs for _ in range(rc.grpo_group)]
         t0 = time.perf_counter()
         actor.eval()
         trajs = [t for t in make_rollout(actor, qs)]
         t_roll = time.perf_counter() - t0
-        scores = torch.tensor([t.em for t in trajs], dtype=torch.float32)
+        scores = torch.tensor([t.em for t in trajs], dtype=torch.float32, device=dev)
         with torch.no_grad():
             old_lp, _, mask = _flat_scores(actor, trajs, pad, micro)
             kl_mode = setup.kl_mode if setup.beta > 0 else "none"

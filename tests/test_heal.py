@@ -38,7 +38,8 @@ def test_text_loss_is_mean_token_cross_entropy(tiny):
     texts = ["alpha beta gamma delta", "one two three"]
     b = _batch(tok, texts, 16)
     with torch.no_grad():
-        logits = model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits.float()
+        dev = next(model.parameters()).device
+        logits = model(input_ids=b.input_ids.to(dev), attention_mask=b.attention_mask.to(dev)).logits.float().cpu()
     nll, n = 0.0, 0
     for i in range(len(texts)):
         ids = b.input_ids[i][b.attention_mask[i].bool()]
