@@ -121,13 +121,22 @@ class Run:
         return self.heal_student()
 
     # ---------------------------------------------------------------- stage: the student base
+    def healing_texts(self) -> tuple[list[str], list[str], set[str]]:
+        """(training passages, held-out passages, excluded ids): the corpus minus the gold passages of every
+        evaluation question (healing must not read the test answers), shuffled with the seed."""
+        import random
+
+        gold = {i for rows in self.eval_sets().values() for q in rows for i in q.metadata.get("supporting_ids") or []}
+        texts = [p.contents for p in D.load_cfg_corpus(self.cfg) if p.id not in gold]
+        random.Random(f"{self.cfg.seed}:heal-split").shuffle(texts)
+        n = self.cfg.models.heal_held_out
+        return texts[n:], texts[:n], gold
+
     def heal_student(self) -> str:
         name = "student"
         out = self.stage_dir(name) / "model"
         if self.is_done(name):
             return str(out)
-        import random
-
         from .heal import heal_student
 
         c, m = self.cfg, self.cfg.models
@@ -136,11 +145,7 @@ class Run:
         student, tok = load_model(self.pruned_student_path(), m.dtype, self.device)
         base, _ = load_model(resolve_model_path(m.student, "student", None, m.tiny_hidden, m.tiny_layers, c.seed),
                              m.dtype, self.device)
-        # never the passages an evaluation question is about: healing must not read the test answers
-        gold = {i for rows in self.eval_sets().values() for q in rows for i in q.metadata.get("supporting_ids") or []}
-        texts = [p.contents for p in D.load_cfg_corpus(c) if p.id not in gold]
-        random.Random(f"{c.seed}:heal-split").shuffle(texts)
-        held_out, texts = texts[:m.heal_held_out], texts[m.heal_held_out:]
+        texts, held_out, gold = self.healing_texts()
         info = heal_student(student, base, tok, texts, held_out, c, self.stage_dir(name), out, self.progress)
         self.mark_done(name, t0, **info, n_gold_excluded=len(gold),
                        parameters={"student": count_parameters(student), "base": count_parameters(base)})

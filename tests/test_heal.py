@@ -47,3 +47,21 @@ def test_text_loss_is_mean_token_cross_entropy(tiny):
         nll += -lp[torch.arange(len(ids) - 1), ids[1:]].sum().item()
         n += len(ids) - 1
     assert abs(text_loss(model, tok, texts, 16) - nll / n) < 1e-4
+
+
+def test_healing_text_never_holds_an_evaluation_gold_passage(smoke_cfg, tmp_path):
+    import copy
+
+    from dgpo_lib.data import load_cfg_corpus
+    from dgpo_lib.pipeline import Run
+
+    cfg = copy.deepcopy(smoke_cfg)
+    cfg.run_root = str(tmp_path)
+    run = Run(cfg, progress=False)
+    texts, held_out, gold = run.healing_texts()
+    by_id = {p.id: p.contents for p in load_cfg_corpus(cfg)}
+    assert gold and gold <= set(by_id)  # the smoke eval questions do have gold passages in the corpus
+    used = set(texts) | set(held_out)
+    assert not used & {by_id[i] for i in gold}
+    assert len(held_out) == cfg.models.heal_held_out and not set(held_out) & set(texts)
+    assert len(used) == len(by_id) - len(gold)
