@@ -3,7 +3,8 @@
     .venv/bin/python scripts/collect_results.py --preset cpu
 
 Kept: every stage's done.json (provenance, wall time, peak memory), training metrics.jsonl, evaluation
-summary.json and per-question records, results.json and config.json.
+summary.json and per-question records, results.json and config.json. The folder is replaced as a whole, so
+it never mixes files of two runs (an older config's stages would otherwise linger).
 """
 import argparse
 import shutil
@@ -25,6 +26,8 @@ def main():
     a = ap.parse_intermixed_args()
     run = Run(load_config(a.preset, a.overrides), progress=False)
     out = Path(__file__).resolve().parent.parent / "results" / a.preset
+    final, out = out, out.with_name(f".{a.preset}.tmp")
+    shutil.rmtree(out, ignore_errors=True)
     n = 0
     for pattern in KEEP:
         for f in run.dir.rglob(pattern):
@@ -35,7 +38,12 @@ def main():
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, dst)
             n += 1
-    print(f"copied {n} files from {run.dir} to {out}")
+    if n == 0:
+        shutil.rmtree(out, ignore_errors=True)
+        sys.exit(f"collect_results: nothing to copy in {run.dir} (has this preset run?)")
+    shutil.rmtree(final, ignore_errors=True)
+    out.rename(final)
+    print(f"copied {n} files from {run.dir} to {final}")
 
 
 if __name__ == "__main__":
