@@ -22,11 +22,12 @@ KEEP = ("done.json", "metrics.jsonl", "summary.json", "records_*.jsonl", "result
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--out", type=Path, default=None, help="destination folder (default results/<preset>)")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_intermixed_args()
     run = Run(load_config(a.preset, a.overrides), progress=False)
-    out = Path(__file__).resolve().parent.parent / "results" / a.preset
-    final, out = out, out.with_name(f".{a.preset}.tmp")
+    out = a.out or Path(__file__).resolve().parent.parent / "results" / a.preset
+    final, out = out, out.with_name(f".{out.name}.tmp")
     shutil.rmtree(out, ignore_errors=True)
     n = 0
     for pattern in KEEP:
