@@ -110,9 +110,11 @@ class Run:
                          RolloutSettings.from_config(self.cfg, greedy))
 
     # ---------------------------------------------------------------- models
-    def pruned_student_path(self) -> str:
+    def pruned_student_path(self, pruned: bool = True) -> str:
+        """The student base with `models.student_layers` kept (or, pruned=False, all of them: healing's teacher)."""
         m = self.cfg.models
-        return resolve_model_path(m.student, "student", m.student_layers, m.tiny_hidden, m.tiny_layers, self.cfg.seed)
+        return resolve_model_path(m.student, "student", m.student_layers if pruned else None, m.tiny_hidden,
+                                  m.tiny_layers, self.cfg.seed)
 
     def student_base_path(self) -> str:
         """The student every method starts from: the pruned base, healed on corpus text when heal_steps > 0."""
@@ -143,8 +145,7 @@ class Run:
         t0 = time.time()
         seed_everything(c.seed)
         student, tok = load_model(self.pruned_student_path(), m.dtype, self.device)
-        base, _ = load_model(resolve_model_path(m.student, "student", None, m.tiny_hidden, m.tiny_layers, c.seed),
-                             m.dtype, self.device)
+        base, _ = load_model(self.pruned_student_path(pruned=False), m.dtype, self.device)
         texts, held_out, gold = self.healing_texts()
         info = heal_student(student, base, tok, texts, held_out, c, self.stage_dir(name), out, self.progress)
         self.mark_done(name, t0, **info, n_gold_excluded=len(gold),
