@@ -69,7 +69,7 @@ class ModelConfig:
     student: str = _f("smollm2-135m-instruct", "student base model (same tokenizer as the teacher)")
     student_layers: int | None = _f(10, "keep this many evenly spaced decoder layers of the student base; None = all")
     heal_steps: int = _f(0, "steps of distilling the unpruned base into a layer-pruned student on corpus text before any task training (0 = none)")
-    heal_lr: float = _f(5.0e-4, "learning rate of the healing steps")
+    heal_lr: float = _f(1.0e-3, "learning rate of the healing steps")
     heal_batch: int = _f(8, "passages per healing step")
     heal_seq_len: int = _f(128, "tokens per healing passage")
     heal_held_out: int = _f(64, "corpus passages held out of healing to measure the student's text loss before and after")

@@ -120,7 +120,7 @@ class Run:
         """The student every method starts from: the pruned base, healed on corpus text when heal_steps > 0."""
         if not self.cfg.models.heal_steps:
             return self.pruned_student_path()
-        return self.heal_student()
+        return self.healed_student()
 
     # ---------------------------------------------------------------- stage: the student base
     def healing_texts(self) -> tuple[list[str], list[str], set[str]]:
@@ -134,7 +134,8 @@ class Run:
         n = self.cfg.models.heal_held_out
         return texts[n:], texts[:n], gold
 
-    def heal_student(self) -> str:
+    def healed_student(self) -> str:
+        """Stage `student`: the pruned student after healing (dgpo_lib/heal.py), trained once per config."""
         name = "student"
         out = self.stage_dir(name) / "model"
         if self.is_done(name):
