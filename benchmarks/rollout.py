@@ -18,7 +18,8 @@ from dgpo_lib.models import count_parameters
 from dgpo_lib.pipeline import Run
 from dgpo_lib.kv_generation import KVGenerator
 from dgpo_lib.precision import compute_dtype
-from dgpo_lib.rollout import HFGenerator, make_generator
+from dgpo_lib.continuous import ContinuousGenerator
+from dgpo_lib.rollout import HFGenerator
 
 
 def measure(run: Run, row: str, questions, batch: int, generator: str) -> dict:
@@ -26,11 +27,13 @@ def measure(run: Run, row: str, questions, batch: int, generator: str) -> dict:
     env = run.env(model, tok, greedy=False)
     if generator == "hf":  # plain transformers: undo the KV generator's decode-attention routing
         model.set_attn_implementation("sdpa")
-    env.gen = make_generator(model, tok, run.cfg) if generator == run.cfg.rollout.generator else \
-        (HFGenerator(model, tok) if generator == "hf" else KVGenerator(model, tok))
+    env.gen = {"hf": HFGenerator, "kv": KVGenerator, "continuous": ContinuousGenerator}[generator](model, tok)
     t0 = time.perf_counter()
-    for s in range(0, len(questions), batch):
-        env.run(questions[s:s + batch])
+    if generator == "continuous":  # `batch` slots, refilled as trajectories end
+        env.run(questions, slots=batch)
+    else:
+        for s in range(0, len(questions), batch):
+            env.run(questions[s:s + batch])
     wall = time.perf_counter() - t0
     g = env.gen.stats
     gen_tokens = g["generated_tokens"]
@@ -38,7 +41,8 @@ def measure(run: Run, row: str, questions, batch: int, generator: str) -> dict:
             "generated_tokens": gen_tokens, "tokens_per_s": gen_tokens / wall, "questions_per_s": len(questions) / wall,
             "share_generate": g["generate_s"] / wall, "share_retrieve": env.stats["retrieve_s"] / wall,
             "share_tokenize": env.stats["tokenize_s"] / wall, "searches": env.stats["searches"],
-            "prefill_tokens": g.get("prefill_tokens"), "decode_steps": g.get("decode_steps")}
+            "prefill_tokens": g.get("prefill_tokens"), "decode_steps": g.get("decode_steps"),
+            "decode_slots": g.get("decode_slots"), "prefill_s": g.get("prefill_s"), "decode_s": g.get("decode_s")}
 
 
 def main():
@@ -48,6 +52,7 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--single", type=int, default=8, help="questions for the one-at-a-time loop")
     ap.add_argument("--rows", nargs="*", default=["student", "teacher"])
+    ap.add_argument("--generators", nargs="*", default=["continuous", "kv", "hf"])
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_intermixed_args()
     cfg = load_config(a.preset, a.overrides)
@@ -64,7 +69,7 @@ def main():
         # sampled rollouts (T=1, as in RL), so every variant sees the same kind of text but not the same tokens:
         # compare questions/s and generated tokens/s
         single = measure(run, row, qs[: a.single], 1, "hf")
-        for gen in ("kv", "hf"):
+        for gen in a.generators:
             r = measure(run, row, qs, a.batch, gen)
             rows.append({**r, "params": n, "limit_tokens_per_s": limit, "share_of_limit": r["tokens_per_s"] / limit,
                          "speedup_vs_single": r["questions_per_s"] / single["questions_per_s"]})

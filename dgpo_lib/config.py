@@ -85,12 +85,17 @@ class ModelConfig:
 class RolloutConfig:
     max_turns: int = _f(4, "searches allowed before a final answer-only turn")
     max_turn_tokens: int = _f(500, "new tokens per generation turn")
-    max_obs_tokens: int = _f(500, "tokens of an <information> block (longer ones are cut)")
+    max_obs_tokens: int = _f(500, "tokens of an <information> block (longer ones are shortened, see obs_truncation)")
+    obs_truncation: str = _f("block", "block: cut the block's tokens at max_obs_tokens (Search-R1; the closing "
+                             "</information> tag is lost when the cut is hit); closed: cut early enough to end with "
+                             "the closing tag (small budgets, where the cut is the rule)")
     max_total_tokens: int = _f(4096, "cap on prompt + response tokens")
     temperature: float = _f(1.0, "sampling temperature during training rollouts (evaluation is greedy)")
     top_p: float = _f(1.0, "nucleus sampling during training rollouts")
     batch_size: int = _f(32, "questions generated together")
-    generator: str = _f("kv", "kv: keep each trajectory's KV cache across turns (dgpo_lib.kv_generation); hf: "
+    generator: str = _f("kv", "continuous: a fixed number of slots, each refilled with the next question as soon as its "
+                        "trajectory ends, every row running its own turns (dgpo_lib.continuous); "
+                        "kv: batches in lock step, keeping each trajectory's KV cache across turns (dgpo_lib.kv_generation); hf: "
                         "transformers' generate, re-encoding the context every turn; vllm: vLLM for frozen models "
                         "(evaluation, teacher rollouts) when installed on a GPU, else kv")
 

@@ -27,12 +27,16 @@ def evaluate(model, tokenizer, retriever, eval_sets: dict[str, list[QAExample]],
     """Run every eval set greedily; write per-question records and a summary (with provenance) if out_dir."""
     env = SearchEnv(make_generator(model, tokenizer, cfg, model_path), retriever, tokenizer,
                     RolloutSettings.from_config(cfg, greedy=True))
+    # every set in one pass: a continuous generator refills its slots across sets instead of draining per set
+    names = [ds for ds, qs in eval_sets.items() for _ in qs]
+    trajs = run_batched(env, [q for qs in eval_sets.values() for q in qs], cfg.eval.batch_size,
+                        desc=f"eval {name}", progress=progress)
     per_set = {}
-    for ds, qs in eval_sets.items():
-        trajs = run_batched(env, qs, cfg.eval.batch_size, desc=f"eval {name} {ds}", progress=progress)
-        per_set[ds] = summarize_set(trajs)
+    for ds in eval_sets:
+        part = [t for t, n in zip(trajs, names) if n == ds]
+        per_set[ds] = summarize_set(part)
         if out_dir is not None:
-            write_records(Path(out_dir) / f"records_{ds}.jsonl", trajs)
+            write_records(Path(out_dir) / f"records_{ds}.jsonl", part)
     ems = [v["em"] for v in per_set.values()]
     summary = {"method": name, "per_set": per_set, "avg_em": sum(ems) / max(len(ems), 1),
                "timing": {**env.gen.stats, **env.stats}, "provenance": provenance(cfg)}

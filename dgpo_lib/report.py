@@ -216,14 +216,14 @@ def performance_targets(preset: str = "cpu", folder=None) -> pd.DataFrame:
     ro = _bench(folder, f"rollout_{preset}")
     if ro:
         for r in ro["rows"]:
-            if r["generator"] == "kv" and r["batch"] > 1:
-                # share of the batch's decode slots that produced a token: turns run in lock step, so rows that
-                # stop early wait for the longest one (what continuous batching would reclaim); each turn's first
-                # token comes from its prefill, so a fully used batch reads slightly above 100%
-                use = (f"; {r['generated_tokens'] / (r['decode_steps'] * r['batch']):.0%} of decode slots used"
-                       if r.get("decode_steps") else "")
-                add(f"{r['model']}: batched rollouts >= 5x one question at a time (batch {r['batch']})",
-                    f"{r['speedup_vs_single']:.1f}x ({r['questions_per_s']:.2f} questions/s{use})",
+            if r["generator"] in ("kv", "continuous") and r["batch"] > 1:
+                # share of the decode slots that produced a token. Lock step ("kv"): rows that end their turn early
+                # wait for the longest one; continuous batching refills them. Each turn's first token comes from
+                # its prefill, so a fully used batch reads slightly above 100%
+                slots = r.get("decode_slots") or (r["decode_steps"] * r["batch"] if r.get("decode_steps") else 0)
+                use = f"; {r['generated_tokens'] / slots:.0%} of decode slots used" if slots else ""
+                add(f"{r['model']}: batched rollouts >= 5x one question at a time ({r['generator']}, batch "
+                    f"{r['batch']})", f"{r['speedup_vs_single']:.1f}x ({r['questions_per_s']:.2f} questions/s{use})",
                     r["speedup_vs_single"] >= 5)
         for m in {r["model"] for r in ro["rows"]}:
             kv = [r for r in ro["rows"] if r["model"] == m and r["generator"] == "kv" and r["batch"] > 1]

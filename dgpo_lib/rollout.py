@@ -148,15 +148,32 @@ def make_generator(model, tokenizer, cfg, model_path: str | None = None):
         from .vllm_generation import VLLMGenerator, vllm_available
         if model_path is not None and vllm_available():
             return VLLMGenerator(model_path, tokenizer, max_model_len=cfg.rollout.max_total_tokens, seed=cfg.seed)
-        log.info("rollout.generator=vllm: %s; using the KV-cached generator",
+        log.info("rollout.generator=vllm: %s; using continuous batching",
                  "vLLM or a GPU is missing" if model_path is not None else "the policy is being trained")
-        kind = "kv"
+        kind = "continuous"
+    if kind == "continuous":
+        from .continuous import ContinuousGenerator
+        return ContinuousGenerator(model, tokenizer)
     if kind == "kv":
         from .kv_generation import KVGenerator
         return KVGenerator(model, tokenizer)
     if kind == "hf":
         return HFGenerator(model, tokenizer)
-    raise ValueError(f"rollout.generator must be 'kv', 'hf' or 'vllm', got {cfg.rollout.generator!r}")
+    raise ValueError(f"rollout.generator must be 'continuous', 'kv', 'hf' or 'vllm', got {cfg.rollout.generator!r}")
+
+
+def information_ids(passages, tokenizer, max_tokens: int, mode: str = "block") -> list[int]:
+    """The `<information>` block's token ids, at most `max_tokens` of them. A longer block is cut, as Search-R1's
+    `max_obs_length` does (`block`: its closing tag is then lost, and a small model goes on writing passage text),
+    or cut early enough to end with the closing tag (`closed`); both keep the same passage text first to last."""
+    if mode not in ("block", "closed"):
+        raise ValueError(f"rollout.obs_truncation must be 'block' or 'closed', got {mode!r}")
+    encode = lambda text: tokenizer(text, add_special_tokens=False).input_ids  # noqa: E731
+    ids = encode(information_block(passages))
+    if len(ids) <= max_tokens or mode == "block":
+        return ids[:max_tokens]
+    tail = encode(information_block([]).partition("<information>")[2])  # "</information>\n\n"
+    return ids[: max_tokens - len(tail)] + tail if len(tail) < max_tokens else ids[:max_tokens]
 
 
 def parse_action(text: str) -> tuple[str | None, str]:
@@ -178,6 +195,7 @@ class RolloutSettings:
     max_turn_tokens: int = 500
     max_obs_tokens: int = 500
     max_total_tokens: int = 4096
+    obs_truncation: str = "block"
     topk: int = 3
     temperature: float = 0.0
     top_p: float = 1.0
@@ -187,8 +205,9 @@ class RolloutSettings:
     @classmethod
     def from_config(cls, cfg, greedy: bool) -> "RolloutSettings":
         r = cfg.rollout
-        return cls(r.max_turns, r.max_turn_tokens, r.max_obs_tokens, r.max_total_tokens, cfg.retrieval.topk,
-                   0.0 if greedy else r.temperature, r.top_p, cfg.models.chat_template, cfg.models.few_shot)
+        return cls(r.max_turns, r.max_turn_tokens, r.max_obs_tokens, r.max_total_tokens, r.obs_truncation,
+                   cfg.retrieval.topk, 0.0 if greedy else r.temperature, r.top_p, cfg.models.chat_template,
+                   cfg.models.few_shot)
 
 
 class SearchEnv:
@@ -215,7 +234,12 @@ class SearchEnv:
         tr.segments.append(Segment(kind, text if text is not None else
                                    self.tok.decode(ids, skip_special_tokens=False), len(ids)))
 
-    def run(self, questions: Sequence[QAExample]) -> list[Trajectory]:
+    def run(self, questions: Sequence[QAExample], slots: int | None = None,
+            on_done: Callable | None = None) -> list[Trajectory]:
+        """Every question's episode. A continuous generator keeps `slots` trajectories (default: all) in flight and
+        calls `on_done(trajectory)` as each ends; any other generator runs them in lock step, turn by turn."""
+        if hasattr(self.gen, "rollout"):
+            return self.gen.rollout(self, questions, slots, on_done)
         s = self.s
         trajs = [Trajectory(q, self.prompt_ids(q)) for q in questions]
         done = [False] * len(trajs)
@@ -233,67 +257,95 @@ class SearchEnv:
                 active.append(i)
             if not active:
                 break
-            budgets = {i: min(s.max_turn_tokens,
-                              s.max_total_tokens - len(trajs[i].prompt_ids) - len(trajs[i].response_ids))
-                       for i in active}
+            budgets = {i: self.turn_budget(trajs[i]) for i in active}
             contexts = [trajs[i].prompt_ids + trajs[i].response_ids for i in active]
             if session is not None:
                 outs = session.generate(active, contexts, max(budgets.values()), s.temperature, s.top_p)
             else:
                 outs = self.gen.generate(contexts, max(budgets.values()), s.temperature, s.top_p)
-            pending: list[tuple[int, str]] = []
+            pending: list[tuple[Trajectory, str]] = []
             for i, ids in zip(active, outs):
-                tr = trajs[i]
-                ids = ids[: budgets[i]]
-                tr.n_turns += 1
-                text = self.tok.decode(ids, skip_special_tokens=False)
-                self._append(tr, ids, "model", text)
-                kind, content = parse_action(text)
-                if kind == "answer":
-                    done[i], tr.finish = True, "answer"
-                elif kind == "search" and can_search and clean_query(content):
-                    pending.append((i, clean_query(content)))
-                elif kind == "search" and not can_search:
-                    done[i], tr.finish = True, "max_turns"
-                elif ids and ids[-1] == self.tok.eos_token_id:
-                    done[i], tr.finish = True, "eos"
-                elif len(tr.prompt_ids) + len(tr.response_ids) >= s.max_total_tokens:
-                    done[i], tr.finish = True, "length"
-                elif not can_search:
-                    done[i], tr.finish = True, "max_turns"
-                else:  # no action, an empty query, or an unterminated tag: Search-R1's corrective message
-                    self._append(trajs[i], self._encode(INVALID_ACTION), "invalid", INVALID_ACTION)
-            if pending:
-                t0 = time.perf_counter()
-                hits = self.retriever.search([q for _, q in pending], s.topk)
-                self.stats["retrieve_s"] += time.perf_counter() - t0
-                self.stats["searches"] += len(pending)
-                for (i, q), docs in zip(pending, hits):
-                    tr = trajs[i]
-                    tr.queries.append(q)
-                    tr.retrieved_ids.append([p.id for p in docs])
-                    obs = self._encode(information_block(docs))
-                    room = s.max_total_tokens - len(tr.prompt_ids) - len(tr.response_ids)
-                    self._append(tr, obs[: max(0, min(s.max_obs_tokens, room))], "information")
+                finish, query = self.end_turn(trajs[i], ids[: budgets[i]], can_search)
+                if finish:
+                    done[i], trajs[i].finish = True, finish
+                elif query:
+                    pending.append((trajs[i], query))
+            self.observe(pending)
         for i, tr in enumerate(trajs):
             if not done[i]:
                 tr.finish = tr.finish or "max_turns"
-            tr.answer = extract_answer(tr.model_text)
-            tr.em = exact_match(tr.answer, tr.question.golden_answers)
-            tr.f1 = f1_score(tr.answer, tr.question.golden_answers)
+            self.score(tr)
         return trajs
+
+    # ---------------------------------------------------------------- one row's turn, shared with continuous.py
+    def turn_budget(self, tr: Trajectory) -> int:
+        """New tokens the next turn may write; <= 0 means the trajectory is out of room."""
+        return min(self.s.max_turn_tokens, self.s.max_total_tokens - len(tr.prompt_ids) - len(tr.response_ids))
+
+    def end_turn(self, tr: Trajectory, ids: list[int], can_search: bool) -> tuple[str, str | None]:
+        """Append the model's turn and decide what follows: (finish reason, "") when the episode ends, ("", query)
+        for a search, ("", None) after the invalid-action message was appended."""
+        s = self.s
+        tr.n_turns += 1
+        text = self.tok.decode(ids, skip_special_tokens=False)
+        self._append(tr, ids, "model", text)
+        kind, content = parse_action(text)
+        if kind == "answer":
+            return "answer", ""
+        if kind == "search" and can_search and clean_query(content):
+            return "", clean_query(content)
+        if kind == "search" and not can_search:
+            return "max_turns", ""
+        if ids and ids[-1] == self.tok.eos_token_id:
+            return "eos", ""
+        if len(tr.prompt_ids) + len(tr.response_ids) >= s.max_total_tokens:
+            return "length", ""
+        if not can_search:
+            return "max_turns", ""
+        # no action, an empty query, or an unterminated tag: Search-R1's corrective message
+        self._append(tr, self._encode(INVALID_ACTION), "invalid", INVALID_ACTION)
+        return "", None
+
+    def observe(self, pending: Sequence[tuple[Trajectory, str]]) -> None:
+        """Retrieve for every (trajectory, query) at once and append the `<information>` blocks."""
+        if not pending:
+            return
+        s = self.s
+        t0 = time.perf_counter()
+        hits = self.retriever.search([q for _, q in pending], s.topk)
+        self.stats["retrieve_s"] += time.perf_counter() - t0
+        self.stats["searches"] += len(pending)
+        for (tr, q), docs in zip(pending, hits):
+            tr.queries.append(q)
+            tr.retrieved_ids.append([p.id for p in docs])
+            room = s.max_total_tokens - len(tr.prompt_ids) - len(tr.response_ids)
+            t0 = time.perf_counter()
+            obs = information_ids(docs, self.tok, max(0, min(s.max_obs_tokens, room)), s.obs_truncation)
+            self.stats["tokenize_s"] += time.perf_counter() - t0
+            self._append(tr, obs, "information")
+
+    @staticmethod
+    def score(tr: Trajectory) -> None:
+        tr.answer = extract_answer(tr.model_text)
+        tr.em = exact_match(tr.answer, tr.question.golden_answers)
+        tr.f1 = f1_score(tr.answer, tr.question.golden_answers)
 
 
 def run_batched(env: SearchEnv, questions: Sequence[QAExample], batch_size: int, desc: str = "rollout",
-                progress: bool = True, on_batch: Callable | None = None) -> list[Trajectory]:
+                progress: bool = True) -> list[Trajectory]:
+    """All questions' episodes, `batch_size` at a time (in flight at once, for a continuous generator), with a
+    progress bar counting finished questions."""
     from tqdm import tqdm
 
-    out: list[Trajectory] = []
-    for s in tqdm(range(0, len(questions), batch_size), desc=desc, unit="batch", disable=not progress):
-        part = env.run(questions[s:s + batch_size])
-        out += part
-        if on_batch:
-            on_batch(part)
+    bar = tqdm(total=len(questions), desc=desc, unit="q", disable=not progress)
+    if hasattr(env.gen, "rollout"):
+        out = env.run(questions, slots=batch_size, on_done=lambda _: bar.update(1))
+    else:
+        out = []
+        for s in range(0, len(questions), batch_size):
+            out += env.run(questions[s:s + batch_size])
+            bar.update(len(questions[s:s + batch_size]))
+    bar.close()
     return out
 
 

@@ -554,8 +554,8 @@ print("benchmark results found:", ", ".join(tables) or "none yet (run the script
 ('md', '''
 ## The targets
 
-Batched rollouts against a one-question-at-a-time loop, the KV cache kept across turns against re-encoding each
-turn with HF `generate`, the padding share of training batches, and the share of the 90-minute budget taken by
+Batched rollouts (continuous batching and lock-step turns) against a one-question-at-a-time loop, the KV cache
+kept across turns against re-encoding each turn with HF `generate`, the padding share of training batches, and the share of the 90-minute budget taken by
 the largest stage; each line is computed from the JSON the scripts wrote.
 '''),
 ('code', '''
@@ -566,8 +566,9 @@ targets
 ('code', '''
 fig = plot_rollout_throughput(preset)
 if fig is not None:
-    show(fig, "Multi-turn Search-R1 rollouts per second (sampled, T = 1) by model and generator: kv keeps the "
-              "KV cache across turns, hf re-encodes the context with transformers' generate; batch 1 is the "
+    show(fig, "Multi-turn Search-R1 rollouts per second (sampled, T = 1) by model and generator: continuous "
+              "refills each slot as its trajectory ends, kv runs a batch's turns in lock step (both keep the KV "
+              "cache across turns), hf re-encodes the context with transformers' generate; batch 1 is the "
               "one-question-at-a-time loop (benchmarks/rollout.py).")
 '''),
 ('md', '''
