@@ -56,6 +56,7 @@ class RaggedCache:
     def begin(self, rows: torch.Tensor | None, pos: torch.Tensor) -> None:
         """Set where the next forward's tokens go: `pos[i, j]` is the column of row `rows[i]`'s j-th new token."""
         self._idx = None if rows is None else rows.to(self.device)
+        self._rows = torch.arange(self.slots, device=self.device) if rows is None else self._idx  # once, not per layer
         self._pos = pos.to(self.device)
         self._T = int(pos.max()) + 1
         self._grow(self._T)
@@ -66,7 +67,7 @@ class RaggedCache:
             self.k.append(key.new_zeros(shape))
             self.v.append(value.new_zeros(shape))
         K, V = self.k[layer_idx], self.v[layer_idx]
-        rows = torch.arange(self.slots, device=self.device) if self._idx is None else self._idx
+        rows = self._rows
         K[rows[:, None], :, self._pos] = key.transpose(1, 2).to(K.dtype)  # [b, s, kv_heads, head_dim]
         V[rows[:, None], :, self._pos] = value.transpose(1, 2).to(V.dtype)
         if self._idx is None:
