@@ -19,7 +19,7 @@ from dgpo_lib.pipeline import Run
 from dgpo_lib.kv_generation import KVGenerator
 from dgpo_lib.precision import compute_dtype
 from dgpo_lib.continuous import ContinuousGenerator
-from dgpo_lib.rollout import HFGenerator
+from dgpo_lib.rollout import HFGenerator, run_batched
 
 
 def measure(run: Run, row: str, questions, batch: int, generator: str) -> dict:
@@ -29,11 +29,7 @@ def measure(run: Run, row: str, questions, batch: int, generator: str) -> dict:
         model.set_attn_implementation("sdpa")
     env.gen = {"hf": HFGenerator, "kv": KVGenerator, "continuous": ContinuousGenerator}[generator](model, tok)
     t0 = time.perf_counter()
-    if generator == "continuous":  # `batch` slots, refilled as trajectories end
-        env.run(questions, slots=batch)
-    else:
-        for s in range(0, len(questions), batch):
-            env.run(questions[s:s + batch])
+    run_batched(env, questions, batch, progress=False)  # continuous: `batch` slots, refilled as trajectories end
     wall = time.perf_counter() - t0
     g = env.gen.stats
     gen_tokens = g["generated_tokens"]

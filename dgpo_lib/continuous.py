@@ -198,15 +198,6 @@ class _Episodes:
                          logits_to_keep=1)
             self.g.stats["prefill_tokens"] += self.p
 
-    def _stopped(self, b: int, t: int) -> bool:
-        g, out = self.g, self.out[b]
-        if t == g.eos_id or len(out) >= self.budget[b]:
-            return True
-        if not g._may_stop[t]:  # only a token holding a stop string's last character can complete one
-            return False
-        tail = g.tokenizer.decode(out[-16:], skip_special_tokens=False)
-        return any(x in tail for x in g.stops)
-
     # ------------------------------------------------------------------ the loop
     def run(self) -> list:
         if not self.trajs:
@@ -236,7 +227,7 @@ class _Episodes:
                 self.feed[b] = [t]
                 self.out[b].append(t)
                 g.stats["generated_tokens"] += 1
-                if self._stopped(b, t):
+                if len(self.out[b]) >= self.budget[b] or g.ends_turn(self.out[b], t):
                     ended.append(b)
             pending = []
             for b in ended:

@@ -157,6 +157,16 @@ class KVGenerator:
         self.stats = {"generate_s": 0.0, "generated_tokens": 0, "calls": 0, "prefill_tokens": 0,
                       "decode_steps": 0, "prefill_s": 0.0, "decode_s": 0.0}
 
+    def ends_turn(self, out: list[int], t: int) -> bool:
+        """Whether `t`, just appended to `out`, is EOS or completes a stop string (only a token holding a stop
+        string's last character can, so the tail is decoded for those alone)."""
+        if t == self.eos_id:
+            return True
+        if not self._may_stop[t]:
+            return False
+        tail = self.tokenizer.decode(out[-16:], skip_special_tokens=False)
+        return any(s in tail for s in self.stops)
+
     def session(self) -> "KVSession":
         return KVSession(self)
 
@@ -271,7 +281,7 @@ class KVSession:
             for b in torch.nonzero(alive).flatten().tolist():
                 t = int(nxt[b])
                 outs[b].append(t)
-                if t == self.g.eos_id or (self.g._may_stop[t] and self._stopped(outs[b])):
+                if self.g.ends_turn(outs[b], t):
                     alive[b] = False
             if not alive.any() or step == max_new_tokens - 1:
                 break
@@ -287,7 +297,3 @@ class KVSession:
         self.g.stats["generated_tokens"] += sum(len(o) for o in outs)
         self.g.stats["calls"] += 1
         return outs
-
-    def _stopped(self, out: list[int]) -> bool:
-        tail = self.g.tokenizer.decode(out[-16:], skip_special_tokens=False)
-        return any(s in tail for s in self.g.stops)

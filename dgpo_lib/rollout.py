@@ -290,10 +290,11 @@ class SearchEnv:
         text = self.tok.decode(ids, skip_special_tokens=False)
         self._append(tr, ids, "model", text)
         kind, content = parse_action(text)
+        query = clean_query(content) if kind == "search" else ""
         if kind == "answer":
             return "answer", ""
-        if kind == "search" and can_search and clean_query(content):
-            return "", clean_query(content)
+        if query and can_search:
+            return "", query
         if kind == "search" and not can_search:
             return "max_turns", ""
         if ids and ids[-1] == self.tok.eos_token_id:
