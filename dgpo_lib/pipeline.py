@@ -300,6 +300,24 @@ class Run:
         from .io_utils import read_jsonl_tolerant
         return read_jsonl_tolerant(self.stage_dir(stage) / "metrics.jsonl")
 
+    def _per_question(self, rows: list[str]) -> dict:
+        """Question ids per benchmark and every row's EM on each, in that order: what the paired bootstrap of the
+        claims table resamples (dgpo_lib/stats.py)."""
+        from .trajectories import read_records
+
+        ids: dict[str, list[str]] = {}
+        em: dict[str, dict[str, list[float]]] = {}
+        for r in rows:
+            em[r] = {}
+            for ds in self.cfg.data.eval_sets:
+                path = self.stage_dir(f"eval_{r}") / f"records_{ds}.jsonl"
+                by_id = {x["id"]: float(x["em"]) for x in read_records(path)}
+                ids.setdefault(ds, list(by_id))
+                if set(by_id) != set(ids[ds]):
+                    raise ValueError(f"{path}: its questions differ from those of eval_{rows[0]}")
+                em[r][ds] = [by_id[i] for i in ids[ds]]
+        return {"question_ids": ids, "em_per_question": em}
+
     def results(self, rows: list[str] | None = None, file: str = "results.json") -> dict:
         """Evaluate every row (cached) and write `file` (the main table: results.json) with provenance and
         stage timings."""
@@ -310,6 +328,7 @@ class Run:
                "em": {r: {ds: v["em"] for ds, v in s["per_set"].items()} for r, s in table.items()},
                "avg_em": {r: s["avg_em"] for r, s in table.items()},
                "searches": {r: {ds: v["searches"] for ds, v in s["per_set"].items()} for r, s in table.items()},
+               **self._per_question(rows),
                "stage_wall_s": timings, "provenance": provenance(self.cfg)}
         atomic_write_json(self.dir / file, res)
         return res

@@ -149,30 +149,45 @@ def behaviour_frame(records: dict[str, dict[str, list[dict]]], gold_titles: dict
     return pd.DataFrame(rows)
 
 
-def claims_frame(res: dict) -> pd.DataFrame:
-    """The paper's headline claims, each checked against this run's numbers (no judgement typed by hand)."""
+def claims_frame(res: dict, n_boot: int = 5000) -> pd.DataFrame:
+    """The paper's headline claims, each checked against this run's numbers (no judgement typed by hand).
+
+    A comparison claim holds ("yes") only when the paired bootstrap interval of the difference (dgpo_lib/stats.py)
+    lies above zero; a gap of a few questions is "within noise". Results files without per-question EM (older
+    runs) get the point comparison alone."""
+    from .stats import paired_bootstrap, verdict
+
     a = res["avg_em"]
+    per_q = res.get("em_per_question", {})
     kd_rows = [r for r in ("gkd", "seqkd", "kd", "distillm", "taid") if r in a]
     best_kd = max(kd_rows, key=lambda r: a[r]) if kd_rows else None
     rows = []
 
-    def add(claim, ours, holds):
-        rows.append({"claim (paper)": claim, "ours": ours, "holds here": "yes" if holds else "no"})
+    def compare(claim, x, y, weight=1.0, label=None):
+        ours = label or f"{row_label(x)} {a[x]:.3f} vs {row_label(y)} {a[y]:.3f}"
+        if x in per_q and y in per_q:
+            b = paired_bootstrap(per_q[x], per_q[y], weight_b=weight, n_boot=n_boot)
+            ci = f"{b['diff']:+.3f} [{b['lo']:+.3f}, {b['hi']:+.3f}]"
+            holds = verdict(b["diff"], b["lo"])
+        else:
+            diff = a[x] - weight * a[y]
+            ci, holds = f"{diff:+.3f} (no per-question data)", "yes" if diff > 0 else "no"
+        rows.append({"claim (paper)": claim, "ours": ours, "difference [95% CI]": ci, "holds here": holds})
 
     if "student" in a:
-        add("the untrained student scores ~0 EM (paper 0.006)", f"{a['student']:.3f}", a["student"] < 0.05)
+        rows.append({"claim (paper)": "the untrained student scores ~0 EM (paper 0.006)", "ours": f"{a['student']:.3f}",
+                     "difference [95% CI]": "", "holds here": "yes" if a["student"] < 0.05 else "no"})
     if "kd" in a and "ppo" in a:
-        add("KD cold start beats PPO alone (paper 0.298 vs 0.238)", f"KD {a['kd']:.3f} vs PPO {a['ppo']:.3f}",
-            a["kd"] > a["ppo"])
+        compare("KD cold start beats PPO alone (paper 0.298 vs 0.238)", "kd", "ppo")
     if "dgpo" in a and best_kd:
-        add("DGPO beats every KD baseline on average (paper 0.329 vs best 0.298)",
-            f"DGPO {a['dgpo']:.3f} vs best KD baseline ({row_label(best_kd)}) {a[best_kd]:.3f}", a["dgpo"] > a[best_kd])
+        compare("DGPO beats every KD baseline on average (paper 0.329 vs best 0.298)", "dgpo", best_kd,
+                label=f"DGPO {a['dgpo']:.3f} vs best KD baseline ({row_label(best_kd)}) {a[best_kd]:.3f}")
     if "dgpo" in a and "teacher" in a:
-        add("DGPO comes near or above the teacher (paper 0.329 vs 0.353: 93%)",
-            f"DGPO {a['dgpo']:.3f} vs teacher {a['teacher']:.3f}",
-            a["teacher"] > 0 and a["dgpo"] >= 0.9 * a["teacher"])
+        # "near" = at least 90% of the teacher (the paper's DGPO reaches 93%): test DGPO - 0.9 x teacher > 0
+        compare("DGPO comes near or above the teacher (paper 0.329 vs 0.353: 93%; tested as >= 90%)", "dgpo",
+                "teacher", weight=0.9)
     if "dgpo" in a and "ppo" in a:
-        add("DGPO beats PPO (paper 0.329 vs 0.238)", f"DGPO {a['dgpo']:.3f} vs PPO {a['ppo']:.3f}", a["dgpo"] > a["ppo"])
+        compare("DGPO beats PPO (paper 0.329 vs 0.238)", "dgpo", "ppo")
     return pd.DataFrame(rows)
 
 

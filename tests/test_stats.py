@@ -1,0 +1,75 @@
+"""The paired bootstrap behind the claims table, and the verdicts it gives."""
+import numpy as np
+import pytest
+
+from dgpo_lib.report import claims_frame
+from dgpo_lib.stats import paired_bootstrap, set_average, verdict
+
+
+def test_set_average_is_mean_of_benchmark_means():
+    # (1/2 + 1/4) / 2, not the pooled 2/6
+    assert set_average({"a": [1, 0], "b": [1, 0, 0, 0]}) == pytest.approx(0.375)
+
+
+def test_identical_rows_give_a_zero_interval():
+    a = {"x": [1, 0, 1, 0, 0], "y": [0, 0, 1]}
+    b = paired_bootstrap(a, a, n_boot=200)
+    assert (b["diff"], b["lo"], b["hi"]) == (0.0, 0.0, 0.0)
+
+
+def test_constant_gap_has_no_spread():
+    b = paired_bootstrap({"x": [1] * 10}, {"x": [0] * 10}, n_boot=200)
+    assert (b["diff"], b["lo"], b["hi"]) == (1.0, 1.0, 1.0)
+
+
+def test_point_estimate_is_the_difference_of_set_averages_and_inside_the_interval():
+    rng = np.random.default_rng(1)
+    a = {s: rng.integers(0, 2, n).tolist() for s, n in [("x", 50), ("y", 80)]}
+    b = {s: rng.integers(0, 2, len(v)).tolist() for s, v in a.items()}
+    r = paired_bootstrap(a, b, n_boot=2000)
+    assert r["diff"] == pytest.approx(set_average(a) - set_average(b))
+    assert r["lo"] < r["diff"] < r["hi"]
+
+
+def test_weight_tests_a_ratio():
+    # a = 0.5, b = 0.5: a - 0.9 b = 0.05 exactly (same question order, so pairs are fixed)
+    r = paired_bootstrap({"x": [1, 0] * 5}, {"x": [1, 0] * 5}, weight_b=0.9, n_boot=200)
+    assert r["diff"] == pytest.approx(0.05)
+
+
+def test_mismatched_rows_name_the_benchmark():
+    with pytest.raises(ValueError, match="x"):
+        paired_bootstrap({"x": [1, 0]}, {"x": [1]})
+    with pytest.raises(ValueError, match="differ"):
+        paired_bootstrap({"x": [1]}, {"y": [1]})
+
+
+def test_verdicts():
+    assert verdict(0.1, 0.02) == "yes"
+    assert verdict(0.01, -0.01) == "within noise"
+    assert verdict(0.0, 0.0) == "no"
+    assert verdict(-0.1, -0.2) == "no"
+
+
+def _res(per_q):
+    avg = {r: set_average(v) for r, v in per_q.items()}
+    return {"avg_em": avg, "em_per_question": per_q}
+
+
+def test_one_question_is_within_noise_and_a_wide_gap_holds():
+    n = 100
+    zero = {"x": [0] * n, "y": [0] * n}
+    one = {"x": [1] + [0] * (n - 1), "y": [0] * n}
+    strong = {"x": [1] * 40 + [0] * 60, "y": [1] * 30 + [0] * 70}
+    res = _res({"student": zero, "ppo": zero, "kd": one, "dgpo": strong, "teacher": strong})
+    c = claims_frame(res, n_boot=1000).set_index("claim (paper)")["holds here"]
+    assert c.iloc[0] == "yes"  # student ~0
+    assert c[c.index.str.startswith("KD cold start")].item() == "within noise"  # 1 of 200 questions
+    assert c[c.index.str.startswith("DGPO beats PPO")].item() == "yes"
+    assert c[c.index.str.startswith("DGPO comes near")].item() == "yes"  # equal to the teacher >= 90% of it
+
+
+def test_claims_without_per_question_data_fall_back_to_point_comparison():
+    res = {"avg_em": {"kd": 0.2, "ppo": 0.1}}
+    c = claims_frame(res)
+    assert c["holds here"].tolist() == ["yes"] and "no per-question data" in c["difference [95% CI]"].item()
