@@ -254,17 +254,41 @@ def performance_targets(preset: str = "cpu", folder=None) -> pd.DataFrame:
             f"{pad:.1%} (arrival order: {tr['padding_share']['arrival_order']:.1%})", pad < 0.2)
     e2e = _bench(folder, f"end_to_end_{preset}")
     if e2e:
-        worst = max(e2e["stages"], key=lambda r: r["wall_s"]) if e2e["stages"] else None
+        work = lambda r: r.get("work_s", r["wall_s"])  # noqa: E731  (older files have no pauses recorded)
+        worst = max(e2e["stages"], key=work) if e2e["stages"] else None
         if worst:
             add("no stage above 40% of the 90-minute budget",
-                f"largest: {worst['stage']} {worst['wall_s'] / 60:.1f} min ({worst['budget_share']:.0%})",
-                worst["budget_share"] <= 0.4)
+                f"largest: {worst['stage']} {work(worst) / 60:.1f} min ({work(worst) / e2e['budget_s']:.0%})",
+                work(worst) / e2e["budget_s"] <= 0.4)
         if e2e.get("main_job_wall_s"):
-            add("main job <= 90 minutes", f"{e2e['main_job_wall_s'] / 60:.1f} min",
+            how = " (stages run one by one, summed, + notebooks + setup + book)" if e2e.get("stages_before_notebooks") else ""
+            add("main job <= 90 minutes", f"{e2e['main_job_wall_s'] / 60:.1f} min{how}",
                 e2e["main_job_wall_s"] <= e2e["budget_s"])
         if e2e.get("peak_rss_gib"):
             add("peak memory <= 12 GiB", f"{e2e['peak_rss_gib']:.2f} GiB", e2e["peak_rss_gib"] <= 12)
     return pd.DataFrame(rows, columns=["target", "measured", "met"])
+
+
+def plot_stage_times(preset: str = "cpu", folder=None):
+    """Horizontal bars: minutes of work per stage (benchmarks/end_to_end.py), the 90-minute budget marked."""
+    import matplotlib.pyplot as plt
+
+    e2e = _bench(folder, f"end_to_end_{preset}")
+    if not e2e or not e2e["stages"]:
+        return None
+    rows = sorted(e2e["stages"], key=lambda r: r.get("work_s", r["wall_s"]))
+    mins = [r.get("work_s", r["wall_s"]) / 60 for r in rows]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 0.28 * len(rows) + 1.2), gridspec_kw={"width_ratios": [3, 1]})
+    ax.barh([r["stage"] for r in rows], mins, color="tab:blue")
+    ax.set_xlabel("minutes of work (wall time less recorded pauses)")
+    # the cumulative sum against the budget: where a one-pass run would cross 90 minutes
+    total = sum(mins)
+    ax2.bar(["stages"], [total], color="tab:blue")
+    ax2.axhline(e2e["budget_s"] / 60, color="tab:red", ls="--", label="90-min budget")
+    ax2.set_ylabel("minutes, all stages")
+    ax2.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def plot_rollout_throughput(preset: str = "cpu", folder=None):

@@ -569,6 +569,13 @@ targets = performance_targets(preset)
 targets
 '''),
 ('code', '''
+from dgpo_lib.report import plot_stage_times
+fig = plot_stage_times(preset)
+if fig is not None:
+    show(fig, "Minutes of work per stage of the reproduction (left) and their sum against the 90-minute budget "
+              "(right), from each stage's record (benchmarks/end_to_end.py).")
+'''),
+('code', '''
 fig = plot_rollout_throughput(preset)
 if fig is not None:
     show(fig, "Multi-turn Search-R1 rollouts per second (sampled, T = 1) by model and generator: continuous "
