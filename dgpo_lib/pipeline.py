@@ -323,12 +323,15 @@ class Run:
         stage timings."""
         rows = rows or list(self.cfg.eval.methods)
         table = {r: self.evaluate(r) for r in rows}
-        timings = {p.parent.name: json.loads(p.read_text()).get("wall_s") for p in sorted(self.dir.glob("*/done.json"))}
+        done = {p.parent.name: json.loads(p.read_text()) for p in sorted(self.dir.glob("*/done.json"))}
+        timings = {k: d.get("wall_s") for k, d in done.items()}
+        # a stage paused by hand while something else had the cores records the pause (SIGSTOP, see the book)
+        pauses = {k: d["paused_s"] for k, d in done.items() if d.get("paused_s")}
         res = {"preset": self.cfg.preset, "eval_sets": list(self.cfg.data.eval_sets),
                "em": {r: {ds: v["em"] for ds, v in s["per_set"].items()} for r, s in table.items()},
                "avg_em": {r: s["avg_em"] for r, s in table.items()},
                "searches": {r: {ds: v["searches"] for ds, v in s["per_set"].items()} for r, s in table.items()},
                **self._per_question(rows),
-               "stage_wall_s": timings, "provenance": provenance(self.cfg)}
+               "stage_wall_s": timings, "stage_paused_s": pauses, "provenance": provenance(self.cfg)}
         atomic_write_json(self.dir / file, res)
         return res

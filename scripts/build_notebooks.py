@@ -489,9 +489,12 @@ what a 135M model knows without help.
 '''),
 ('code', '''
 import pandas as pd
-t = pd.Series(res["stage_wall_s"], name="wall seconds").sort_values(ascending=False)
-print(f"total {t.sum() / 60:.1f} min over {len(t)} stages on {res['provenance']['machine']['cpus']} CPU cores")
-t.head(15).to_frame()
+t = pd.DataFrame({"wall seconds": res["stage_wall_s"], "paused seconds": res.get("stage_paused_s", {})}).fillna(0)
+t["work seconds"] = t["wall seconds"] - t["paused seconds"]
+t = t.sort_values("work seconds", ascending=False)
+print(f"total {t['work seconds'].sum() / 60:.1f} min of work (wall time less recorded pauses) over {len(t)} stages "
+      f"on {res['provenance']['machine']['cpus']} CPU cores")
+t.head(15)
 '''),
 ]
 
