@@ -38,12 +38,12 @@ def main():
     a = ap.parse_intermixed_args()
     cfg = load_config(a.preset, a.overrides)
     run = Run(cfg, progress=False)
-    rows = []
-    for p in sorted(run.dir.glob("*/done.json")):
-        d = json.loads(p.read_text())
+    rows, finished = [], {}
+    for name, d in run.stage_records().items():
         # a stage paused by hand (SIGSTOP while something else had the cores) records the pause in paused_s
         work = d.get("wall_s", 0.0) - d.get("paused_s", 0)
-        rows.append({"stage": p.parent.name, "wall_s": d.get("wall_s", 0.0), "paused_s": d.get("paused_s", 0),
+        finished[name] = datetime.fromisoformat(d["created"]).timestamp()
+        rows.append({"stage": name, "wall_s": d.get("wall_s", 0.0), "paused_s": d.get("paused_s", 0),
                      "work_s": work, "peak_rss_gib": d.get("peak_rss_gib"), "budget_share": work / BUDGET_S})
     rows.sort(key=lambda r: -r["work_s"])
     total = sum(r["work_s"] for r in rows)
@@ -62,9 +62,7 @@ def main():
             nb_started = datetime.fromisoformat(r["created"]).timestamp() - r.get("total_wall_s", 0)
     # run stage by stage (python -m dgpo_lib.stage, e.g. across sessions), every stage finished before the notebooks
     # started, so they only read cached results: the one-pass main job is then the stages' work plus the notebooks
-    stages_before = bool(rows) and nb_started is not None and all(
-        datetime.fromisoformat(json.loads((run.dir / r["stage"] / "done.json").read_text())["created"]).timestamp()
-        < nb_started for r in rows)
+    stages_before = bool(finished) and nb_started is not None and max(finished.values()) < nb_started
     print(table(rows, ["stage", "wall_s", "paused_s", "work_s", "budget_share", "peak_rss_gib"]))
     print(f"stages total {total / 60:.1f} min of work (wall time less recorded pauses); "
           f"peak RSS of any stage {max([r['peak_rss_gib'] or 0 for r in rows] + [0]):.2f} GiB")

@@ -78,6 +78,10 @@ class Run:
                                      peak_rss_gib=round(peak, 2), **info))
         atomic_write_json(self.dir / "config.json", self.cfg.to_dict())
 
+    def stage_records(self) -> dict[str, dict]:
+        """Every finished stage's done.json (provenance, wall time, peak memory, pauses), by stage name."""
+        return {p.parent.name: json.loads(p.read_text()) for p in sorted(self.dir.glob("*/done.json"))}
+
     def stage_info(self, name: str) -> dict:
         p = self.stage_dir(name) / "done.json"
         return json.loads(p.read_text()) if p.exists() else {}
@@ -323,7 +327,7 @@ class Run:
         stage timings."""
         rows = rows or list(self.cfg.eval.methods)
         table = {r: self.evaluate(r) for r in rows}
-        done = {p.parent.name: json.loads(p.read_text()) for p in sorted(self.dir.glob("*/done.json"))}
+        done = self.stage_records()
         timings = {k: d.get("wall_s") for k, d in done.items()}
         # a stage paused by hand while something else had the cores records the pause (SIGSTOP, see the book)
         pauses = {k: d["paused_s"] for k, d in done.items() if d.get("paused_s")}

@@ -12,11 +12,6 @@ from typing import Mapping, Sequence
 import numpy as np
 
 
-def set_average(per_question: Mapping[str, Sequence[float]]) -> float:
-    """Mean over benchmarks of the per-benchmark mean (how `avg_em` is defined)."""
-    return float(np.mean([np.mean(v) for v in per_question.values()]))
-
-
 def paired_bootstrap(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]], weight_b: float = 1.0,
                      n_boot: int = 5000, level: float = 0.95, seed: int = 0) -> dict:
     """Set-averaged `a - weight_b * b` and its percentile interval; a and b map benchmark -> per-question scores
