@@ -63,3 +63,25 @@ def test_information_block_keeps_its_closing_tag(tiny, corpus):
     assert information_ids(docs, tok, 3, "closed") == full[:3]  # no room for the tag: the plain cut
     with pytest.raises(ValueError, match="obs_truncation"):
         information_ids(docs, tok, 50, "middle")
+
+
+def test_decode_attention_equals_sdpa_on_a_cache_view():
+    """One query token over a K/V view with spare capacity (as the caches hand it over), grouped query heads and a
+    boolean mask: the two-GEMM decode path gives SDPA's output."""
+    import torch
+    from types import SimpleNamespace
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from dgpo_lib.kv_generation import decode_attention
+
+    torch.manual_seed(0)
+    B, H, kvh, D, T, cap = 3, 6, 2, 8, 5, 9
+    module = SimpleNamespace(num_key_value_groups=H // kvh, is_causal=True, training=False)
+    q = torch.randn(B, H, 1, D)
+    k = torch.randn(B, kvh, cap, D)[:, :, :T]
+    v = torch.randn(B, kvh, cap, D)[:, :, :T]
+    mask = torch.ones(B, 1, 1, T, dtype=torch.bool)
+    mask[0, ..., :2] = False  # a row whose first columns are padding
+    mine, _ = decode_attention(module, q, k, v, mask, scaling=0.3)
+    ref, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=0.3)
+    assert mine.shape == ref.shape == (B, 1, H, D)
+    torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-6)
