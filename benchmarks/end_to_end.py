@@ -25,6 +25,7 @@ from common import table, write
 from dgpo_lib.config import load_config
 from dgpo_lib.data import REPO_ROOT
 from dgpo_lib.pipeline import Run
+from dgpo_lib.report import stage_kind
 
 BUDGET_S = 90 * 60
 
@@ -79,10 +80,29 @@ def main():
     what = " + ".join((["stages (run before the notebooks)"] if stages_before else []) + ["notebooks"]
                       + [p["part"] for p in extra])
     print(f"main job ({what}): {whole / 60:.1f} min wall; peak RSS {peak:.2f} GiB (targets: 90 min, 12 GiB)")
+    split = split_by_kind(rows)
+    floor = whole - split["training"]["work_s"] if stages_before else None
+    if floor is not None:
+        # evaluation size is fixed by the protocol (rows x questions); what is left of the budget is training's
+        print(f"evaluation {split['evaluation']['work_s'] / 60:.1f} min ({split['evaluation']['stages']} stages), "
+              f"training {split['training']['work_s'] / 60:.1f} min ({split['training']['stages']} stages); "
+              f"the main job less its training takes {floor / 60:.1f} min, leaving "
+              f"{(BUDGET_S - floor) / 60:.1f} min of the 90 for all training stages")
     write(f"end_to_end_{a.preset}", {"stages": rows, "total_stage_s": total, "notebooks": notebooks,
                                      "stages_before_notebooks": stages_before, "parts": parts,
                                      "main_job_wall_s": whole or None, "peak_rss_gib": peak or None,
+                                     "by_kind": split, "without_training_s": floor,
                                      "budget_s": BUDGET_S}, cfg)
+
+
+def split_by_kind(rows: list[dict]) -> dict:
+    """Work time of the evaluation stages and of the training ones (`report.stage_kind`)."""
+    out = {k: {"stages": 0, "work_s": 0.0} for k in ("evaluation", "training")}
+    for r in rows:
+        k = out[stage_kind(r["stage"])]
+        k["stages"] += 1
+        k["work_s"] += r["work_s"]
+    return out
 
 
 def parse_time_log(path: Path) -> tuple[float | None, float | None]:

@@ -90,17 +90,12 @@ def decode_attention(module, query, key, value, attention_mask, dropout=0.0, sca
                                       **kwargs)
     kvh, T = key.shape[1], key.shape[2]
     scaling = D ** -0.5 if scaling is None else scaling
-    g = H // kvh
-    # K @ q^T rather than q @ K^T: the cache hands over K as a view with spare capacity between rows, and CPU bf16
-    # GEMM is ~3x slower with such a view as the transposed operand than as the plain left one (no copy needed)
-    qt = query.reshape(B * kvh, g, D).transpose(1, 2)                          # [B*kvh, D, g]
-    scores = torch.bmm(key.reshape(B * kvh, T, D), qt).float() * scaling      # [B*kvh, T, g]
-    scores = scores.view(B, kvh, T, g).transpose(2, 3)                         # [B, kvh, g, T]
+    qg = query.reshape(B, kvh, H // kvh, D)
+    scores = torch.matmul(qg, key.transpose(-1, -2)).float() * scaling  # [B, kvh, g, T]
     if attention_mask is not None:
         m = attention_mask[..., -T:].reshape(B, 1, 1, T)
         scores = scores.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else scores + m
-    probs = scores.softmax(-1).to(value.dtype).reshape(B * kvh, g, T)
-    out = torch.bmm(probs, value.reshape(B * kvh, T, D))                        # [B*kvh, g, D]
+    out = torch.matmul(scores.softmax(-1).to(value.dtype), value)  # [B, kvh, g, D]
     return out.reshape(B, H, 1, D).transpose(1, 2).contiguous(), None
 
 

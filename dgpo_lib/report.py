@@ -160,28 +160,36 @@ def claims_frame(res: dict, n_boot: int = 5000) -> pd.DataFrame:
     a = res["avg_em"]
     per_q = res.get("em_per_question", {})
     kd_rows = [r for r in ("gkd", "seqkd", "kd", "distillm", "taid") if r in a]
-    best_kd = max(kd_rows, key=lambda r: a[r]) if kd_rows else None
     rows = []
 
-    def compare(claim, x, y, weight=1.0, label=None):
-        ours = label or f"{row_label(x)} {a[x]:.3f} vs {row_label(y)} {a[y]:.3f}"
+    def test(x, y, weight=1.0) -> tuple[str, str, float]:
+        """(difference with its interval, verdict, lower bound) of x - weight * y."""
         if x in per_q and y in per_q:
             b = paired_bootstrap(per_q[x], per_q[y], weight_b=weight, n_boot=n_boot)
-            ci = f"{b['diff']:+.3f} [{b['lo']:+.3f}, {b['hi']:+.3f}]"
-            holds = verdict(b["diff"], b["lo"])
-        else:
-            diff = a[x] - weight * a[y]
-            ci, holds = f"{diff:+.3f} (no per-question data)", "yes" if diff > 0 else "no"
-        rows.append({"claim (paper)": claim, "ours": ours, "difference [95% CI]": ci, "holds here": holds})
+            return f"{b['diff']:+.3f} [{b['lo']:+.3f}, {b['hi']:+.3f}]", verdict(b["diff"], b["lo"]), b["lo"]
+        diff = a[x] - weight * a[y]
+        return f"{diff:+.3f} (no per-question data)", "yes" if diff > 0 else "no", diff
+
+    def compare(claim, x, y, weight=1.0):
+        ci, holds, _ = test(x, y, weight)
+        rows.append({"claim (paper)": claim, "ours": f"{row_label(x)} {a[x]:.3f} vs {row_label(y)} {a[y]:.3f}",
+                     "difference [95% CI]": ci, "holds here": holds})
 
     if "student" in a:
         rows.append({"claim (paper)": "the untrained student scores ~0 EM (paper 0.006)", "ours": f"{a['student']:.3f}",
                      "difference [95% CI]": "", "holds here": "yes" if a["student"] < 0.05 else "no"})
     if "kd" in a and "ppo" in a:
         compare("KD cold start beats PPO alone (paper 0.298 vs 0.238)", "kd", "ppo")
-    if "dgpo" in a and best_kd:
-        compare("DGPO beats every KD baseline on average (paper 0.329 vs best 0.298)", "dgpo", best_kd,
-                label=f"DGPO {a['dgpo']:.3f} vs best KD baseline ({row_label(best_kd)}) {a[best_kd]:.3f}")
+    if "dgpo" in a and kd_rows:
+        # DGPO against each KD row; the claim is only as strong as its weakest comparison (the lowest bound)
+        tests = {r: test("dgpo", r) for r in kd_rows}
+        order = {"no": 0, "within noise": 1, "yes": 2}
+        hardest = min(kd_rows, key=lambda r: tests[r][2])
+        rows.append({"claim (paper)": "DGPO beats every KD baseline on average (paper 0.329 vs best 0.298)",
+                     "ours": f"DGPO {a['dgpo']:.3f}; tested against each of the {len(kd_rows)} KD rows, closest: "
+                             f"{row_label(hardest)} {a[hardest]:.3f}",
+                     "difference [95% CI]": tests[hardest][0],
+                     "holds here": min((t[1] for t in tests.values()), key=order.get)})
     if "dgpo" in a and "teacher" in a:
         # "near" = at least 90% of the teacher (the paper's DGPO reaches 93%): test DGPO - 0.9 x teacher > 0
         compare("DGPO comes near or above the teacher (paper 0.329 vs 0.353: 93%; tested as >= 90%)", "dgpo",
@@ -264,9 +272,22 @@ def performance_targets(preset: str = "cpu", folder=None) -> pd.DataFrame:
             how = " (stages run one by one, summed, + the parts timed around them)" if e2e.get("stages_before_notebooks") else ""
             add("main job <= 90 minutes", f"{e2e['main_job_wall_s'] / 60:.1f} min{how}",
                 e2e["main_job_wall_s"] <= e2e["budget_s"])
+        if e2e.get("without_training_s") is not None:
+            # evaluation's size is fixed by the protocol (rows x questions x turns); training gets what is left
+            room, train = e2e["budget_s"] - e2e["without_training_s"], e2e["by_kind"]["training"]
+            add("room in the 90 minutes for the training stages",
+                f"the main job less its training: {e2e['without_training_s'] / 60:.1f} min, leaving "
+                f"{room / 60:.1f} min for the {train['stages']} training stages, which took {train['work_s'] / 60:.1f}",
+                room >= train["work_s"])
         if e2e.get("peak_rss_gib"):
             add("peak memory <= 12 GiB", f"{e2e['peak_rss_gib']:.2f} GiB", e2e["peak_rss_gib"] <= 12)
     return pd.DataFrame(rows, columns=["target", "measured", "met"])
+
+
+def stage_kind(stage: str) -> str:
+    """"evaluation" for the eval_* stages, whose size the protocol fixes; "training" for every other stage (they
+    train or generate training data, and their size is the training budget)."""
+    return "evaluation" if stage.startswith("eval_") else "training"
 
 
 def plot_stage_times(preset: str = "cpu", folder=None):
@@ -278,15 +299,22 @@ def plot_stage_times(preset: str = "cpu", folder=None):
         return None
     rows = sorted(e2e["stages"], key=lambda r: r.get("work_s", r["wall_s"]))
     mins = [r.get("work_s", r["wall_s"]) / 60 for r in rows]
+    colour = {"evaluation": "tab:orange", "training": "tab:blue", "setup, index, notebooks, book": "tab:gray"}
+    kind = lambda r: stage_kind(r["stage"])  # noqa: E731
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 0.28 * len(rows) + 1.2), gridspec_kw={"width_ratios": [3, 1]})
-    ax.barh([r["stage"] for r in rows], mins, color="tab:blue")
+    ax.barh([r["stage"] for r in rows], mins, color=[colour[kind(r)] for r in rows])
     ax.set_xlabel("minutes of work (wall time less recorded pauses)")
-    # the cumulative sum against the budget: where a one-pass run would cross 90 minutes
-    total = sum(mins)
-    ax2.bar(["stages"], [total], color="tab:blue")
+    # the parts of a one-pass main job stacked against the budget
+    parts = {k: sum(m for r, m in zip(rows, mins) if kind(r) == k) for k in ("evaluation", "training")}
+    if e2e.get("main_job_wall_s") and e2e.get("stages_before_notebooks"):
+        parts["setup, index, notebooks, book"] = e2e["main_job_wall_s"] / 60 - sum(parts.values())
+    bottom = 0.0
+    for k, m in parts.items():
+        ax2.bar(["main job"], [m], bottom=bottom, color=colour[k], label=k)
+        bottom += m
     ax2.axhline(e2e["budget_s"] / 60, color="tab:red", ls="--", label="90-min budget")
-    ax2.set_ylabel("minutes, all stages")
-    ax2.legend(loc="lower right", fontsize=8)
+    ax2.set_ylabel("minutes")
+    ax.legend(*ax2.get_legend_handles_labels(), loc="lower right", fontsize=8)  # the left panel has room for it
     fig.tight_layout()
     return fig
 

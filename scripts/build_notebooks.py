@@ -563,8 +563,9 @@ print("benchmark results found:", ", ".join(tables) or "none yet (run the script
 ## The targets
 
 Batched rollouts (continuous batching and lock-step turns) against a one-question-at-a-time loop, the KV cache
-kept across turns against re-encoding each turn with HF `generate`, the padding share of training batches, and the share of the 90-minute budget taken by
-the largest stage; each line is computed from the JSON the scripts wrote.
+kept across turns against re-encoding each turn with HF `generate`, the padding share of training batches, the share of the 90-minute budget taken by
+the largest stage, and how much of the budget the parts that do not depend on the training budget (evaluation, setup,
+index, notebooks, book) leave for training; each line is computed from the JSON the scripts wrote.
 '''),
 ('code', '''
 from dgpo_lib.report import performance_targets, plot_rollout_throughput, show
@@ -575,8 +576,9 @@ targets
 from dgpo_lib.report import plot_stage_times
 fig = plot_stage_times(preset)
 if fig is not None:
-    show(fig, "Minutes of work per stage of the reproduction (left) and their sum against the 90-minute budget "
-              "(right), from each stage's record (benchmarks/end_to_end.py).")
+    show(fig, "Minutes of work per stage of the reproduction (left; evaluation orange, training blue) and the "
+              "parts of the main job stacked against the 90-minute budget (right), from each stage's record "
+              "(benchmarks/end_to_end.py). Evaluation's size is fixed by the protocol (rows x questions x turns).")
 '''),
 ('code', '''
 fig = plot_rollout_throughput(preset)

@@ -78,3 +78,18 @@ def test_claims_without_per_question_data_fall_back_to_point_comparison():
     res = {"avg_em": {"kd": 0.2, "ppo": 0.1}}
     c = claims_frame(res)
     assert c["holds here"].tolist() == ["yes"] and "no per-question data" in c["difference [95% CI]"].item()
+
+
+def test_dgpo_must_beat_each_kd_row_not_just_the_best():
+    """The KD row with the best average is not always the hardest comparison: a lower row that is right on other
+    questions than DGPO leaves a wide interval. The claim takes its weakest comparison."""
+    dgpo = {"x": [1] * 40 + [0] * 60}
+    best = {"x": [1] * 35 + [0] * 65}           # 0.35, right only where DGPO is: DGPO's lead is clear
+    other = {"x": [0] * 40 + [1] * 30 + [0] * 30}  # 0.30, right where DGPO is not: the gap is within noise
+    res = _res({"dgpo": dgpo, "kd": best, "taid": other})
+    row = claims_frame(res, n_boot=1000).set_index("claim (paper)").filter(like="every KD", axis=0).iloc[0]
+    assert row["holds here"] == "within noise"
+    assert "TAID" in row["ours"] and row["difference [95% CI]"].startswith("+0.100")
+    res = _res({"dgpo": dgpo, "kd": best})
+    row = claims_frame(res, n_boot=1000).set_index("claim (paper)").filter(like="every KD", axis=0).iloc[0]
+    assert row["holds here"] == "yes"

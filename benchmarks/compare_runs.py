@@ -1,0 +1,109 @@
+"""Does a run reproduce another? Compares the stage outputs of two run folders (or a run folder and the committed
+`results/<preset>/`) value for value, and their work time per stage.
+
+    .venv/bin/python benchmarks/compare_runs.py --preset cpu                      # this config's run vs results/cpu
+    .venv/bin/python benchmarks/compare_runs.py --preset cpu --a results/cpu --b /elsewhere/runs/cpu-<hash>
+
+Compared, for each stage present in both: evaluation records (every field of every question's record: answer,
+EM, response text, queries), training metrics (every logged value except timings) and the teacher's cold-start
+trajectories. Timings (`*_s`, `tokens_per_s`) are compared as work time (wall less recorded pauses). A stage whose
+record has the same creation time in both folders was copied rather than run again, and is counted apart.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from common import table, write
+
+from dgpo_lib.config import load_config
+from dgpo_lib.data import REPO_ROOT
+from dgpo_lib.io_utils import read_jsonl_tolerant
+from dgpo_lib.pipeline import Run
+
+
+def _untimed(row: dict) -> dict:
+    return {k: v for k, v in row.items() if not (k.endswith("_s") or k == "tokens_per_s")}
+
+
+def _same_rows(a: list[dict], b: list[dict]) -> tuple[int, int]:
+    """(rows equal in every untimed value, rows compared)."""
+    return sum(_untimed(x) == _untimed(y) for x, y in zip(a, b)), max(len(a), len(b))
+
+
+def _by_id(folder: Path) -> dict[str, dict]:
+    out = {}
+    for f in sorted(folder.glob("records_*.jsonl")):
+        for r in read_jsonl_tolerant(f):
+            out[f"{r['dataset']}/{r['id']}"] = r
+    return out
+
+
+def compare_stage(a: Path, b: Path) -> dict | None:
+    """Equal / compared counts of what the stage wrote, or None when neither folder holds outputs to compare."""
+    if list(a.glob("records_*.jsonl")):
+        ra, rb = _by_id(a), _by_id(b)
+        return {"what": "eval records", "equal": sum(ra[k] == rb.get(k) for k in ra), "of": len(set(ra) | set(rb)),
+                "em_a": sum(r["em"] for r in ra.values()) / max(1, len(ra)),
+                "em_b": sum(r["em"] for r in rb.values()) / max(1, len(rb))}
+    for name, what in (("metrics.jsonl", "training metrics"), ("sft/metrics.jsonl", "training metrics"),
+                       ("all_records.jsonl", "teacher trajectories")):
+        if (a / name).exists() and (b / name).exists():
+            equal, n = _same_rows(read_jsonl_tolerant(a / name), read_jsonl_tolerant(b / name))
+            return {"what": what, "equal": equal, "of": n}
+    return None
+
+
+def record(folder: Path) -> dict:
+    p = folder / "done.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def work_s(rec: dict) -> float | None:
+    return rec["wall_s"] - rec.get("paused_s", 0) if "wall_s" in rec else None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--a", type=Path, default=None, help="reference folder (default results/<preset>)")
+    ap.add_argument("--b", type=Path, default=None, help="the run to check (default this config's run folder)")
+    ap.add_argument("--name", default=None, help="results file name (default compare_runs_<preset>)")
+    ap.add_argument("overrides", nargs="*")
+    a = ap.parse_intermixed_args()
+    cfg = load_config(a.preset, a.overrides)
+    ref = a.a or REPO_ROOT / "results" / a.preset
+    other = a.b or Run(cfg, progress=False).dir
+    for folder in (ref, other):
+        if not folder.is_dir():
+            raise SystemExit(f"compare_runs: {folder} is not a folder")
+    rows, missing = [], []
+    for sa in sorted(p for p in ref.iterdir() if p.is_dir()):
+        sb = other / sa.name
+        c = compare_stage(sa, sb) if sb.is_dir() else None
+        if c is None:
+            missing += [sa.name] if not sb.is_dir() else []
+            continue
+        ra, rb = record(sa), record(sb)
+        wa, wb = work_s(ra), work_s(rb)
+        # a stage whose record carries the same creation time in both was copied, not run again
+        rows.append({"stage": sa.name, **c, "identical": c["equal"] == c["of"],
+                     "ran_again": ra.get("created") != rb.get("created"), "commit_b": (rb.get("git_commit") or "")[:8],
+                     "work_s_a": wa, "work_s_b": wb, "b_over_a": wb / wa if wa and wb else None})
+    if not rows:
+        raise SystemExit(f"compare_runs: no stage of {ref} has outputs in {other}")
+    print(f"a = {ref}\nb = {other}")
+    print(table(rows, ["stage", "what", "equal", "of", "identical", "ran_again", "commit_b", "work_s_a", "work_s_b",
+                       "b_over_a"]))
+    again = [r for r in rows if r["ran_again"]]
+    same = sum(r["identical"] for r in again)
+    print(f"{same} of the {len(again)} stages run again are identical; {len(rows) - len(again)} stages were the same "
+          f"records in both" + (f"; not in b: {', '.join(missing)}" if missing else ""))
+    write(a.name or f"compare_runs_{a.preset}", {"a": str(ref), "b": str(other), "stages": rows,
+                                                   "ran_again": len(again), "identical_of_ran_again": same,
+                                                   "missing_in_b": missing}, cfg)
+
+
+if __name__ == "__main__":
+    main()
