@@ -60,10 +60,6 @@ def record(folder: Path) -> dict:
     return json.loads(p.read_text()) if p.exists() else {}
 
 
-def work_s(rec: dict) -> float | None:
-    return rec["wall_s"] - rec.get("paused_s", 0) if "wall_s" in rec else None
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="cpu")
@@ -86,7 +82,7 @@ def main():
             missing += [sa.name] if not sb.is_dir() else []
             continue
         ra, rb = record(sa), record(sb)
-        wa, wb = work_s(ra), work_s(rb)
+        wa, wb = Run.work_s(ra), Run.work_s(rb)  # 0.0 for a folder without a record
         # a stage whose record carries the same creation time in both was copied, not run again
         rows.append({"stage": sa.name, **c, "identical": c["equal"] == c["of"],
                      "ran_again": ra.get("created") != rb.get("created"), "commit_b": (rb.get("git_commit") or "")[:8],

@@ -41,8 +41,7 @@ def main():
     run = Run(cfg, progress=False)
     rows, finished = [], {}
     for name, d in run.stage_records().items():
-        # a stage paused by hand (SIGSTOP while something else had the cores) records the pause in paused_s
-        work = d.get("wall_s", 0.0) - d.get("paused_s", 0)
+        work = Run.work_s(d)
         finished[name] = datetime.fromisoformat(d["created"]).timestamp()
         rows.append({"stage": name, "wall_s": d.get("wall_s", 0.0), "paused_s": d.get("paused_s", 0),
                      "work_s": work, "peak_rss_gib": d.get("peak_rss_gib"), "budget_share": work / BUDGET_S})

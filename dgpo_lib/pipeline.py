@@ -78,6 +78,12 @@ class Run:
                                      peak_rss_gib=round(peak, 2), **info))
         atomic_write_json(self.dir / "config.json", self.cfg.to_dict())
 
+    @staticmethod
+    def work_s(record: dict) -> float:
+        """A stage record's work time: wall time less a recorded pause (SIGSTOP while something else had the
+        cores)."""
+        return record.get("wall_s", 0.0) - record.get("paused_s", 0)
+
     def stage_records(self) -> dict[str, dict]:
         """Every finished stage's done.json (provenance, wall time, peak memory, pauses), by stage name."""
         return {p.parent.name: json.loads(p.read_text()) for p in sorted(self.dir.glob("*/done.json"))}
