@@ -64,19 +64,22 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--a", type=Path, default=None, help="reference folder (default results/<preset>)")
-    ap.add_argument("--b", type=Path, default=None, help="the run to check (default this config's run folder)")
+    ap.add_argument("--b", type=Path, default=None, help="the run to check, a folder of stage folders as results/<preset> "
+                    "(default: this config's stages under run_root)")
     ap.add_argument("--name", default=None, help="results file name (default compare_runs_<preset>)")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_intermixed_args()
     cfg = load_config(a.preset, a.overrides)
     ref = a.a or REPO_ROOT / "results" / a.preset
-    other = a.b or Run(cfg, progress=False).dir
-    for folder in (ref, other):
+    run = Run(cfg, progress=False)
+    stage_b = (lambda name: a.b / name) if a.b else run.stage_dir
+    other = a.b or run.root
+    for folder in (ref, a.b or run.root):
         if not folder.is_dir():
             raise SystemExit(f"compare_runs: {folder} is not a folder")
     rows, missing = [], []
     for sa in sorted(p for p in ref.iterdir() if p.is_dir()):
-        sb = other / sa.name
+        sb = stage_b(sa.name)
         c = compare_stage(sa, sb) if sb.is_dir() else None
         if c is None:
             missing += [sa.name] if not sb.is_dir() else []

@@ -1,6 +1,7 @@
 """Loaders for the FlashRAG QA schema and the corpus schema, with errors that name file, line and field."""
 from __future__ import annotations
 
+import gzip
 import json
 import random
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ class Passage:
 
 def _iter_jsonl(path: Path):
     try:
-        fh = path.open("rb")
+        fh = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
     except FileNotFoundError:
         raise DataError(f"{path}: file does not exist") from None
     with fh:
@@ -160,14 +161,32 @@ def load_train_set(cfg, name: str) -> list[QAExample]:
     return seeded_subset(rows, d.n_train_per_set.get(name), d.split_seed, f"train:{name}")
 
 
-def load_train_questions(cfg) -> list[QAExample]:
+def question_key(question: str) -> str:
+    """Normalised question text: how the same question is recognised across files whose ids differ."""
+    from .reward import normalize_answer
+    return normalize_answer(question)
+
+
+def _train_and_val(cfg) -> tuple[list[QAExample], list[QAExample]]:
+    """All training questions, shuffled with the split seed, less any whose text is an evaluation question's;
+    the first `n_val` are the validation slice, the rest (capped at `n_train`) the training questions."""
     d = cfg.data
+    held = {question_key(q.question) for rows in load_eval_sets(cfg).values() for q in rows}
     rows: list[QAExample] = []
     for name in d.train_sets:
-        rows += load_train_set(cfg, name)
-    rng = random.Random(d.split_seed)
-    rng.shuffle(rows)
-    return rows if d.n_train is None else rows[: d.n_train]
+        rows += [q for q in load_train_set(cfg, name) if question_key(q.question) not in held]
+    random.Random(d.split_seed).shuffle(rows)
+    val, train = rows[:d.n_val], rows[d.n_val:]
+    return (train if d.n_train is None else train[: d.n_train]), val
+
+
+def load_train_questions(cfg) -> list[QAExample]:
+    return _train_and_val(cfg)[0]
+
+
+def load_val_questions(cfg) -> list[QAExample]:
+    """The validation slice of training questions: learning curves and checkpoint choice, never training."""
+    return _train_and_val(cfg)[1]
 
 
 def load_cfg_corpus(cfg) -> list[Passage]:

@@ -60,6 +60,14 @@ def atomic_write_json(path: str | Path, obj) -> None:
 
 
 def atomic_write_jsonl(path: str | Path, rows) -> None:
+    """One JSON object a line; a `.gz` path is gzipped with a fixed timestamp, so the same rows give the same
+    bytes (committed data files stay byte-stable across rebuilds)."""
+    if str(path).endswith(".gz"):
+        import gzip
+        with atomic_path(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+            for r in rows:
+                gz.write((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8"))
+        return
     with atomic_path(path) as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")

@@ -93,7 +93,8 @@ def chunked_loss_backward(s_logits, per_token: Callable, t_logits, targets, n_to
 
 def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg, run_dir: Path,
              student_rollout: Callable[[int, int], list[Seq]] | None = None, progress: bool = True,
-             stop_after: int | None = None, out_dir: Path | None = None) -> list[dict]:
+             stop_after: int | None = None, out_dir: Path | None = None,
+             val_fn: Callable[[int], dict] | None = None) -> list[dict]:
     """Train `student` in place with `method` for cfg.kd.steps optimiser steps; returns the metrics rows.
 
     `student_rollout(step, n)` must return n fresh student trajectories (GKD and DistiLLM on-policy parts)."""
@@ -177,7 +178,8 @@ def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg,
         return m
 
     rows = run_training(run_dir, k.steps, step_fn, {"student": student}, {"opt": opt}, {"sched": sched}, helpers,
-                        save_every=cfg.train.save_every, desc=method, progress=progress, stop_after=stop_after)
+                        save_every=cfg.train.save_every, desc=method, progress=progress, stop_after=stop_after,
+                        val_fn=val_fn, val_every=cfg.eval.val_every)
     student.eval()
     if out_dir is not None and (stop_after is None or stop_after >= k.steps):
         save_policy(student, tokenizer, out_dir)

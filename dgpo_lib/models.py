@@ -5,6 +5,7 @@ Search-R1 tags as plain text (tiny models have them as single special tokens). N
 """
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import logging
@@ -99,8 +100,8 @@ def build_tiny_model(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0
     from .prompts import FEW_SHOT_EXAMPLE, INVALID_ACTION, SEARCH_R1_TEMPLATE
 
     texts = [SEARCH_R1_TEMPLATE, FEW_SHOT_EXAMPLE, INVALID_ACTION]
-    for rel in ("data/qa/hotpotqa_train.jsonl", "data/qa/nq_train.jsonl", "data/corpus/cpu_corpus.jsonl"):
-        with (REPO_ROOT / rel).open(encoding="utf-8") as f:
+    for rel in ("data/qa/hotpotqa_train.jsonl", "data/qa/nq_train.jsonl", "data/corpus/cpu_corpus.jsonl.gz"):
+        with (gzip.open if rel.endswith(".gz") else open)(REPO_ROOT / rel, "rt", encoding="utf-8") as f:
             texts += [line for _, line in zip(range(1500), f)]
     tk = Tokenizer(models.BPE(unk_token=None))
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -1,6 +1,9 @@
-"""The reproduction as cached stages. Notebooks call these; each stage writes its outputs under the run folder
-`<run_root>/<preset>-<config hash>/` and a `done.json` last, so a finished stage is reused, a half-finished one
-is redone (training stages resume from their checkpoints), and the book can be rebuilt without retraining.
+"""The reproduction as cached stages. Notebooks call these; each stage writes its outputs under
+`<run_root>/<preset>-<stage key>/<stage>/` and a `done.json` last, so a finished stage is reused, a half-finished
+one is redone (training stages resume from their checkpoints), and the book can be rebuilt without retraining.
+A stage's key hashes the config entries it reads (`STAGE_READS`) and its upstream stages' keys: changing
+`rl.beta` reruns the RL stages and their evaluations, never healing, the teacher or KD. The run's own folder
+`<run_root>/<preset>-<config hash>/` holds the files of the whole config (results.json, config.json).
 
 Stages: index -> student (healing a pruned student) -> teacher -> tgo -> kd_<method> -> rl_<variant> -> eval_<row> -> results.
 """
@@ -36,6 +39,29 @@ RL_VARIANTS = {
 }
 
 
+# What each kind of stage reads of the config (sections or dotted keys): with the keys of its upstream stages, its
+# cache key. Rollouts read the data, the retriever, the rollout settings and how models are run.
+ROLLOUT_READS = ("data", "retrieval", "rollout", "models.dtype", "models.compute_dtype", "models.chat_template",
+                 "models.few_shot")
+STAGE_READS = {
+    "student": ("seed", "data", "train", "models.student", "models.student_layers", "models.heal_steps",
+                "models.heal_lr", "models.heal_batch", "models.heal_seq_len", "models.heal_held_out",
+                "models.tiny_hidden", "models.tiny_layers", "models.dtype", "models.compute_dtype"),
+    "teacher": ("seed", "train", "teacher", "models.teacher", "models.tiny_hidden", "models.tiny_layers",
+                *ROLLOUT_READS),
+    "tgo": ("seed", "kd.tgo_questions", "kd.tgo_temperature", *ROLLOUT_READS),
+    "kd": ("seed", "train", "kd", *ROLLOUT_READS),
+    "rl": ("seed", "train", "rl", *ROLLOUT_READS),
+    "eval": ("seed", "eval.batch_size", *ROLLOUT_READS),
+}
+
+
+def _pick(d: dict, dotted: str):
+    for part in dotted.split("."):
+        d = d[part]
+    return d
+
+
 def rl_variant(name: str):
     if name in RL_VARIANTS:
         return RL_VARIANTS[name]
@@ -59,13 +85,50 @@ class Run:
 
     # ---------------------------------------------------------------- folders and stage bookkeeping
     @property
-    def dir(self) -> Path:
+    def root(self) -> Path:
         root = Path(self.cfg.run_root)
-        root = root if root.is_absolute() else D.REPO_ROOT / root
-        return root / f"{self.cfg.preset}-{self.cfg.hash()}"
+        return root if root.is_absolute() else D.REPO_ROOT / root
+
+    @property
+    def dir(self) -> Path:
+        """The whole config's folder: results.json and config.json."""
+        return self.root / f"{self.cfg.preset}-{self.cfg.hash()}"
+
+    def upstream(self, name: str) -> list[str]:
+        """The stages whose outputs stage `name` reads."""
+        kind, _, what = name.partition("_")
+        if kind in ("student", "teacher"):
+            return []
+        if kind == "tgo":
+            return ["teacher"]
+        if kind == "kd":
+            return ["tgo", "student"]
+        if kind == "rl":
+            return ["kd_kd" if rl_variant(what)[1] == "kd" else "student", "teacher"]
+        if kind == "eval":
+            return [what if what in ("student", "teacher") else f"kd_{what}" if what in KD_ROWS else f"rl_{what}"]
+        raise ValueError(f"unknown stage {name!r}")
+
+    def stage_key(self, name: str) -> str:
+        """Hash of what stage `name` reads of the config and of its upstream stages' keys."""
+        import hashlib
+
+        kind = name.partition("_")[0]
+        reads = STAGE_READS[kind] + (("rl",) if kind == "teacher" and self.cfg.teacher.ppo_steps else ())
+        d = self.cfg.to_dict()
+        blob = {"stage": name, "reads": {k: _pick(d, k) for k in reads},
+                "upstream": {u: self.stage_key(u) for u in self.upstream(name)}}
+        return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     def stage_dir(self, name: str) -> Path:
-        return self.dir / name
+        return self.root / f"{self.cfg.preset}-{self.stage_key(name)}" / name
+
+    def stage_names(self) -> list[str]:
+        """Every stage this config's results table and ablations need, upstream first."""
+        rows = list(dict.fromkeys([*self.cfg.eval.methods, *self.cfg.eval.ablations]))
+        trained = [f"kd_{m}" for m in KD_ROWS] + [f"rl_{r}" for r in rows if r not in KD_ROWS
+                                                   and r not in ("student", "teacher")]
+        return ["student", "teacher", "tgo", *trained, *(f"eval_{r}" for r in rows)]
 
     def is_done(self, name: str) -> bool:
         return (self.stage_dir(name) / "done.json").exists()
@@ -74,8 +137,8 @@ class Run:
         import resource
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB, process peak so far
         atomic_write_json(self.stage_dir(name) / "done.json",
-                          provenance(self.cfg, stage=name, wall_s=round(time.time() - started, 1),
-                                     peak_rss_gib=round(peak, 2), **info))
+                          provenance(self.cfg, stage=name, stage_key=self.stage_key(name),
+                                     wall_s=round(time.time() - started, 1), peak_rss_gib=round(peak, 2), **info))
         atomic_write_json(self.dir / "config.json", self.cfg.to_dict())
 
     @staticmethod
@@ -86,7 +149,8 @@ class Run:
 
     def stage_records(self) -> dict[str, dict]:
         """Every finished stage's done.json (provenance, wall time, peak memory, pauses), by stage name."""
-        return {p.parent.name: json.loads(p.read_text()) for p in sorted(self.dir.glob("*/done.json"))}
+        paths = {n: self.stage_dir(n) / "done.json" for n in self.stage_names()}
+        return {n: json.loads(p.read_text()) for n, p in sorted(paths.items()) if p.exists()}
 
     def stage_info(self, name: str) -> dict:
         p = self.stage_dir(name) / "done.json"
@@ -99,6 +163,27 @@ class Run:
     def train_questions(self):
         return D.load_train_questions(self.cfg)
 
+    def val_questions(self):
+        return D.load_val_questions(self.cfg)
+
+    def val_fn(self, tok):
+        """`val_fn(model, step)`: greedy EM on the validation slice, the learning curves' y axis (None when
+        `eval.val_every` is 0 or there is no validation slice)."""
+        qs = self.val_questions()
+        if not qs or not self.cfg.eval.val_every:
+            return None
+        from .rollout import run_batched
+
+        def fn(model, step: int) -> dict:
+            was_training = model.training
+            model.eval()
+            trajs = run_batched(self.env(model, tok, greedy=True), qs, self.cfg.eval.batch_size, progress=False)
+            model.train(was_training)
+            n = len(trajs)
+            return {"val_em": sum(t.em for t in trajs) / n, "val_searches": sum(t.n_searches for t in trajs) / n,
+                    "val_answered": sum(t.answer is not None for t in trajs) / n}
+        return fn
+
     def retriever(self):
         """The index is shared by every run over the same passages with the same retrieval settings."""
         if self._retriever is None:
@@ -106,10 +191,8 @@ class Run:
             passages = D.load_cfg_corpus(self.cfg)
             # keyed by what the index depends on: the passages themselves and the retrieval settings
             key = f"{corpus_fingerprint(passages)[:12]}-{self.cfg.hash('retrieval')}"
-            root = Path(self.cfg.run_root)
-            root = root if root.is_absolute() else D.REPO_ROOT / root
             t0 = time.time()
-            self._retriever = build_retriever(self.cfg, passages, root / f"index-{key}", progress=self.progress)
+            self._retriever = build_retriever(self.cfg, passages, self.root / f"index-{key}", progress=self.progress)
             log.info("retriever ready in %.1fs", time.time() - t0)
         return self._retriever
 
@@ -209,8 +292,9 @@ class Run:
         sft.kd.steps = max(1, math.ceil(c.teacher.sft_epochs * len(oracle) / c.teacher.sft_batch))
         sft.kd.lr, sft.kd.batch_size, sft.kd.warmup_ratio = c.teacher.sft_lr, c.teacher.sft_batch, 0.05
         sft_dir = self.stage_dir(name) / ("sft_model" if c.teacher.ppo_steps else "model")
+        vf = self.val_fn(tok)
         train_kd("seqkd", base, tok, None, seqs_of(oracle), sft, self.stage_dir(name) / "sft", progress=self.progress,
-                 out_dir=sft_dir)
+                 out_dir=sft_dir, val_fn=(lambda step: vf(base, step)) if vf else None)
         if c.teacher.ppo_steps:
             rlc = copy.deepcopy(c)
             rlc.rl.steps = c.teacher.ppo_steps
@@ -265,8 +349,9 @@ class Run:
             pick = random.Random(f"{self.cfg.seed}:{method}:sgo:{step}").sample(range(len(qs)), min(n, len(qs)))
             return seqs_of(self.env(student, tok, greedy=False).run([qs[i] for i in pick]))
 
+        vf = self.val_fn(tok)
         train_kd(method, student, tok, teacher, seqs, self.cfg, self.stage_dir(name), student_rollout,
-                 progress=self.progress, out_dir=out)
+                 progress=self.progress, out_dir=out, val_fn=(lambda step: vf(student, step)) if vf else None)
         self.mark_done(name, t0, n_sequences=len(seqs))
         return str(out)
 
@@ -287,7 +372,7 @@ class Run:
         setup = RLSetup(algo, kl_mode, self.cfg.rl.beta if beta is None else beta, ref)
         train_rl(setup, actor, tok, start_path, teacher, self.train_questions(),
                  lambda a, q: self.env(a, tok, greedy=False).run(q), self.cfg, self.stage_dir(name),
-                 progress=self.progress, out_dir=out)
+                 progress=self.progress, out_dir=out, val_fn=self.val_fn(tok))
         self.mark_done(name, t0, setup=setup.__dict__, start=start)
         return str(out)
 
@@ -306,9 +391,12 @@ class Run:
         self.mark_done(name, t0)
         return summary
 
-    def metrics(self, stage: str) -> list[dict]:
+    def metrics(self, stage: str, file: str = "metrics.jsonl") -> list[dict]:
+        """A stage's training log (`stage` may name a part of it, e.g. `teacher/sft`); `val_metrics.jsonl` holds
+        its validation curve."""
         from .io_utils import read_jsonl_tolerant
-        return read_jsonl_tolerant(self.stage_dir(stage) / "metrics.jsonl")
+        name, _, part = stage.partition("/")
+        return read_jsonl_tolerant(self.stage_dir(name) / part / file)
 
     def _per_question(self, rows: list[str]) -> dict:
         """Question ids per benchmark and every row's EM on each, in that order: what the paired bootstrap of the

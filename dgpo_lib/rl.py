@@ -36,6 +36,16 @@ class RLSetup:
     reference: str = "teacher"  # teacher or initial
 
 
+def prompts_per_step(wanted: int, available: int, world: int) -> int:
+    """Questions rolled out in one step: `wanted` rounded up to a multiple of the process count (at most the
+    largest multiple that `available` allows). Under DDP every backward all-reduces, so every process must make
+    the same number of updates; equal shares of prompts give equal shares of trajectories and mini-batches."""
+    most = available // world * world
+    if most == 0:
+        raise ValueError(f"{available} training questions cannot be shared by {world} processes")
+    return min(-(-max(wanted, 1) // world) * world, most)
+
+
 def _flat_scores(model, trajs, pad_id, micro, need_grad=False, entropy=False):
     """Per-action-token log-probs (and entropies) for a list of trajectories, as [B, A] padded tensors."""
     lps, ents, counts = [None] * len(trajs), [None] * len(trajs), [0] * len(trajs)
@@ -78,10 +88,11 @@ def rollout_stats(trajs: Sequence[Trajectory]) -> dict:
 def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher, questions: Sequence,
              make_rollout: Callable[[object, list], list[Trajectory]], cfg, run_dir: Path,
              progress: bool = True, stop_after: int | None = None, out_dir: Path | None = None,
-             critic: ValueModel | None = None) -> list[dict]:
+             critic: ValueModel | None = None, val_fn: Callable[[object, int], dict] | None = None) -> list[dict]:
     """Train `actor` (in place) for cfg.rl.steps iterations.
 
     make_rollout(actor, questions) -> trajectories (sampled at the rollout temperature).
+    val_fn(actor, step) -> validation metrics of the (unwrapped) actor, every cfg.eval.val_every steps.
     teacher: the teacher model (DGPO's reference; also used to log KL to the teacher for every method)."""
     from accelerate import Accelerator
 
@@ -144,9 +155,10 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
 
     def step_fn(step: int) -> dict:
         rng = random.Random(f"{cfg.seed}:rl:{step}")
-        n_q = rc.prompts_per_step // (rc.grpo_group if setup.algo == "grpo" else 1)
-        qs = [questions[i] for i in rng.sample(range(len(questions)), min(max(n_q, 1), len(questions)))]
-        qs = qs[rank::world]  # this process's share
+        n_q = prompts_per_step(rc.prompts_per_step // (rc.grpo_group if setup.algo == "grpo" else 1),
+                               len(questions), world)
+        qs = [questions[i] for i in rng.sample(range(len(questions)), n_q)]
+        qs = qs[rank::world]  # this process's share: the same size on every process
         group = None
         dev = next(actor.parameters()).device  # the RL arithmetic runs where the log-probs are
         if setup.algo == "grpo":
@@ -245,7 +257,9 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
 
     rows = run_training(run_dir, rc.steps, step_fn, plain, optims, scheds, save_every=tc.save_every,
                         desc=f"{setup.algo}", progress=progress and acc.is_main_process, stop_after=stop_after,
-                        is_main=acc.is_main_process, barrier=acc.wait_for_everyone)
+                        is_main=acc.is_main_process, barrier=acc.wait_for_everyone,
+                        val_fn=(lambda step: val_fn(acc.unwrap_model(actor), step)) if val_fn else None,
+                        val_every=cfg.eval.val_every)
     actor.eval()
     if out_dir is not None and (stop_after is None or stop_after >= rc.steps) and acc.is_main_process:
         save_policy(acc.unwrap_model(actor), tokenizer, out_dir)

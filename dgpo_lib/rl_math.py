@@ -109,7 +109,10 @@ def grpo_advantages(scores: torch.Tensor, group: torch.Tensor, eps: float = 1e-6
     return adv
 
 
-def k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """Low-variance KL estimator exp(ref - logp) - (ref - logp) - 1 (GRPO's KL loss)."""
-    d = ref_logp - logp
-    return torch.exp(d) - d - 1
+def k3(logp: torch.Tensor, ref_logp: torch.Tensor, bound: float = 10.0) -> torch.Tensor:
+    """Low-variance KL estimator exp(ref - logp) - (ref - logp) - 1 (GRPO's KL loss), clamped to [-bound, bound]
+    as verl's `low_var_kl` does: without the clamp one token where the reference out-scores the policy by a few
+    nats outweighs the rest of the batch (d = 2.6 already gives 9.9). The log-ratio is clamped to [-20, 20]
+    first, so exp never overflows to inf (whose clamp would still pass a NaN gradient)."""
+    d = (ref_logp - logp).clamp(-20.0, 20.0)
+    return (torch.exp(d) - d - 1).clamp(-bound, bound)

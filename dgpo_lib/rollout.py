@@ -17,7 +17,7 @@ import torch
 from .data import QAExample
 from .precision import amp
 from .prompts import INVALID_ACTION, STOP_STRINGS, build_prompt, information_block
-from .reward import exact_match, extract_answer, f1_score
+from .reward import exact_match, f1_score
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class Trajectory:
     retrieved_ids: list[list[str]] = field(default_factory=list)
     n_turns: int = 0
     finish: str = ""  # answer | eos | max_turns | length
-    answer: str | None = None
+    answer: str | None = None  # the content of the <answer> action that ended the episode
     em: float = 0.0
     f1: float = 0.0
 
@@ -288,16 +288,24 @@ class SearchEnv:
         s = self.s
         tr.n_turns += 1
         text = self.tok.decode(ids, skip_special_tokens=False)
-        self._append(tr, ids, "model", text)
         kind, content = parse_action(text)
         query = clean_query(content) if kind == "search" else ""
+        ends_eos = bool(ids) and ids[-1] == self.tok.eos_token_id
+        if ends_eos and can_search and kind != "answer" and not query:
+            # Search-R1 decodes turns without special tokens, so a turn that stops at EOS with no action loses
+            # its EOS and gets the invalid-action message like any other; the episode goes on while turns remain
+            ids = ids[:-1]
+            text = self.tok.decode(ids, skip_special_tokens=False)
+            ends_eos = False
+        self._append(tr, ids, "model", text)
         if kind == "answer":
+            tr.answer = content  # the action that ends the episode is what is scored, never text across turns
             return "answer", ""
         if query and can_search:
             return "", query
         if kind == "search" and not can_search:
             return "max_turns", ""
-        if ids and ids[-1] == self.tok.eos_token_id:
+        if ends_eos:
             return "eos", ""
         if len(tr.prompt_ids) + len(tr.response_ids) >= s.max_total_tokens:
             return "length", ""
@@ -327,7 +335,7 @@ class SearchEnv:
 
     @staticmethod
     def score(tr: Trajectory) -> None:
-        tr.answer = extract_answer(tr.model_text)
+        """EM and F1 of the answer action that ended the episode (`end_turn` sets it; None when none did)."""
         tr.em = exact_match(tr.answer, tr.question.golden_answers)
         tr.f1 = f1_score(tr.answer, tr.question.golden_answers)
 

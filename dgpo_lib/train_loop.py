@@ -83,9 +83,14 @@ class Checkpointer:
 def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict], modules: dict,
                  optimizers: dict, schedulers: dict, helpers: dict | None = None, save_every: int = 10,
                  desc: str = "train", progress: bool = True, stop_after: int | None = None,
-                 is_main: bool = True, barrier: Callable[[], None] = lambda: None) -> list[dict]:
+                 is_main: bool = True, barrier: Callable[[], None] = lambda: None,
+                 val_fn: Callable[[int], dict] | None = None, val_every: int = 0) -> list[dict]:
     """Run `step_fn(step)` for the remaining steps; `stop_after` ends early (used to test resumption).
-    Under several processes only the main one writes metrics and checkpoints; all of them load."""
+    Under several processes only the main one writes metrics and checkpoints; all of them load.
+
+    With `val_fn` and `val_every`, `val_fn(step)` (greedy EM on the validation slice of training questions) runs
+    before the first step and every `val_every` steps and at the end; its rows go to `val_metrics.jsonl`: the
+    learning curve budgets and checkpoints are chosen on."""
     from tqdm import tqdm
 
     helpers = helpers or {}
@@ -99,9 +104,26 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
         log.info("%s: resuming from %s", desc, latest)
     # drop rows logged after the checkpoint we resume from (they will be recomputed identically)
     rows = [r for r in read_jsonl_tolerant(metrics_path) if r.get("step", 0) <= start]
+    val_path = run_dir / "val_metrics.jsonl"
+    val_rows = [r for r in read_jsonl_tolerant(val_path) if r.get("step", 0) <= start]
     if is_main:
         atomic_write_jsonl(metrics_path, rows)
+        if val_fn is not None and val_every:
+            atomic_write_jsonl(val_path, val_rows)
     barrier()
+
+    def validate(step: int) -> None:
+        if val_fn is None or not val_every or any(r["step"] == step for r in val_rows):
+            return
+        t0 = time.perf_counter()
+        row = {"step": step, **{k: float(v) for k, v in val_fn(step).items()}, "val_s": time.perf_counter() - t0}
+        val_rows.append(row)
+        if is_main:
+            append_jsonl(val_path, row)
+        log.info("%s: step %d validation %s", desc, step, {k: round(v, 3) for k, v in row.items() if k != "step"})
+
+    if start == 0:
+        validate(0)
     bar = tqdm(range(start, total_steps), desc=desc, unit="step", disable=not progress, initial=start,
                total=total_steps)
     for step in bar:
@@ -111,6 +133,8 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
         if is_main:
             append_jsonl(metrics_path, m)
         bar.set_postfix({k: f"{v:.3g}" for k, v in m.items() if k in ("loss", "reward", "em", "kl_teacher")})
+        if val_every and ((step + 1) % val_every == 0 or step + 1 == total_steps):
+            validate(step + 1)  # before the checkpoint, so a resumed run never repeats a validation
         if (step + 1) % save_every == 0 or step + 1 == total_steps:
             if is_main:
                 ck.save(step + 1, modules, optimizers, schedulers, helpers)

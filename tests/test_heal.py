@@ -19,7 +19,7 @@ def test_prune_then_heal_lowers_the_divergence_and_keeps_embeddings(smoke_cfg, t
     emb_before = student.get_input_embeddings().weight.detach().clone()
 
     cfg = copy.deepcopy(smoke_cfg)
-    cfg.models.heal_steps, cfg.models.heal_lr, cfg.models.heal_batch, cfg.models.heal_seq_len = 6, 5e-3, 4, 24
+    cfg.models.heal_steps, cfg.models.heal_lr, cfg.models.heal_batch, cfg.models.heal_seq_len = 6, 2e-3, 4, 24
     texts = [p.contents for p in corpus[:4]]  # batch = all four texts: every step sees the same tokens
     info = heal_student(student, base, tok, texts, [p.contents for p in corpus[4:8]], cfg, tmp_path / "run",
                         tmp_path / "healed", progress=False)

@@ -33,7 +33,7 @@ def standins(tmp_path_factory, smoke_cfg):
     passages = load_cfg_corpus(smoke_cfg)
     gold = {i for q in train for i in q.metadata["supporting_ids"]}
     from dgpo_lib.data import load_corpus
-    extra = [p for p in load_corpus(REPO_ROOT / "data/corpus/cpu_corpus.jsonl") if p.id in gold]
+    extra = [p for p in load_corpus(REPO_ROOT / "data/corpus/cpu_corpus.jsonl.gz") if p.id in gold]
     corpus = {p.id: p for p in passages + extra}
     atomic_write_jsonl(data / "corpus" / "wiki-18.jsonl", [{"id": p.id, "contents": p.contents}
                                                            for p in list(corpus.values())[:1000]])
@@ -44,6 +44,7 @@ def standins(tmp_path_factory, smoke_cfg):
     return [f"data.data_dir={data}", f"models.teacher={teacher}", f"models.student={student}",
             f"retrieval.encoder={encoder}", "retrieval.index_type=ivf", "retrieval.nlist=8", "retrieval.nprobe=8",
             "retrieval.encode_batch=64", "retrieval.max_length=128", "models.compute_dtype=float32",
+            "retrieval.encoder_dtype=float32",  # the preset's float16 encoder is a GPU setting
             "teacher.source=make", "teacher.sft_epochs=60", "teacher.sft_lr=3e-3", "teacher.sft_batch=4",
             "rollout.max_turn_tokens=64", "rollout.max_obs_tokens=160", "rollout.max_total_tokens=1500",
             "rollout.batch_size=8", "kd.steps=2", "kd.batch_size=4", "kd.lr=1e-3", "rl.steps=2",

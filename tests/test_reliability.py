@@ -155,6 +155,8 @@ def test_results_files_carry_provenance_and_runs_repeat(tmp_path, smoke_cfg):
         for key in ("seed", "preset", "config_hash", "versions", "git_commit"):
             assert key in prov
         assert prov["versions"]["torch"].startswith("2.13.0")
-        for done in run.dir.glob("*/done.json"):
-            assert json.loads(done.read_text())["config_hash"] == cfg.hash()
+        records = run.stage_records()
+        assert {"student", "teacher", "tgo", "kd_kd", "eval_kd"} <= set(records)
+        for name, rec in records.items():
+            assert rec["config_hash"] == cfg.hash() and rec["stage_key"] == run.stage_key(name)
     assert outs[0] == outs[1]

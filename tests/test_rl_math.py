@@ -58,3 +58,24 @@ def test_grpo_advantages_and_k3():
     assert adv[:2].tolist() == pytest.approx([0.7071, -0.7071], abs=1e-3) and adv[2:].abs().sum() == 0
     assert float(R.k3(torch.tensor(-1.0), torch.tensor(-1.0))) == 0.0
     assert float(R.k3(torch.tensor(-1.0), torch.tensor(-2.0))) == pytest.approx(torch.exp(torch.tensor(-1.0)) + 1 - 1)
+
+
+def test_k3_is_clamped_like_verl_low_var_kl():
+    logp = torch.tensor([-1.0, -5.0, -200.0], requires_grad=True)
+    ref = torch.tensor([-1.0, -1.0, -1.0])
+    k = R.k3(logp, ref)
+    kd = k.detach()
+    assert float(kd[0]) == 0.0 and float(kd[1]) == 10.0 and float(kd[2]) == 10.0  # exp(4) - 5 = 49.6 -> 10
+    k.sum().backward()
+    assert torch.isfinite(logp.grad).all() and float(logp.grad[1]) == 0.0
+    assert float(R.k3(torch.tensor(-1.0), torch.tensor(-2.0))) == pytest.approx(float(torch.exp(torch.tensor(-1.0))))
+
+
+def test_every_process_gets_an_equal_share_of_prompts():
+    from dgpo_lib.rl import prompts_per_step
+    assert prompts_per_step(102, 5000, 8) == 104       # the paper preset's GRPO ablation on 8 GPUs
+    assert prompts_per_step(5, 100, 2) == 6 and prompts_per_step(4, 100, 2) == 4
+    assert prompts_per_step(32, 7, 2) == 6              # capped by the questions there are
+    assert prompts_per_step(0, 10, 1) == 1
+    with pytest.raises(ValueError, match="cannot be shared"):
+        prompts_per_step(4, 1, 2)

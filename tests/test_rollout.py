@@ -95,7 +95,7 @@ def test_cut_at_stop_is_token_exact(tiny):
 def test_real_tiny_model_rollout(tiny, dense, smoke_cfg):
     from dgpo_lib.data import load_eval_sets
     model, tok = tiny
-    qs = load_eval_sets(smoke_cfg)["nq"]
+    qs = load_eval_sets(smoke_cfg)["nq_ctx"]
     env = SearchEnv(HFGenerator(model, tok), dense, tok, RolloutSettings.from_config(smoke_cfg, greedy=True))
     a = env.run(qs)
     b = env.run(qs)
@@ -154,3 +154,33 @@ def test_vllm_generator_falls_back_without_vllm_or_for_a_trained_policy(tiny, sm
     cfg.rollout.generator = "other"
     with pytest.raises(ValueError, match="rollout.generator"):
         make_generator(model, tok, cfg)
+
+
+def test_the_scored_answer_is_the_action_that_ended_the_episode(tiny, dense, scripted):
+    """An unterminated <answer> in one turn never pairs with a </answer> of a later turn (Search-R1 scores the
+    sequence with the environment's messages between turns)."""
+    _, tok = tiny
+    cases = {"retry": ["<answer> Paris", "<answer> Paris </answer>"],  # the retried answer counts: EM 1
+             "stitched": ["<answer> Paris", "</answer>"]}             # no answer action ever ended it: EM 0
+    qs = [QAExample(str(i), f"stitch {k} question", ["Paris"], "t") for i, k in enumerate(cases)]
+    gen = scripted(tok, {q.question: v for q, v in zip(qs, cases.values())})
+    retry, stitched = _env(tok, gen, dense, max_turns=1).run(qs)
+    assert (retry.finish, retry.answer, retry.em) == ("answer", "Paris", 1.0)
+    assert (stitched.finish, stitched.answer, stitched.em) == ("max_turns", None, 0.0)
+
+
+def test_a_turn_ending_in_eos_without_an_action_gets_the_invalid_message_and_goes_on(tiny, dense, scripted):
+    """Search-R1 decodes turns without special tokens: an EOS with no action is an invalid action like any
+    other while turns remain; on the last turn it ends the episode."""
+    _, tok = tiny
+    eos = tok.eos_token
+    q = QAExample("0", "eos retry question", ["Paris"], "t")
+    gen = scripted(tok, {q.question: [f"I am not sure.{eos}", "<search> Eiffel Tower </search>",
+                                      "<answer> Paris </answer>"]})
+    [t] = _env(tok, gen, dense, max_turns=3).run([q])
+    assert (t.finish, t.em, t.n_searches) == ("answer", 1.0, 1)
+    assert [s.kind for s in t.segments[:2]] == ["model", "invalid"]
+    assert tok.eos_token_id not in t.response_ids  # the EOS is dropped, as Search-R1's decode drops it
+    q2 = QAExample("1", "eos last turn question", ["Paris"], "t")
+    [t2] = _env(tok, scripted(tok, {q2.question: [f"no idea{eos}"]}), dense, max_turns=0).run([q2])
+    assert t2.finish == "eos" and t2.response_ids[-1] == tok.eos_token_id

@@ -1,0 +1,52 @@
+"""Per-stage cache keys: a stage reruns only when what it reads of the config, or an upstream stage, changes."""
+import copy
+
+from dgpo_lib.pipeline import Run
+
+
+def _keys(cfg):
+    run = Run(cfg, progress=False)
+    return {n: run.stage_key(n) for n in run.stage_names()}
+
+
+def _changed(cfg, **edits):
+    c = copy.deepcopy(cfg)
+    for dotted, v in edits.items():
+        section, key = dotted.split("__")
+        setattr(getattr(c, section), key, v)
+    a, b = _keys(cfg), _keys(c)
+    return {n for n in a if a[n] != b[n]}
+
+
+def test_changing_rl_beta_reruns_rl_and_its_evaluations_only(smoke_cfg):
+    changed = _changed(smoke_cfg, rl__beta=0.5)
+    assert changed and all(n.startswith(("rl_", "eval_")) for n in changed)
+    assert "eval_dgpo" in changed and "eval_kd" not in changed and "eval_teacher" not in changed
+
+
+def test_changing_kd_steps_keeps_the_teacher_and_ppo(smoke_cfg):
+    changed = _changed(smoke_cfg, kd__steps=7)
+    assert {"kd_kd", "kd_taid", "rl_dgpo", "eval_dgpo", "eval_kd"} <= changed
+    assert not changed & {"student", "teacher", "tgo", "rl_ppo", "eval_ppo", "eval_student", "eval_teacher"}
+
+
+def test_changing_the_student_reruns_every_student_row_but_not_the_teacher(smoke_cfg):
+    changed = _changed(smoke_cfg, models__heal_steps=3)
+    assert {"student", "kd_kd", "rl_ppo", "rl_dgpo", "eval_student"} <= changed
+    assert not changed & {"teacher", "tgo", "eval_teacher"}
+
+
+def test_changing_data_or_the_seed_reruns_everything(smoke_cfg):
+    every = set(_keys(smoke_cfg))
+    assert _changed(smoke_cfg, data__n_eval=5) == every
+    c = copy.deepcopy(smoke_cfg)
+    c.seed = 1
+    assert not set(_keys(smoke_cfg).values()) & set(_keys(c).values())
+
+
+def test_stage_folders_are_named_by_their_key(smoke_cfg, tmp_path):
+    c = copy.deepcopy(smoke_cfg)
+    c.run_root = str(tmp_path)
+    run = Run(c, progress=False)
+    d = run.stage_dir("kd_kd")
+    assert d.name == "kd_kd" and d.parent.name == f"smoke-{run.stage_key('kd_kd')}" and d.parent.parent == tmp_path
