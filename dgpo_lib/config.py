@@ -62,6 +62,10 @@ class RetrievalConfig:
     encode_batch: int = _f(128, "passages per encoder batch")
     encode_chunk: int = _f(4096, "passages per saved embedding chunk (a killed index build resumes per chunk)")
     max_length: int = _f(256, "encoder max tokens per passage")
+    passage_format: str = _f("title_dot", "passage text the encoder sees: contents ('\"Title\"\\ntext', wiki-18's field as "
+                             "Search-R1 indexes it) or title_dot ('Title. text')")
+    index_path: str | None = _f(None, "a prebuilt faiss index over the same corpus in the same order (Search-R1's "
+                                "e5_Flat.index for wiki-18), loaded instead of building one")
     encoder_dtype: str = _f("float32", "encoder weights: float32, bfloat16 (about 2x faster on CPUs with AVX512-BF16; "
                             "embeddings agree with float32 to cosine 0.9999) or float16 (GPU)")
     server_url: str | None = _f(None, "use a Search-R1 compatible POST /retrieve server instead of the in-process index")
@@ -172,6 +176,9 @@ class EvalConfig:
     val_every: int = _f(0, "greedy EM on the validation slice (data.n_val) every N optimiser steps of the teacher's "
                         "SFT, each KD method and each RL run, and before the first and after the last step: the "
                         "learning curves budgets are chosen on (0 = none; not part of any stage's cache key)")
+    rl_checkpoint: str = _f("final", "which model of an RL run a results row evaluates: final (its last step) or "
+                            "best_val (the step with the best validation EM, needs val_every); a row named "
+                            "<variant>@final or <variant>@best_val evaluates that one whatever this says")
     methods: list = _f(["student", "teacher", "ppo", "gkd", "seqkd", "kd", "distillm", "taid", "dgpo"],
                        "rows of the results table")
     ablations: list = _f(["dgpo_no_coldstart", "dgpo_kl_always", "dgpo_grpo", "dgpo_beta_0.01"],
@@ -295,6 +302,16 @@ def _dotted_to_nested(overrides: dict | list | None) -> dict:
     return nested
 
 
+def resolve_seed(seed: int | None, overrides: dict) -> int:
+    """The seed of a run given both a `--seed`/`seed` argument and a `seed=` override: either alone wins over the
+    preset; both must agree (a silently replaced seed would make a run other than the one asked for)."""
+    if "seed" in overrides and seed is not None and int(overrides["seed"]) != seed:
+        raise ConfigError(f"seed given twice: seed={overrides['seed']} and --seed {seed}")
+    if seed is not None:
+        return seed
+    return int(overrides["seed"]) if "seed" in overrides else 0
+
+
 def load_config(preset: str = "smoke", overrides: dict | list | None = None) -> Config:
     """Build the config of `preset` (a name or a YAML path) with `overrides` applied on top."""
     path = Path(preset)
@@ -325,9 +342,11 @@ def validate(cfg: Config) -> None:
         "retrieval.kind": (cfg.retrieval.kind, ("dense", "bm25")),
         "retrieval.index_type": (cfg.retrieval.index_type, ("flat", "ivf", "ivfpq", "hnsw")),
         "rl.kl_mode": (cfg.rl.kl_mode, ("selective", "always", "none")),
+        "eval.rl_checkpoint": (cfg.eval.rl_checkpoint, ("final", "best_val")),
         "rl.reference": (cfg.rl.reference, ("teacher", "initial")),
         "teacher.source": (cfg.teacher.source, ("pretrained", "make")),
         "retrieval.encoder_dtype": (cfg.retrieval.encoder_dtype, ("float32", "bfloat16", "float16")),
+        "retrieval.passage_format": (cfg.retrieval.passage_format, ("contents", "title_dot")),
         "models.dtype": (cfg.models.dtype, ("float32", "bfloat16", "float16")),
         "models.compute_dtype": (cfg.models.compute_dtype, ("float32", "bfloat16", "float16")),
     }

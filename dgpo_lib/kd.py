@@ -168,7 +168,7 @@ def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg,
              "lr": sched.get_last_lr()[0]}
         if taid is not None:
             m["taid_t"] = taid.t
-            taid.update(step + 1, loss)
+            taid.update(step, loss)
         if replay is not None and (step + 1) % 5 == 0:
             student.eval()
             val, _ = batch_loss(held_out, backward=False)

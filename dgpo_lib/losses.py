@@ -87,16 +87,20 @@ def masked_loss(fn, s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, **kw) 
 
 class TAIDSchedule:
     """TAID's adaptive interpolation: t rises linearly from t_start to t_end with the training progress, and
-    faster while the loss falls quickly (momentum of the relative loss change, step size alpha)."""
+    faster while the loss falls quickly (momentum of the relative loss change, step size alpha). As SakanaAI's
+    `TAID.update_t`: called after each step's loss with that step's index (0-based, before the optimiser's step
+    counter advances); the first call only records the loss and leaves t at t_start."""
 
     def __init__(self, t_start=0.4, t_end=1.0, alpha=5e-4, beta=0.99, total_steps=1):
         self.t_start, self.t_end, self.alpha, self.beta, self.total = t_start, t_end, alpha, beta, max(total_steps, 1)
         self.t, self.m, self.prev_loss = t_start, 0.0, None
 
     def update(self, step: int, loss: float) -> float:
-        if self.prev_loss is not None and self.prev_loss > 0:
-            rel = (self.prev_loss - loss) / self.prev_loss
-            self.m = self.beta * self.m + (1 - self.beta) * rel
+        if self.prev_loss is None:
+            self.prev_loss = loss
+            return self.t
+        rel = (self.prev_loss - loss) / (self.prev_loss + 1e-15)
+        self.m = self.beta * self.m + (1 - self.beta) * rel
         self.prev_loss = loss
         target = self.t_start + (self.t_end - self.t_start) * min(1.0, step / self.total)
         adaptive = self.t + self.alpha / (1 + math.exp(-self.m)) * (1 - self.t)

@@ -106,6 +106,7 @@ class Run:
         if kind == "rl":
             return ["kd_kd" if rl_variant(what)[1] == "kd" else "student", "teacher"]
         if kind == "eval":
+            what = what.partition("@")[0]
             return [what if what in ("student", "teacher") else f"kd_{what}" if what in KD_ROWS else f"rl_{what}"]
         raise ValueError(f"unknown stage {name!r}")
 
@@ -116,7 +117,10 @@ class Run:
         kind = name.partition("_")[0]
         reads = STAGE_READS[kind] + (("rl",) if kind == "teacher" and self.cfg.teacher.ppo_steps else ())
         d = self.cfg.to_dict()
-        blob = {"stage": name, "reads": {k: _pick(d, k) for k in reads},
+        extra = {}
+        if kind == "eval" and self.upstream(name)[0].startswith("rl_"):
+            extra["checkpoint"] = self.rl_checkpoint(name.partition("_")[2])
+        blob = {"stage": name, "reads": {k: _pick(d, k) for k in reads}, **extra,
                 "upstream": {u: self.stage_key(u) for u in self.upstream(name)}}
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -247,6 +251,13 @@ class Run:
         del base
         return str(out)
 
+    def rl_checkpoint(self, row: str) -> str:
+        """final or best_val: the `@` suffix of an RL row, else `eval.rl_checkpoint`."""
+        pinned = row.partition("@")[2]
+        if pinned and pinned not in ("final", "best_val"):
+            raise ValueError(f"row {row!r}: the suffix after @ must be final or best_val")
+        return pinned or self.cfg.eval.rl_checkpoint
+
     def model_path(self, row: str) -> str:
         """Checkpoint folder of a results-table row (training it if needed)."""
         if row == "student":
@@ -255,7 +266,15 @@ class Run:
             return self.teacher_path()
         if row in KD_ROWS:
             return self.kd(row)
-        return self.rl(row)
+        final = self.rl(row.partition("@")[0])
+        if self.rl_checkpoint(row) == "final":
+            return final
+        from .rl import best_val_dir
+        best = best_val_dir(Path(final))
+        if not (best / "selected.json").exists():
+            raise FileNotFoundError(f"{best}: no checkpoint selected on validation (set eval.val_every > 0 and "
+                                    f"data.n_val > 0 before training {row.partition('@')[0]})")
+        return str(best)
 
     def load(self, row: str):
         if row not in self._models:

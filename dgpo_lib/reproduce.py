@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, _dotted_to_nested, load_config
+from .config import ConfigError, _dotted_to_nested, load_config, resolve_seed
 from .data import REPO_ROOT
 from .io_utils import atomic_write_json, provenance
 
@@ -27,13 +27,14 @@ def kernel_name() -> str:
     return "dgpo" if "dgpo" in KernelSpecManager().find_kernel_specs() else "python3"
 
 
-def run_notebooks(preset: str = "cpu", seed: int = 0, overrides: dict | None = None, out: Path | None = None,
+def run_notebooks(preset: str = "cpu", seed: int | None = None, overrides: dict | None = None, out: Path | None = None,
                   only: list[str] | None = None, progress: bool = True, ablations: list[str] | None = None
                   ) -> list[Path]:
     import papermill as pm
     from tqdm import tqdm
 
     overrides = overrides or {}
+    seed = resolve_seed(seed, overrides)
     cfg = load_config(preset, {**overrides, "seed": seed})  # fail fast on a bad key, before any notebook runs
     out = Path(out or REPO_ROOT / "book" / "executed")
     out.mkdir(parents=True, exist_ok=True)
@@ -89,8 +90,9 @@ def _executed_durations(out: Path, preset: str, skip: set) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Run the companion's notebooks headlessly, in order.")
-    ap.add_argument("--preset", default="cpu")
-    ap.add_argument("--seed", type=int, default=0)
+    from .config import PRESETS
+    ap.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}, or a .yaml path (default cpu)")
+    ap.add_argument("--seed", type=int, default=None, help="global seed (default: a seed= override, else 0)")
     ap.add_argument("--out", type=Path, default=None, help="folder for the executed notebooks (default book/executed)")
     ap.add_argument("--only", nargs="*", help="notebook prefixes to run, e.g. 00 01")
     ap.add_argument("--ablations", nargs="*", default=None,

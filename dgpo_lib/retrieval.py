@@ -52,11 +52,17 @@ def resolve_encoder(name: str) -> str:
     return name
 
 
+# How a passage is written for the encoder: `contents` is wiki-18's field as Search-R1's index builder encodes it
+# ('"Title"\ntext'); `title_dot` ("Title. text") is what this project's CPU index was built with.
+PASSAGE_FORMATS = {"contents": lambda p: p.contents, "title_dot": lambda p: f"{p.title}. {p.text}"}
+
+
 class Encoder:
     """Mean-pooled, L2-normalised sentence embeddings from a plain transformers encoder (MiniLM, e5)."""
 
     def __init__(self, name: str = "minilm", max_length: int = 256, query_prefix: str = "",
-                 passage_prefix: str = "", device: str | None = None, dtype: str = "float32"):
+                 passage_prefix: str = "", device: str | None = None, dtype: str = "float32",
+                 passage_format: str = "title_dot"):
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -72,6 +78,9 @@ class Encoder:
         self.dtype = dtype
         self.model.to(self.device, getattr(torch, dtype))
         self.max_length, self.query_prefix, self.passage_prefix = max_length, query_prefix, passage_prefix
+        if passage_format not in PASSAGE_FORMATS:
+            raise ValueError(f"retrieval.passage_format must be one of {sorted(PASSAGE_FORMATS)}, got {passage_format!r}")
+        self.passage_format = passage_format
         self.dim = self.model.config.hidden_size
 
     def _encode(self, texts: Sequence[str], batch_size: int, progress: bool = False) -> np.ndarray:
@@ -98,8 +107,8 @@ class Encoder:
         return self._encode([self.query_prefix + q for q in queries], batch_size)
 
     def encode_passages(self, passages: Sequence[Passage], batch_size: int = 128, progress: bool = False):
-        # e5/MiniLM see "title. text"; wiki-18 titles carry useful entity names.
-        return self._encode([f"{self.passage_prefix}{p.title}. {p.text}" for p in passages], batch_size, progress)
+        fmt = PASSAGE_FORMATS[self.passage_format]
+        return self._encode([self.passage_prefix + fmt(p) for p in passages], batch_size, progress)
 
 
 def make_faiss_index(dim: int, index_type: str, n: int, nlist: int = 1024, pq_m: int = 64, hnsw_m: int = 32):
@@ -153,7 +162,7 @@ class DenseRetriever:
         return {"corpus_fingerprint": corpus_fingerprint(passages), "n_passages": len(passages),
                 "encoder": encoder.name, "query_prefix": encoder.query_prefix,
                 "passage_prefix": encoder.passage_prefix, "dim": encoder.dim, "index_type": index_type,
-                "encoder_dtype": encoder.dtype}
+                "encoder_dtype": encoder.dtype, "passage_format": encoder.passage_format}
 
     @classmethod
     def build(cls, passages: list[Passage], encoder: Encoder, index_dir: str | Path, index_type: str = "flat",
@@ -166,7 +175,7 @@ class DenseRetriever:
         t0 = time.perf_counter()
         index_dir = Path(index_dir)
         chunks = index_dir / (f"chunks-{corpus_fingerprint(passages)}-{encoder.name.replace('/', '_')}-{encoder.dtype}"
-                              f"-{chunk}")
+                              f"-{encoder.passage_format}-{chunk}")
         stream = encode_corpus_chunked(encoder, passages, chunks, chunk=chunk, batch_size=batch_size,
                                        progress=progress)
         index = make_faiss_index(encoder.dim, index_type, len(passages), nlist, pq_m, hnsw_m)
@@ -200,9 +209,10 @@ class DenseRetriever:
             raise FileNotFoundError(f"{index_dir}: no complete index (meta.json missing)")
         saved = json.loads(meta_path.read_text())
         want = cls._meta(passages, encoder, saved.get("index_type", "flat"))
-        saved.setdefault("encoder_dtype", "float32")  # indexes written before the field existed
+        saved.setdefault("encoder_dtype", "float32")  # indexes written before these fields existed
+        saved.setdefault("passage_format", "title_dot")
         for key in ("corpus_fingerprint", "n_passages", "encoder", "query_prefix", "passage_prefix", "dim",
-                    "encoder_dtype"):
+                    "encoder_dtype", "passage_format"):
             if saved.get(key) != want[key]:
                 raise IndexMismatchError(f"{meta_path}: index was built for {key}={saved.get(key)!r}, "
                                          f"but this run uses {key}={want[key]!r}; rebuild the index")
@@ -211,6 +221,26 @@ class DenseRetriever:
         if hasattr(index, "nprobe"):
             index.nprobe = nprobe
         return cls(passages, encoder, index, saved)
+
+    @classmethod
+    def from_prebuilt(cls, passages: list[Passage], encoder: Encoder, index_file: str | Path,
+                      nprobe: int = 32) -> "DenseRetriever":
+        """A faiss index built elsewhere over the same corpus in the same order (Search-R1's `e5_Flat.index` over
+        wiki-18, about 65 GB): no metadata to check beyond its size and dimension, so the caller vouches for the
+        encoder and passage text it was built with."""
+        import faiss
+
+        index_file = Path(index_file)
+        if not index_file.exists():
+            raise FileNotFoundError(f"retrieval.index_path: {index_file} does not exist")
+        index = faiss.read_index(str(index_file), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        if index.ntotal != len(passages) or index.d != encoder.dim:
+            raise IndexMismatchError(f"{index_file}: {index.ntotal} vectors of dimension {index.d}, but the corpus "
+                                     f"has {len(passages)} passages and the encoder {encoder.dim} dimensions")
+        if hasattr(index, "nprobe"):
+            index.nprobe = nprobe
+        meta = {**cls._meta(passages, encoder, type(index).__name__), "prebuilt": str(index_file)}
+        return cls(passages, encoder, index, meta)
 
     @classmethod
     def load_or_build(cls, passages, encoder, index_dir, **kw) -> "DenseRetriever":
@@ -272,7 +302,10 @@ def build_retriever(cfg, passages: list[Passage], index_dir: str | Path | None =
         return RemoteRetriever(r.server_url, passages)
     if r.kind == "bm25":
         return BM25Retriever(passages)
-    enc = Encoder(r.encoder, r.max_length, r.query_prefix, r.passage_prefix, dtype=r.encoder_dtype)
+    enc = Encoder(r.encoder, r.max_length, r.query_prefix, r.passage_prefix, dtype=r.encoder_dtype,
+                  passage_format=r.passage_format)
+    if r.index_path:
+        return DenseRetriever.from_prebuilt(passages, enc, r.index_path, r.nprobe)
     if index_dir is None:
         raise ValueError("a dense retriever needs an index_dir")
     return DenseRetriever.load_or_build(passages, enc, index_dir, index_type=r.index_type,

@@ -92,7 +92,8 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
     """Train `actor` (in place) for cfg.rl.steps iterations.
 
     make_rollout(actor, questions) -> trajectories (sampled at the rollout temperature).
-    val_fn(actor, step) -> validation metrics of the (unwrapped) actor, every cfg.eval.val_every steps.
+    val_fn(actor, step) -> validation metrics of the (unwrapped) actor, every cfg.eval.val_every steps; the actor
+    with the best validation EM is saved beside `out_dir` as `<out_dir>_best_val` (checkpoint selection).
     teacher: the teacher model (DGPO's reference; also used to log KL to the teacher for every method)."""
     from accelerate import Accelerator
 
@@ -259,12 +260,26 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
                         desc=f"{setup.algo}", progress=progress and acc.is_main_process, stop_after=stop_after,
                         is_main=acc.is_main_process, barrier=acc.wait_for_everyone,
                         val_fn=(lambda step: val_fn(acc.unwrap_model(actor), step)) if val_fn else None,
-                        val_every=cfg.eval.val_every)
+                        val_every=cfg.eval.val_every,
+                        on_best=(lambda step, row: save_best(acc.unwrap_model(actor), tokenizer, out_dir, step, row))
+                        if out_dir is not None else None)
     actor.eval()
     if out_dir is not None and (stop_after is None or stop_after >= rc.steps) and acc.is_main_process:
         save_policy(acc.unwrap_model(actor), tokenizer, out_dir)
     acc.wait_for_everyone()
     return rows
+
+
+def best_val_dir(out_dir: Path) -> Path:
+    """Where the model with the best validation EM of a run is kept, beside its final model."""
+    return Path(out_dir).with_name(Path(out_dir).name + "_best_val")
+
+
+def save_best(model, tokenizer, out_dir: Path, step: int, row: dict) -> None:
+    from .io_utils import atomic_write_json
+    folder = best_val_dir(out_dir)
+    save_policy(model, tokenizer, folder)
+    atomic_write_json(folder / "selected.json", {"step": step, **row})
 
 
 def _global_moments(acc, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,8 +2,14 @@
 
 Layout: [B, A] where A indexes a trajectory's *action tokens* (the tokens the model generated), in order;
 `mask[b, a]` is 1 for real tokens. Retrieved tokens are not in this layout at all, so they cannot enter the
-policy loss, the value loss, the KL penalty or the advantages. (Search-R1 runs GAE over retrieved tokens too;
-with gamma = lambda = 1, the paper's setting, the two are identical.)
+policy loss, the value loss, the KL penalty or the advantages.
+
+Where this differs from Search-R1's verl: verl runs GAE over every response token, `<information>` ones included,
+whitens the advantages over all of them and trains the critic on them (their policy loss is masked, as here). With
+gamma = lambda = 1 a token's advantage is the return minus the token's value either way, so the raw advantages of
+model tokens agree given the same values; what differs is (1) the whitening moments, taken here over model tokens
+only (retrieved tokens are most of a response at this scale, and are not actions), and (2) the critic, which here
+learns values only where the policy acts. Both are this project's choice, kept in every preset.
 """
 from __future__ import annotations
 

@@ -39,9 +39,12 @@ def run_stage(run: Run, stage: str):
 
 
 def main(argv=None) -> int:
+    from .config import PRESETS
+    from .pipeline import KD_ROWS, RL_VARIANTS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("stage")
-    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("stage", help="index, student, teacher, tgo, " + ", ".join(f"kd_{m}" for m in KD_ROWS) + ", "
+                    + ", ".join(f"rl_{v}" for v in RL_VARIANTS) + ", rl_dgpo_beta_<x>, eval_<row>, results")
+    ap.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}, or a .yaml path (default cpu)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("overrides", nargs="*", help="key=value config overrides")
     a = ap.parse_intermixed_args(argv)

@@ -84,13 +84,15 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
                  optimizers: dict, schedulers: dict, helpers: dict | None = None, save_every: int = 10,
                  desc: str = "train", progress: bool = True, stop_after: int | None = None,
                  is_main: bool = True, barrier: Callable[[], None] = lambda: None,
-                 val_fn: Callable[[int], dict] | None = None, val_every: int = 0) -> list[dict]:
+                 val_fn: Callable[[int], dict] | None = None, val_every: int = 0,
+                 on_best: Callable[[int, dict], None] | None = None) -> list[dict]:
     """Run `step_fn(step)` for the remaining steps; `stop_after` ends early (used to test resumption).
     Under several processes only the main one writes metrics and checkpoints; all of them load.
 
     With `val_fn` and `val_every`, `val_fn(step)` (greedy EM on the validation slice of training questions) runs
     before the first step and every `val_every` steps and at the end; its rows go to `val_metrics.jsonl`: the
-    learning curve budgets and checkpoints are chosen on."""
+    learning curve budgets and checkpoints are chosen on. `on_best(step, row)` is called whenever a validation
+    beats every earlier one on `val_em` (strictly: the earliest of equal bests is kept), to save that model."""
     from tqdm import tqdm
 
     helpers = helpers or {}
@@ -117,9 +119,12 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
             return
         t0 = time.perf_counter()
         row = {"step": step, **{k: float(v) for k, v in val_fn(step).items()}, "val_s": time.perf_counter() - t0}
+        best = max((r["val_em"] for r in val_rows), default=None)
         val_rows.append(row)
         if is_main:
             append_jsonl(val_path, row)
+            if on_best is not None and (best is None or row["val_em"] > best):
+                on_best(step, row)
         log.info("%s: step %d validation %s", desc, step, {k: round(v, 3) for k, v in row.items() if k != "step"})
 
     if start == 0:

@@ -29,9 +29,10 @@ def nb(cells, name=""):
     return n
 
 PARAMS = ('params', '''
-# Parameters (papermill overrides these): the preset, the seed, and any config overrides as dotted keys.
+# Parameters (papermill overrides these): the preset, the seed (None: a seed= override, else 0), and any config
+# overrides as dotted keys.
 preset = "smoke"
-seed = 0
+seed = None
 overrides = {}
 ''')
 # notebook 06 also takes the list of ablations to run (None = all of cfg.eval.ablations)
@@ -262,6 +263,14 @@ if curves:
     show(plot_curves(curves, ["loss", "reward"], {"loss": "NLL per token (nats)", "reward": "EM reward"}),
          "Making the teacher: oracle-trajectory SFT loss (and PPO reward, if configured) per optimiser step.")
 '''),
+('code', '''
+from dgpo_lib.report import plot_val_curves
+val = {"teacher SFT": run.metrics("teacher/sft", "val_metrics.jsonl")}
+fig = plot_val_curves(val)
+if fig is not None:
+    show(fig, "Teacher SFT on the validation slice (training questions never trained on): greedy EM and searches "
+              "per question, before the first step and every `eval.val_every` steps.")
+'''),
 ('md', '''
 ## How good is the teacher, and how does it search?
 
@@ -369,6 +378,13 @@ show(plot_curves(extra, ["taid_t", "replay_p", "on_policy"],
      "The schedules: TAID's interpolation t, DistiLLM's adaptive share of student-generated data, and which GKD "
      "batches were on-policy.")
 '''),
+('code', '''
+from dgpo_lib.report import plot_val_curves
+fig = plot_val_curves({m: run.metrics(f"kd_{m}", "val_metrics.jsonl") for m in KD_ROWS})
+if fig is not None:
+    show(fig, "The five KD methods on the validation slice: greedy EM and searches per question every "
+              "`eval.val_every` steps; the KD budget is read off these curves, never off evaluation questions.")
+'''),
 ]
 
 books["05_ppo_dgpo"] = [
@@ -404,15 +420,24 @@ show(plot_curves(curves, ["vf_loss", "clipfrac", "entropy"],
                  {"vf_loss": "value loss", "clipfrac": "clipped share of tokens", "entropy": "policy entropy (nats)"}),
      "PPO diagnostics: critic loss, fraction of clipped ratios, and entropy of the policy on its own tokens.")
 '''),
+('code', '''
+from dgpo_lib.report import plot_val_curves, selected_checkpoints
+fig = plot_val_curves({v: run.metrics(f"rl_{v}", "val_metrics.jsonl") for v in paths})
+if fig is not None:
+    show(fig, "PPO and DGPO on the validation slice: greedy EM and searches per question every `eval.val_every` "
+              "steps. The step with the best validation EM is the selected checkpoint (`eval.rl_checkpoint: best_val`).")
+    display(selected_checkpoints(run, list(paths)))
+'''),
 ]
 
 books["06_ablations"] = [
 ('md', '''
 # Ablations
 
-The paper's ablation (its Figure 5) removes one ingredient at a time: the cold start (RL from the untrained student
-with the teacher as reference) and PPO's critic (GRPO's group-normalised advantages instead). The library adds two
-more: the KL paid by every trajectory instead of only the wrong ones (`dgpo_kl_always`) and a larger $\\beta$
+Two of the paper's ablations (its Figure 5) remove one ingredient at a time: the cold start (RL from the untrained
+student with the teacher as reference) and PPO's critic (GRPO's group-normalised advantages instead); its Figure 5
+also has "GKD (teacher guidance only)" and "KD -> GKD", which are not run here. This project adds two more of its
+own: the KL paid by every trajectory instead of only the wrong ones (`dgpo_kl_always`) and a larger $\\beta$
 (`dgpo_beta_<x>`). Each runs as its own RL stage from the same starting points and budget as DGPO. Which of them a
 preset runs is its `eval.ablations` list (printed below); the `cpu` preset runs the paper's two within its time
 budget, the `paper` preset all four.
@@ -523,8 +548,10 @@ books["08_behaviour"] = [
 # Agentic behaviour
 
 Beyond EM: how often each model searches, whether its queries target the evidence (share of a gold supporting
-title's words that appear in its best query, on the multi-hop sets), how long its answers are, and examples of
-success and failure.
+title's words that appear in its best query), how often a retrieved block holds an answer (the paper's hit ratio),
+how long its answers are, and examples of success and failure. Searches are counted two ways: the queries the
+environment executed (`searches`), and the `<search>` tags in the episode (`search_tags`), which is the DGPO authors'
+count: it also counts every invalid-action message, whose text names the tag.
 '''),
 PARAMS, START,
 ('code', '''
@@ -537,7 +564,11 @@ recs = {r: {ds: read_records(run.stage_dir(f"eval_{r}") / f"records_{ds}.jsonl")
 gold = {ds: {q.id: q.metadata.get("supporting_titles", []) for q in qs} for ds, qs in run.eval_sets().items()}
 beh = behaviour_frame(recs, gold)
 assert len(beh) == len(rows) * sum(len(q) for q in run.eval_sets().values())
-beh.groupby("method")[["em", "searches", "query_title_overlap", "answer_words", "answered", "hit"]].mean().round(3)
+beh.groupby("method")[["em", "searches", "search_tags", "query_title_overlap", "answer_words", "answered", "hit"]].mean().round(3)
+'''),
+('code', '''
+hit = beh.pivot_table(index="method", columns="benchmark", values="hit", aggfunc="mean", sort=False)
+hit.round(3).style.format("{:.3f}").set_caption("Hit ratio per benchmark: share of episodes where a retrieved block holds a gold answer.")
 '''),
 ('code', '''
 import matplotlib.pyplot as plt, seaborn as sns

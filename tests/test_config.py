@@ -52,3 +52,12 @@ def test_unknown_preset_and_unknown_yaml_key(tmp_path):
 def test_every_field_is_documented():
     lines = describe()
     assert all(line.split("# ", 1)[1].strip() for line in lines)
+
+
+def test_a_seed_override_is_never_silently_replaced():
+    from dgpo_lib.config import ConfigError, resolve_seed
+    assert resolve_seed(None, {"seed": 1}) == 1          # README: `reproduce --preset cpu seed=1`
+    assert resolve_seed(2, {}) == 2 and resolve_seed(None, {}) == 0
+    assert resolve_seed(1, {"seed": 1}) == 1
+    with pytest.raises(ConfigError, match="seed given twice"):
+        resolve_seed(0, {"seed": 1})

@@ -90,8 +90,19 @@ def test_gjsd_endpoints_are_the_kls():
 
 def test_taid_schedule_rises_monotonically_to_end():
     sch = losses.TAIDSchedule(0.4, 1.0, 5e-4, 0.99, total_steps=10)
-    ts = [sch.update(step, loss) for step, loss in enumerate([5, 4, 3.5, 3.4, 3.0, 2.9, 2.8, 2.7, 2.6, 2.5, 2.5], 1)]
-    assert all(b >= a for a, b in zip(ts, ts[1:])) and ts[-1] == 1.0 and ts[0] >= 0.4
+    ts = [sch.update(step, loss) for step, loss in enumerate([5, 4, 3.5, 3.4, 3.0, 2.9, 2.8, 2.7, 2.6, 2.5, 2.5])]
+    assert all(b >= a for a, b in zip(ts, ts[1:])) and ts[-1] == 1.0
+
+
+def test_taid_schedule_matches_sakana_update_t():
+    """SakanaAI/TAID `update_t(loss, global_step, num_train_steps)`: the first call only stores the loss; later
+    calls use the current step's index for the linear target and sigmoid(momentum) for the adaptive step."""
+    import math
+    sch = losses.TAIDSchedule(0.4, 1.0, 0.1, 0.9, total_steps=100)
+    assert sch.update(0, 2.0) == 0.4 and sch.m == 0.0                  # first call: t unchanged
+    m = 0.1 * (2.0 - 1.0) / 2.0                                        # (1 - beta) * relative change
+    want = max(0.4 + 0.6 * 1 / 100, 0.4 + 0.1 / (1 + math.exp(-m)) * 0.6)
+    assert sch.update(1, 1.0) == pytest.approx(want)
 
 
 @pytest.mark.parametrize("name", ["forward_kl", "generalized_jsd", "skew_reverse_kl", "taid"])

@@ -54,3 +54,24 @@ def test_bm25(corpus):
     bm = BM25Retriever(corpus)
     assert bm.search(["first Nobel Prize in Physics 1901 laureates"], 3)[0][0].title == "List of Nobel laureates in Physics"
     assert bm.search([], 3) == []
+
+
+def test_passage_format_and_a_prebuilt_index(corpus, tmp_path):
+    """Search-R1 encodes wiki-18's `contents` ('"Title"\\ntext'); a prebuilt faiss index over the same corpus is
+    loaded after checking its size and dimension."""
+    import numpy as np
+    from dgpo_lib.retrieval import DenseRetriever
+    ps = corpus[:40]
+    a = Encoder("minilm", 64, passage_format="contents")
+    b = Encoder("minilm", 64, passage_format="title_dot")
+    assert not np.allclose(a.encode_passages(ps[:2]), b.encode_passages(ps[:2]))
+    built = DenseRetriever.build(ps, a, tmp_path / "idx", progress=False)
+    pre = DenseRetriever.from_prebuilt(ps, a, tmp_path / "idx" / "index.faiss")
+    qs = [p.title for p in ps[:5]]
+    assert [[p.id for p in r] for r in pre.search(qs, 3)] == [[p.id for p in r] for r in built.search(qs, 3)]
+    with pytest.raises(IndexMismatchError, match="39 passages"):
+        DenseRetriever.from_prebuilt(ps[:-1], a, tmp_path / "idx" / "index.faiss")
+    with pytest.raises(FileNotFoundError, match="retrieval.index_path"):
+        DenseRetriever.from_prebuilt(ps, a, tmp_path / "nope.index")
+    with pytest.raises(ValueError, match="passage_format"):
+        Encoder("minilm", 64, passage_format="nope")

@@ -74,6 +74,21 @@ def test_one_question_is_within_noise_and_a_wide_gap_holds():
     assert c[c.index.str.startswith("DGPO comes near")].item() == "yes"  # equal to the teacher >= 90% of it
 
 
+def test_the_papers_teacher_claim_is_tested_on_its_three_sets():
+    """The paper: DGPO beats the teacher on NQ, PopQA and HotpotQA, not on average."""
+    n = 100
+    win = {"nq_ctx": [1] * 50 + [0] * 50, "popqa_ctx": [1] * 50 + [0] * 50, "hotpotqa_ctx": [1] * 50 + [0] * 50,
+           "musique_ctx": [0] * n, "2wiki_ctx": [0] * n}
+    lose = {"nq_ctx": [1] * 20 + [0] * 80, "popqa_ctx": [1] * 20 + [0] * 80, "hotpotqa_ctx": [1] * 20 + [0] * 80,
+            "musique_ctx": [1] * n, "2wiki_ctx": [1] * n}
+    res = {**_res({"dgpo": win, "teacher": lose}), "eval_sets": list(win)}
+    c = claims_frame(res, n_boot=1000).set_index("claim (paper)")
+    three = c[c.index.str.startswith("DGPO outperforms its teacher")].iloc[0]
+    assert three["holds here"] == "yes" and three["difference [95% CI]"].startswith("+0.300")
+    assert c[c.index.str.startswith("DGPO comes near")]["holds here"].item() == "no"  # on average it is behind
+    assert "ours" in c[c.index.str.startswith("DGPO comes near")]["tested here as"].item()
+
+
 def test_claims_without_per_question_data_fall_back_to_point_comparison():
     res = {"avg_em": {"kd": 0.2, "ppo": 0.1}}
     c = claims_frame(res)

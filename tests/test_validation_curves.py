@@ -27,3 +27,21 @@ def test_kd_writes_a_validation_curve_and_resumes_it(smoke_cfg, tmp_path):
     rows2 = [json.loads(x) for x in path.read_text().splitlines()]
     assert [r["step"] for r in rows2] == [0, 2, 3]
     assert [r["val_em"] for r in rows2] == [r["val_em"] for r in rows]
+
+
+def test_rl_keeps_the_best_validation_checkpoint_and_rows_can_pin_it(smoke_cfg, tmp_path):
+    from dgpo_lib.pipeline import Run
+
+    cfg = copy.deepcopy(smoke_cfg)
+    cfg.run_root = str(tmp_path)
+    cfg.data.n_val, cfg.eval.val_every, cfg.rl.steps = 3, 1, 2
+    run = Run(cfg, progress=False)
+    final = run.model_path("ppo")
+    rows = [json.loads(x) for x in (run.stage_dir("rl_ppo") / "val_metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    best = run.model_path("ppo@best_val")
+    picked = json.loads((tmp_path / best / "selected.json").read_text())
+    ems = [r["val_em"] for r in rows]
+    assert picked["step"] == rows[ems.index(max(ems))]["step"] and best != final
+    assert run.stage_key("eval_ppo@best_val") != run.stage_key("eval_ppo@final")
+    assert run.evaluate("ppo@best_val")["avg_em"] >= 0.0
