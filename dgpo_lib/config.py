@@ -167,6 +167,9 @@ class RLConfig:
     kl_mode: str = _f("selective", "selective (EM=0 only: DGPO), always, or none")
     reference: str = _f("teacher", "reference for the KL: teacher (DGPO) or initial (plain PPO)")
     grpo_group: int = _f(5, "rollouts per question for the GRPO ablation")
+    cold_start: str | None = _f(None, "a model (hub id or folder) that DGPO and the other cold-started RL variants start "
+                                "from instead of this run's KD stage; the authors' train_dgpo.sh starts from their "
+                                "released omron-sinicx/Qwen2.5-0.5B-Instruct-kd")
     whiten_advantages: bool = _f(True, "normalise advantages over the batch's action tokens")
 
 

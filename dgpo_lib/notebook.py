@@ -5,10 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import warnings
 
-from .config import load_config, resolve_seed
-from .pipeline import Run
-from .report import set_style
+# Jupyter without ipywidgets: tqdm.auto (imported by datasets/transformers) falls back to text bars and warns once
+# per kernel; the fallback is what the chapters want, so the warning is noise in every executed chapter
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+from .config import load_config, resolve_seed  # noqa: E402
+from .pipeline import Run  # noqa: E402
+from .report import set_style  # noqa: E402
 
 BANNERS = {
     "smoke": "These outputs come from the **smoke** preset: tiny *random* models and a small slice of the data. "
@@ -24,7 +29,8 @@ def start(preset: str = "smoke", seed: int | None = None, overrides: dict | None
     os.environ.setdefault("HF_HUB_OFFLINE", "1" if preset != "paper" else os.environ.get("HF_HUB_OFFLINE", "0"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
-    for noisy in ("httpx", "transformers", "datasets", "sentence_transformers", "filelock", "faiss", "faiss.loader"):
+    for noisy in ("httpx", "transformers", "datasets", "sentence_transformers", "filelock", "faiss", "faiss.loader",
+                  "matplotlib", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         from transformers.utils import logging as hf_logging

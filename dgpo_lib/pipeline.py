@@ -104,7 +104,8 @@ class Run:
         if kind == "kd":
             return ["tgo", "student"]
         if kind == "rl":
-            return ["kd_kd" if rl_variant(what)[1] == "kd" else "student", "teacher"]
+            from_kd = rl_variant(what)[1] == "kd" and not self.cfg.rl.cold_start
+            return ["kd_kd" if from_kd else "student", "teacher"]
         if kind == "eval":
             what = what.partition("@")[0]
             return [what if what in ("student", "teacher") else f"kd_{what}" if what in KD_ROWS else f"rl_{what}"]
@@ -384,7 +385,10 @@ class Run:
         from .rl import RLSetup, train_rl
 
         t0 = time.time()
-        start_path = self.kd("kd") if start == "kd" else self.student_base_path()
+        if start == "kd" and self.cfg.rl.cold_start:  # a released cold-start checkpoint (rl.cold_start)
+            start_path = resolve_model_path(self.cfg.rl.cold_start, "student")
+        else:
+            start_path = self.kd("kd") if start == "kd" else self.student_base_path()
         teacher, tok = self.load("teacher")
         seed_everything(self.cfg.seed)
         actor, _ = load_model(start_path, self.cfg.models.dtype, self.device)

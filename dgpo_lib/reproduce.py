@@ -1,7 +1,9 @@
 """Run every notebook in order with papermill: `python -m dgpo_lib.reproduce --preset cpu [key=value ...]`.
 
-Executed notebooks go to `--out` (default `book/executed`, where the book reads them). Stages are cached in the
-run folder, so a rerun after an interruption picks up where it stopped. A failure names the notebook and cell.
+Executed notebooks go to `--out` (default `book/executed`, where the book reads them). Each notebook executes into
+the run root (`<run_root>/notebooks-<preset>/`) and replaces its copy in `--out` only once it has run to the end, so
+stopping the job at any moment leaves the book's chapters as they were. Stages are cached in the run folder, so a
+rerun after an interruption picks up where it stopped. A failure names the notebook and cell.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from .config import ConfigError, _dotted_to_nested, load_config, resolve_seed
 from .data import REPO_ROOT
-from .io_utils import atomic_write_json, provenance
+from .io_utils import atomic_path, atomic_write_json, provenance
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -38,6 +40,9 @@ def run_notebooks(preset: str = "cpu", seed: int | None = None, overrides: dict 
     cfg = load_config(preset, {**overrides, "seed": seed})  # fail fast on a bad key, before any notebook runs
     out = Path(out or REPO_ROOT / "book" / "executed")
     out.mkdir(parents=True, exist_ok=True)
+    root = Path(cfg.run_root) if Path(cfg.run_root).is_absolute() else REPO_ROOT / cfg.run_root
+    work = root / f"notebooks-{preset}"  # where notebooks execute; `out` only ever gets finished ones
+    work.mkdir(parents=True, exist_ok=True)
     books = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
     if only:
         books = [b for b in books if any(b.stem.startswith(o) for o in only)]
@@ -46,17 +51,20 @@ def run_notebooks(preset: str = "cpu", seed: int | None = None, overrides: dict 
     for nb in bar:
         bar.set_postfix_str(nb.stem)
         t0 = time.time()
-        target = out / nb.name
+        target, running = out / nb.name, work / nb.name
         try:
             params = {"preset": preset, "seed": seed, "overrides": overrides}
             if nb.stem.startswith("06") and ablations is not None:
                 params["ablations"] = list(ablations)
-            pm.execute_notebook(str(nb), str(target), parameters=params,
+            pm.execute_notebook(str(nb), str(running), parameters=params,
                                 kernel_name=kernel_name(), progress_bar=False, cwd=str(REPO_ROOT),
                                 log_output=False)
         except pm.PapermillExecutionError as e:
             raise NotebookFailed(f"notebook {nb.name} failed in cell {e.cell_index} ({e.exec_count=}): "
-                                 f"{e.ename}: {e.evalue}\n(executed copy with the traceback: {target})") from None
+                                 f"{e.ename}: {e.evalue}\n(executed copy with the traceback: {running}; "
+                                 f"{target} is unchanged)") from None
+        with atomic_path(target, "wb") as f:  # the finished chapter replaces the old one in one rename
+            f.write(running.read_bytes())
         timings[nb.stem] = round(time.time() - t0, 1)
         done.append(target)
     import resource

@@ -102,6 +102,49 @@ def test_runner_names_the_failing_notebook_and_cell(tmp_path, monkeypatch):
     nb.cells = [p, nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom')")]
     nbformat.write(nb, src / "00_fails.ipynb")
     monkeypatch.setattr(rp, "NOTEBOOK_DIR", src)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "00_fails.ipynb").write_text("the chapter as committed")
     with pytest.raises(rp.NotebookFailed, match=r"notebook 00_fails.ipynb failed in cell \d.*ValueError: boom"):
-        rp.run_notebooks("smoke", 0, {}, tmp_path / "out", progress=False)
+        rp.run_notebooks("smoke", 0, {"run_root": str(tmp_path / "runs")}, tmp_path / "out", progress=False)
+    # a chapter that did not run to the end never replaces the book's copy
+    assert (tmp_path / "out" / "00_fails.ipynb").read_text() == "the chapter as committed"
+    assert (tmp_path / "runs" / "notebooks-smoke" / "00_fails.ipynb").exists()
     assert rp.main(["--preset", "smoke", "--out", str(tmp_path / "out"), "rl.nope=1"]) == 1  # bad key: clear exit
+
+
+def test_killing_the_main_job_mid_notebook_leaves_a_book_that_builds(tmp_path):
+    """SIGKILL while a chapter executes: the book's copies are untouched (or replaced by finished chapters only),
+    and `jupyter-book build -W` still succeeds from them."""
+    import os
+    import signal
+    import time
+    book = tmp_path / "book_src"
+    (book / "book").mkdir(parents=True)
+    for f in ("_config.yml", "_toc.yml"):
+        shutil.copy(REPO_ROOT / f, book / f)
+    for f in (REPO_ROOT / "book").glob("*.*"):
+        shutil.copy(f, book / "book" / f.name)
+    shutil.copytree(REPO_ROOT / "book" / "executed", book / "book" / "executed")
+    before = {p.name: p.read_bytes() for p in (book / "book" / "executed").glob("*.ipynb")}
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "dgpo_lib.reproduce", "--preset", "smoke", "--out",
+                             str(book / "book" / "executed"), f"run_root={runs}"], cwd=REPO_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.time()
+    while not (runs / "notebooks-smoke" / "01_retrieval.ipynb").exists():  # chapter 01 is executing
+        assert proc.poll() is None and time.time() - t0 < 300, "the job ended or stalled before chapter 01"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the job and its kernel
+    proc.wait()
+    after = {p.name: p.read_bytes() for p in (book / "book" / "executed").glob("*.ipynb")}
+    assert set(after) == set(before)
+    for name, data in after.items():  # each chapter is the committed one or a finished execution
+        if data != before[name]:
+            nb = nbformat.reads(data.decode(), as_version=4)
+            assert name == "00_overview.ipynb" and all(c.get("execution_count") for c in nb.cells
+                                                       if c.cell_type == "code"), name
+    assert after["01_retrieval.ipynb"] == before["01_retrieval.ipynb"]
+    jb = Path(sys.executable).parent / "jupyter-book"
+    r = subprocess.run([str(jb) if jb.exists() else "jupyter-book", "build", str(book), "-W", "-n", "--keep-going"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -50,3 +50,11 @@ def test_stage_folders_are_named_by_their_key(smoke_cfg, tmp_path):
     run = Run(c, progress=False)
     d = run.stage_dir("kd_kd")
     assert d.name == "kd_kd" and d.parent.name == f"smoke-{run.stage_key('kd_kd')}" and d.parent.parent == tmp_path
+
+
+def test_a_released_cold_start_replaces_the_kd_stage_upstream_of_dgpo(smoke_cfg):
+    c = copy.deepcopy(smoke_cfg)
+    c.rl.cold_start = "some/released-kd-checkpoint"
+    run = Run(c, progress=False)
+    assert run.upstream("rl_dgpo") == ["student", "teacher"] and run.upstream("rl_ppo") == ["student", "teacher"]
+    assert Run(smoke_cfg, progress=False).upstream("rl_dgpo") == ["kd_kd", "teacher"]
