@@ -184,7 +184,7 @@ class EvalConfig:
                             "<variant>@final or <variant>@best_val evaluates that one whatever this says")
     methods: list = _f(["student", "teacher", "ppo", "gkd", "seqkd", "kd", "distillm", "taid", "dgpo"],
                        "rows of the results table")
-    ablations: list = _f(["dgpo_no_coldstart", "dgpo_kl_always", "dgpo_grpo", "dgpo_beta_0.01"],
+    ablations: list = _f(["dgpo_no_coldstart", "dgpo_kl_always", "dgpo_grpo", "dgpo_beta_0.01", "gkd_onpolicy", "kd_then_gkd"],
                          "ablation runs of notebook 06")
 
 

@@ -1,5 +1,5 @@
 """The paper's reported numbers (Table 1, Qwen2.5 3B -> 0.5B, EM), shown beside ours and always labelled as
-the paper's. Source: the authors' project page / model card (see shared research notes); never used as a result."""
+the paper's. Source: the authors' project page and model card; never used as a result."""
 
 PAPER_SETS = ["nq", "triviaqa", "popqa", "hotpotqa", "2wiki", "musique", "bamboogle"]
 
@@ -20,7 +20,8 @@ PAPER_AVG = {"student": 0.006, "teacher": 0.353, "ppo": 0.238, "gkd": 0.240, "se
 ROW_LABELS = {"student": "Student (no training)", "teacher": "Teacher", "ppo": "PPO", "gkd": "GKD",
               "seqkd": "SeqKD", "kd": "KD", "distillm": "DistiLLM", "taid": "TAID", "dgpo": "DGPO",
               "dgpo_no_coldstart": "DGPO w/o cold start", "dgpo_kl_always": "DGPO, KL on every trajectory",
-              "dgpo_grpo": "DGPO with GRPO instead of PPO"}
+              "dgpo_grpo": "DGPO with GRPO instead of PPO", "gkd_onpolicy": "GKD (teacher guidance only)",
+              "kd_then_gkd": "KD -> GKD"}
 
 
 def row_label(r: str) -> str:

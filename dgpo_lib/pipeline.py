@@ -28,6 +28,15 @@ from .models import count_parameters, load_model, load_role, resolve_model_path
 log = logging.getLogger(__name__)
 
 KD_ROWS = ("gkd", "seqkd", "kd", "distillm", "taid")
+# The paper's two distillation-only ablations (its Figure 5): on-policy GKD (every batch the student's own
+# generations, scored by the teacher) from the untrained student ("GKD, teacher guidance only") and from the KD
+# cold start ("KD -> GKD"); row -> the row whose model it starts from. Same step budget as the KD methods.
+GKD_ABLATIONS = {"gkd_onpolicy": "student", "kd_then_gkd": "kd"}
+
+
+def kd_stage(row: str) -> bool:
+    """Rows trained by a KD stage (`kd_<row>`): the KD baselines and the GKD ablations."""
+    return row in KD_ROWS or row in GKD_ABLATIONS
 
 # RL variants: (algo, start from, reference, kl_mode, beta or None for cfg.rl.beta)
 RL_VARIANTS = {
@@ -102,13 +111,13 @@ class Run:
         if kind == "tgo":
             return ["teacher"]
         if kind == "kd":
-            return ["tgo", "student"]
+            return ["tgo", "kd_kd" if GKD_ABLATIONS.get(what) == "kd" else "student"]
         if kind == "rl":
             from_kd = rl_variant(what)[1] == "kd" and not self.cfg.rl.cold_start
             return ["kd_kd" if from_kd else "student", "teacher"]
         if kind == "eval":
             what = what.partition("@")[0]
-            return [what if what in ("student", "teacher") else f"kd_{what}" if what in KD_ROWS else f"rl_{what}"]
+            return [what if what in ("student", "teacher") else f"kd_{what}" if kd_stage(what) else f"rl_{what}"]
         raise ValueError(f"unknown stage {name!r}")
 
     def stage_key(self, name: str) -> str:
@@ -131,8 +140,8 @@ class Run:
     def stage_names(self) -> list[str]:
         """Every stage this config's results table and ablations need, upstream first."""
         rows = list(dict.fromkeys([*self.cfg.eval.methods, *self.cfg.eval.ablations]))
-        trained = [f"kd_{m}" for m in KD_ROWS] + [f"rl_{r}" for r in rows if r not in KD_ROWS
-                                                   and r not in ("student", "teacher")]
+        trained = [f"kd_{m}" for m in KD_ROWS] + [f"kd_{r}" for r in rows if r in GKD_ABLATIONS] + \
+            [f"rl_{r}" for r in rows if not kd_stage(r) and r not in ("student", "teacher")]
         return ["student", "teacher", "tgo", *trained, *(f"eval_{r}" for r in rows)]
 
     def is_done(self, name: str) -> bool:
@@ -185,8 +194,12 @@ class Run:
             trajs = run_batched(self.env(model, tok, greedy=True), qs, self.cfg.eval.batch_size, progress=False)
             model.train(was_training)
             n = len(trajs)
-            return {"val_em": sum(t.em for t in trajs) / n, "val_searches": sum(t.n_searches for t in trajs) / n,
-                    "val_answered": sum(t.answer is not None for t in trajs) / n}
+            row = {"val_em": sum(t.em for t in trajs) / n, "val_searches": sum(t.n_searches for t in trajs) / n,
+                   "val_answered": sum(t.answer is not None for t in trajs) / n}
+            for ds in sorted({t.question.dataset for t in trajs}):  # NQ and HotpotQA learn at different rates
+                part = [t.em for t in trajs if t.question.dataset == ds]
+                row[f"val_em_{ds}"] = sum(part) / len(part)
+            return row
         return fn
 
     def retriever(self):
@@ -265,7 +278,7 @@ class Run:
             return self.student_base_path()
         if row == "teacher":
             return self.teacher_path()
-        if row in KD_ROWS:
+        if kd_stage(row):
             return self.kd(row)
         final = self.rl(row.partition("@")[0])
         if self.rl_checkpoint(row) == "final":
@@ -350,6 +363,7 @@ class Run:
 
     # ---------------------------------------------------------------- stage: KD methods
     def kd(self, method: str) -> str:
+        """Stage `kd_<method>`: a KD baseline, or one of the GKD ablations (on-policy GKD from GKD_ABLATIONS' start)."""
         name = f"kd_{method}"
         out = self.stage_dir(name) / "model"
         if self.is_done(name):
@@ -357,22 +371,31 @@ class Run:
         from .kd import train_kd
         from .trajectories import load_seqs, seqs_of
 
+        cfg, loss = self.cfg, method
+        start_path = None
+        if method in GKD_ABLATIONS:
+            cfg, loss = copy.deepcopy(self.cfg), "gkd"
+            cfg.kd.gkd_lambda = 1.0  # every batch on-policy: the student's generations, scored by the teacher
+            start_path = self.kd("kd") if GKD_ABLATIONS[method] == "kd" else None
+        elif method not in KD_ROWS:
+            raise ValueError(f"unknown KD stage {method!r} (known: {', '.join(KD_ROWS + tuple(GKD_ABLATIONS))})")
         t0 = time.time()
         seqs = load_seqs(self.tgo())
         teacher, tok = self.load("teacher")
-        seed_everything(self.cfg.seed)
-        student, _ = load_model(self.student_base_path(), self.cfg.models.dtype, self.device)
+        seed_everything(cfg.seed)
+        student, _ = load_model(start_path or self.student_base_path(), cfg.models.dtype, self.device)
         qs = self.train_questions()
 
         def student_rollout(step: int, n: int):
             import random
-            pick = random.Random(f"{self.cfg.seed}:{method}:sgo:{step}").sample(range(len(qs)), min(n, len(qs)))
+            pick = random.Random(f"{cfg.seed}:{method}:sgo:{step}").sample(range(len(qs)), min(n, len(qs)))
             return seqs_of(self.env(student, tok, greedy=False).run([qs[i] for i in pick]))
 
         vf = self.val_fn(tok)
-        train_kd(method, student, tok, teacher, seqs, self.cfg, self.stage_dir(name), student_rollout,
+        train_kd(loss, student, tok, teacher, seqs, cfg, self.stage_dir(name), student_rollout,
                  progress=self.progress, out_dir=out, val_fn=(lambda step: vf(student, step)) if vf else None)
-        self.mark_done(name, t0, n_sequences=len(seqs))
+        self.mark_done(name, t0, n_sequences=len(seqs), **({"start": GKD_ABLATIONS[method]}
+                                                           if method in GKD_ABLATIONS else {}))
         return str(out)
 
     # ---------------------------------------------------------------- stage: RL variants

@@ -4,7 +4,8 @@
     python -m dgpo_lib.stage rl_dgpo --preset cpu rl.steps=50
     python -m dgpo_lib.stage index --preset paper
 
-Stages: index, student (healing a pruned student), teacher, tgo, kd_<seqkd|kd|gkd|distillm|taid>, rl_<variant>, eval_<row>, results.
+Stages: index, student (healing a pruned student), teacher, tgo, kd_<seqkd|kd|gkd|distillm|taid|gkd_onpolicy|kd_then_gkd>,
+rl_<variant>, eval_<row>, results.
 A stage that was interrupted resumes from its latest checkpoint.
 """
 from __future__ import annotations
@@ -40,9 +41,10 @@ def run_stage(run: Run, stage: str):
 
 def main(argv=None) -> int:
     from .config import PRESETS
-    from .pipeline import KD_ROWS, RL_VARIANTS
+    from .pipeline import GKD_ABLATIONS, KD_ROWS, RL_VARIANTS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("stage", help="index, student, teacher, tgo, " + ", ".join(f"kd_{m}" for m in KD_ROWS) + ", "
+    ap.add_argument("stage", help="index, student, teacher, tgo, "
+                    + ", ".join(f"kd_{m}" for m in KD_ROWS + tuple(GKD_ABLATIONS)) + ", "
                     + ", ".join(f"rl_{v}" for v in RL_VARIANTS) + ", rl_dgpo_beta_<x>, eval_<row>, results")
     ap.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}, or a .yaml path (default cpu)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -434,29 +434,35 @@ books["06_ablations"] = [
 ('md', '''
 # Ablations
 
-Two of the paper's ablations (its Figure 5) remove one ingredient at a time: the cold start (RL from the untrained
-student with the teacher as reference) and PPO's critic (GRPO's group-normalised advantages instead); its Figure 5
-also has "GKD (teacher guidance only)" and "KD -> GKD", which are not run here. This project adds two more of its
-own: the KL paid by every trajectory instead of only the wrong ones (`dgpo_kl_always`) and a larger $\\beta$
-(`dgpo_beta_<x>`). Each runs as its own RL stage from the same starting points and budget as DGPO. Which of them a
-preset runs is its `eval.ablations` list (printed below); the `cpu` preset runs the paper's two within its time
-budget, the `paper` preset all four.
+The paper's ablations (its Figure 5) remove one ingredient at a time: the cold start (`dgpo_no_coldstart`: RL from
+the untrained student with the teacher as reference), PPO's critic (`dgpo_grpo`: GRPO's group-normalised advantages
+instead) and the RL reward (`gkd_onpolicy`, "GKD, teacher guidance only": on-policy GKD, every batch the student's
+own generations scored by the teacher, from the untrained student; `kd_then_gkd`, "KD -> GKD": the same after the KD
+cold start). The RL ablations run with DGPO's budget, the GKD ones with the KD methods'. This project adds two of
+its own: the KL paid by every trajectory instead of only the wrong ones (`dgpo_kl_always`) and a larger $\\beta$
+(`dgpo_beta_<x>`). Which of them a preset runs is its `eval.ablations` list (printed below).
 '''),
 PARAMS_06, START,
 ('code', '''
 variants = ["dgpo"] + [v for v in cfg.eval.ablations if ablations is None or v in ablations]
 skipped = [v for v in cfg.eval.ablations if v not in variants]
 print("ablations run:", variants[1:], "| not run in this execution:", skipped or "none")
-for v in variants:
-    run.rl(v)  # trains the variant, or reuses the cached stage
-curves = {v: run.metrics(f"rl_{v}") for v in variants}
+from dgpo_lib.pipeline import GKD_ABLATIONS
+for v in variants:  # trains the variant, or reuses the cached stage
+    run.kd(v) if v in GKD_ABLATIONS else run.rl(v)
+stage = {v: f"kd_{v}" if v in GKD_ABLATIONS else f"rl_{v}" for v in variants}
+curves = {v: run.metrics(stage[v]) for v in variants if v not in GKD_ABLATIONS}
 assert all(len(c) == cfg.rl.steps for c in curves.values())
 '''),
 ('code', '''
 from dgpo_lib.report import plot_curves, show
 labels = {"reward": "EM reward (training rollouts)", "kl_teacher": "KL to teacher per token (nats)"}
 show(plot_curves(curves, list(labels), labels, smooth=3),
-     "Training reward and KL to the teacher of DGPO and its ablations (moving average over 3 steps).")
+     "Training reward and KL to the teacher of DGPO and its RL ablations (moving average over 3 steps).")
+from dgpo_lib.report import plot_val_curves
+fig = plot_val_curves({v: run.metrics(stage[v], "val_metrics.jsonl") for v in variants})
+if fig is not None:
+    show(fig, "DGPO and every ablation on the validation slice: greedy EM and searches per question.")
 '''),
 ('code', '''
 from dgpo_lib.report import results_frame

@@ -56,7 +56,8 @@ def test_every_notebook_ran_and_produced_its_outputs(executed):
     assert "Overview" in nbs["00_overview"].cells[0].source
 
 
-def test_book_builds_without_warnings_and_renders(executed, tmp_path):
+def _book_copy(tmp_path, executed: Path) -> Path:
+    """The book's sources in a scratch folder, with `executed` as its executed chapters."""
     book = tmp_path / "book_src"
     (book / "book").mkdir(parents=True)
     for f in ("_config.yml", "_toc.yml"):
@@ -64,10 +65,18 @@ def test_book_builds_without_warnings_and_renders(executed, tmp_path):
     for f in (REPO_ROOT / "book").glob("*.*"):
         shutil.copy(f, book / "book" / f.name)
     shutil.copytree(executed, book / "book" / "executed")
+    return book
+
+
+def _build(book: Path):
     jb = Path(sys.executable).parent / "jupyter-book"  # the one installed beside this interpreter
-    jb = str(jb) if jb.exists() else "jupyter-book"
-    r = subprocess.run([jb, "build", str(book), "-W", "-n", "--keep-going"], capture_output=True, text=True,
-                       timeout=600)
+    return subprocess.run([str(jb) if jb.exists() else "jupyter-book", "build", str(book), "-W", "-n", "--keep-going"],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_book_builds_without_warnings_and_renders(executed, tmp_path):
+    book = _book_copy(tmp_path, executed)
+    r = _build(book)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     html = book / "_build" / "html" / "book" / "executed"
     results, training = html / "07_results.html", html / "05_ppo_dgpo.html"
@@ -118,13 +127,7 @@ def test_killing_the_main_job_mid_notebook_leaves_a_book_that_builds(tmp_path):
     import os
     import signal
     import time
-    book = tmp_path / "book_src"
-    (book / "book").mkdir(parents=True)
-    for f in ("_config.yml", "_toc.yml"):
-        shutil.copy(REPO_ROOT / f, book / f)
-    for f in (REPO_ROOT / "book").glob("*.*"):
-        shutil.copy(f, book / "book" / f.name)
-    shutil.copytree(REPO_ROOT / "book" / "executed", book / "book" / "executed")
+    book = _book_copy(tmp_path, REPO_ROOT / "book" / "executed")
     before = {p.name: p.read_bytes() for p in (book / "book" / "executed").glob("*.ipynb")}
     runs = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "dgpo_lib.reproduce", "--preset", "smoke", "--out",
@@ -144,7 +147,5 @@ def test_killing_the_main_job_mid_notebook_leaves_a_book_that_builds(tmp_path):
             assert name == "00_overview.ipynb" and all(c.get("execution_count") for c in nb.cells
                                                        if c.cell_type == "code"), name
     assert after["01_retrieval.ipynb"] == before["01_retrieval.ipynb"]
-    jb = Path(sys.executable).parent / "jupyter-book"
-    r = subprocess.run([str(jb) if jb.exists() else "jupyter-book", "build", str(book), "-W", "-n", "--keep-going"],
-                       capture_output=True, text=True, timeout=600)
+    r = _build(book)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -58,3 +58,11 @@ def test_a_released_cold_start_replaces_the_kd_stage_upstream_of_dgpo(smoke_cfg)
     run = Run(c, progress=False)
     assert run.upstream("rl_dgpo") == ["student", "teacher"] and run.upstream("rl_ppo") == ["student", "teacher"]
     assert Run(smoke_cfg, progress=False).upstream("rl_dgpo") == ["kd_kd", "teacher"]
+
+
+def test_the_gkd_ablations_are_kd_stages_from_their_own_start(smoke_cfg):
+    run = Run(smoke_cfg, progress=False)
+    assert run.upstream("kd_gkd_onpolicy") == ["tgo", "student"]
+    assert run.upstream("kd_kd_then_gkd") == ["tgo", "kd_kd"]
+    assert run.upstream("eval_kd_then_gkd") == ["kd_kd_then_gkd"]
+    assert {"kd_gkd_onpolicy", "kd_kd_then_gkd"} <= set(run.stage_names())
