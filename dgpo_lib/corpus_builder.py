@@ -17,7 +17,7 @@ BLOCK_WORDS = 100   # wiki-18's block length
 SPLIT_ABOVE = 120   # a paragraph up to this long stays whole rather than leaving a stub of a few words
 
 
-def _ws(s: str) -> str:
+def collapse_ws(s: str) -> str:
     return re.sub(r"\s+", " ", s).strip()
 
 
@@ -50,7 +50,7 @@ class CorpusBuilder:
         self.offered: Counter = Counter()  # blocks offered per source, new or not
 
     def add(self, title: str, text: str, source: str, split: bool = True) -> list[str]:
-        title, text = _ws(title).strip('"'), _ws(text)
+        title, text = collapse_ws(title).strip('"'), collapse_ws(text)
         if not title or not text:
             raise ValueError(f"{source}: empty passage title/text: {title!r} {text[:40]!r}")
         return [self._add_block(title, b, source) for b in (split_words(text) if split else [text])]

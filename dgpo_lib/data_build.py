@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
-from .corpus_builder import CorpusBuilder, has_answer
-from .data import question_key
+from .corpus_builder import CorpusBuilder, collapse_ws, has_answer
+from .data import question_key as qkey
 from .io_utils import atomic_write_json, atomic_write_jsonl
 from .reward import normalize_answer
 
@@ -47,11 +46,6 @@ def _read(path: Path) -> list[dict]:
         return json.loads(text)
     return [json.loads(line) for line in text.split("\n") if line.strip()]  # not splitlines: U+2028 occurs in text
 
-
-qkey = question_key
-
-def _ws(s: str) -> str:
-    return re.sub(r"\s+", " ", s).strip()
 
 
 class Builder:
@@ -126,7 +120,7 @@ class Builder:
             titles, pids = [], []
             for c in r["golden_context"]:
                 title, _, text = c.partition("\n")
-                titles.append(_ws(title))
+                titles.append(collapse_ws(title))
                 pids += self.corpus.add(title, text, f"{name} {split} gold (PruneRAG)")
             e5_hit = any(has_answer(t.partition("\n")[2], r["answer"]) for _, t in e5[r["id"]])
             qid = ids.get(qkey(r["Question"]), f"pr-{name}-{r['id']}")
@@ -178,7 +172,7 @@ class Builder:
             titles, pids = [], []
             for p in m["passages"]:
                 if p["has_answer"]:
-                    titles.append(_ws(p["title"]))
+                    titles.append(collapse_ws(p["title"]))
                     pids += self.corpus.add(p["title"], p["text"], f"bamboogle {p['source'].split('_')[0]}")
             e5_hit = any(has_answer(t.partition("\n")[2], r["golden_answers"]) for _, t in e5[r["question"]])
             rows.append(self.row(r["id"], r["question"], r["golden_answers"], full_rel, titles, pids,

@@ -186,6 +186,7 @@ class Run:
         qs = self.val_questions()
         if not qs or not self.cfg.eval.val_every:
             return None
+        from .evaluate import summarize_set
         from .rollout import run_batched
 
         def fn(model, step: int) -> dict:
@@ -193,12 +194,10 @@ class Run:
             model.eval()
             trajs = run_batched(self.env(model, tok, greedy=True), qs, self.cfg.eval.batch_size, progress=False)
             model.train(was_training)
-            n = len(trajs)
-            row = {"val_em": sum(t.em for t in trajs) / n, "val_searches": sum(t.n_searches for t in trajs) / n,
-                   "val_answered": sum(t.answer is not None for t in trajs) / n}
+            s = summarize_set(trajs)
+            row = {f"val_{k}": s[k] for k in ("em", "searches", "answered")}
             for ds in sorted({t.question.dataset for t in trajs}):  # NQ and HotpotQA learn at different rates
-                part = [t.em for t in trajs if t.question.dataset == ds]
-                row[f"val_em_{ds}"] = sum(part) / len(part)
+                row[f"val_em_{ds}"] = summarize_set([t for t in trajs if t.question.dataset == ds])["em"]
             return row
         return fn
 

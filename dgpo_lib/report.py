@@ -115,13 +115,19 @@ def plot_val_curves(val: dict[str, list[dict]]):
 
 
 def selected_checkpoints(run, variants: Sequence[str]) -> pd.DataFrame:
-    """Per RL run: the step selected on validation EM, its EM, and the last step's EM."""
+    """Per RL run: the step selected on validation EM (its `selected.json`), its EM, and the last step's EM."""
+    import json
+    from pathlib import Path
+
+    from .rl import best_val_dir
+
     rows = []
     for v in variants:
         val = run.metrics(f"rl_{v}", "val_metrics.jsonl")
-        if not val:
+        chosen = best_val_dir(run.stage_dir(f"rl_{v}") / "model") / "selected.json"
+        if not val or not Path(chosen).exists():
             continue
-        best = max(val, key=lambda r: (r["val_em"], -r["step"]))  # the earliest of equal bests
+        best = json.loads(Path(chosen).read_text())
         rows.append({"run": row_label(v), "selected step": best["step"], "validation EM (selected)": best["val_em"],
                      "last step": val[-1]["step"], "validation EM (last)": val[-1]["val_em"]})
     return pd.DataFrame(rows)

@@ -43,5 +43,7 @@ def test_rl_keeps_the_best_validation_checkpoint_and_rows_can_pin_it(smoke_cfg, 
     picked = json.loads((tmp_path / best / "selected.json").read_text())
     ems = [r["val_em"] for r in rows]
     assert picked["step"] == rows[ems.index(max(ems))]["step"] and best != final
+    from dgpo_lib.report import selected_checkpoints
+    assert selected_checkpoints(run, ["ppo"])["selected step"].tolist() == [picked["step"]]
     assert run.stage_key("eval_ppo@best_val") != run.stage_key("eval_ppo@final")
     assert run.evaluate("ppo@best_val")["avg_em"] >= 0.0
