@@ -138,10 +138,14 @@ class KDConfig:
     batch_size: int = _f(8, "sequences per optimiser step")
     lr: float = _f(1e-4, "KD learning rate")
     warmup_ratio: float = _f(0.05, "linear warm-up share of the steps")
+    lr_schedule: str = _f("constant", "constant (after the warm-up) or cosine (decay to 0: TAID's, with no warm-up)")
     gkd_beta: float = _f(0.1, "generalised JSD mixing weight (TAID repo: 0.1)")
-    gkd_lambda: float = _f(0.5, "share of GKD batches made of fresh student rollouts (on-policy)")
+    gkd_lambda: float = _f(0.5, "share of GKD steps that generate from the student and draw the batch from the "
+                           "replay buffer (TAID's mixed_alpha)")
     skew_alpha: float = _f(0.1, "DistiLLM skew coefficient")
-    distillm_replay: float = _f(0.5, "DistiLLM: upper bound of the share of student-generated sequences")
+    replay_capacity: int = _f(1000, "student-generated sequences kept for GKD and DistiLLM (TAID's capacity)")
+    distillm_val_every: int = _f(10, "DistiLLM: steps between held-out losses that drive its adaptive schedule")
+    distillm_val_seqs: int = _f(32, "DistiLLM: held-out teacher sequences (from validation questions) in that loss")
     taid_t_start: float = _f(0.4, "TAID interpolation start")
     taid_t_end: float = _f(1.0, "TAID interpolation end")
     taid_alpha: float = _f(5e-4, "TAID adaptive step size")
@@ -167,6 +171,9 @@ class RLConfig:
     kl_mode: str = _f("selective", "selective (EM=0 only: DGPO), always, or none")
     reference: str = _f("teacher", "reference for the KL: teacher (DGPO) or initial (plain PPO)")
     grpo_group: int = _f(5, "rollouts per question for the GRPO ablation")
+    grpo_same_trajectories: bool = _f(False, "GRPO rolls out prompts_per_step / grpo_group questions, as many "
+                                      "trajectories as PPO (ours); false = prompts_per_step questions x grpo_group "
+                                      "(the authors' 512 x 5)")
     cold_start: str | None = _f(None, "a model (hub id or folder) that DGPO and the other cold-started RL variants start "
                                 "from instead of this run's KD stage; the authors' train_dgpo.sh starts from their "
                                 "released omron-sinicx/Qwen2.5-0.5B-Instruct-kd")
@@ -178,7 +185,8 @@ class EvalConfig:
     batch_size: int = _f(32, "questions per greedy evaluation batch")
     val_every: int = _f(0, "greedy EM on the validation slice (data.n_val) every N optimiser steps of the teacher's "
                         "SFT, each KD method and each RL run, and before the first and after the last step: the "
-                        "learning curves budgets are chosen on (0 = none; not part of any stage's cache key)")
+                        "learning curves budgets are chosen on; the student's healing logs its held-out text loss "
+                        "as often (0 = none; not part of any stage's cache key)")
     rl_checkpoint: str = _f("final", "which model of an RL run a results row evaluates: final (its last step) or "
                             "best_val (the step with the best validation EM, needs val_every); a row named "
                             "<variant>@final or <variant>@best_val evaluates that one whatever this says")

@@ -47,7 +47,9 @@ def _iter_jsonl(path: Path):
     try:
         fh = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
     except FileNotFoundError:
-        raise DataError(f"{path}: file does not exist") from None
+        hint = (" (python -m dgpo_lib.paper_data --out data/paper fetches the paper's data; python -m "
+                "dgpo_lib.preflight lists everything missing)") if "paper" in str(path) else ""
+        raise DataError(f"{path}: file does not exist{hint}") from None
     with fh:
         for lineno, raw in enumerate(fh, 1):
             try:

@@ -87,8 +87,11 @@ def heal_student(student, base, tok, texts: Sequence[str], held_out: Sequence[st
         sched.step()
         return {"loss": loss, "tokens": len(targets), "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0]}
 
+    # the healing curve: held-out next-token loss every eval.val_every steps (val_metrics.jsonl)
     run_training(run_dir, m.heal_steps, step_fn, {"student": student}, {"opt": opt}, {"sched": sched},
-                 save_every=cfg.train.save_every, desc="heal student", progress=progress, stop_after=stop_after)
+                 save_every=cfg.train.save_every, desc="heal student", progress=progress, stop_after=stop_after,
+                 val_fn=lambda step: {"held_out_loss": text_loss(student, tok, held_out, m.heal_seq_len)},
+                 val_every=cfg.eval.val_every)
     student.eval()
     emb.requires_grad_(True)
     if out_emb is not None:

@@ -17,7 +17,7 @@ import torch
 from . import losses
 from .policy import action_logits, add_lora, save_policy
 from .rollout import collate
-from .train_loop import linear_warmup, run_training
+from .train_loop import kd_schedule, run_training
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +46,58 @@ def padding_share(lengths: Sequence[int], buckets: list[list[int]]) -> float:
     return 1 - sum(lengths) / computed if computed else 0.0
 
 
-class AdaptiveReplay:
-    """DistiLLM's adaptive off-policy schedule, simplified: the probability of training on student-generated
-    sequences starts at 0 and rises by 0.1 (up to `cap`) whenever the loss on a fixed held-out teacher batch
-    rises by more than `eps` relative to its best value."""
+class ReplayBuffer:
+    """The last `capacity` student-generated sequences (TAID's `ReplayBuffer`, which GKD's "mixed" and DistiLLM's
+    "adaptive" sampling draw from). Saved with the checkpoint, so a resumed run samples as an uninterrupted one."""
 
-    def __init__(self, cap: float = 0.5, eps: float = 0.1):
-        self.p, self.cap, self.eps, self.best = 0.0, cap, eps, None
+    def __init__(self, capacity: int = 1000):
+        self.capacity, self.items = capacity, []
 
-    def observe(self, val_loss: float) -> None:
-        if self.best is not None and val_loss > self.best * (1 + self.eps):
-            self.p = min(self.cap, self.p + 0.1)
-        self.best = val_loss if self.best is None else min(self.best, val_loss)
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, seqs: Sequence[Seq]) -> None:
+        self.items = (self.items + list(seqs))[-self.capacity:]
+
+    def sample(self, rng: random.Random, n: int) -> list[Seq]:
+        return rng.sample(self.items, min(n, len(self.items)))
 
     def state_dict(self):
-        return {"p": self.p, "best": self.best}
+        return {"capacity": self.capacity, "items": [[s.prompt_ids, s.response_ids, s.action_mask] for s in self.items]}
 
     def load_state_dict(self, d):
-        self.p, self.best = d["p"], d["best"]
+        self.capacity, self.items = d["capacity"], [Seq(*x) for x in d["items"]]
+
+
+class AdaptiveSampling:
+    """DistiLLM's adaptive off-policy schedule as TAID's `SampleGenerator(sampling_type="adaptive")` runs it.
+
+    A threshold starts at 0 and rises by 0.1 (up to 1) whenever the validation loss is at least the reference loss
+    (the first one, then the one of the last rise). Each step draws r ~ U(0, 1): r below the decreasing share
+    threshold * (1 - step / total), or below the threshold while the buffer is not full, means a fresh batch of
+    student generations (added to the buffer); r below the threshold otherwise means a batch from the buffer;
+    else the teacher's sequences."""
+
+    def __init__(self, eps: float = 0.0):
+        self.threshold, self.prev, self.eps = 0.0, None, eps
+
+    def observe(self, val_loss: float) -> None:
+        if self.prev is None:
+            self.prev = val_loss
+        elif val_loss >= self.prev + self.eps:
+            self.threshold = min(1.0, self.threshold + 0.1)
+            self.prev = val_loss
+
+    def source(self, r: float, step: int, total: int, buffer_len: int, capacity: int) -> str:
+        if r < self.threshold * (1 - step / total) or (r < self.threshold and buffer_len < capacity):
+            return "fresh"
+        return "replay" if r < self.threshold else "teacher"
+
+    def state_dict(self):
+        return {"threshold": self.threshold, "prev": self.prev}
+
+    def load_state_dict(self, d):
+        self.threshold, self.prev = d["threshold"], d["prev"]
 
 
 LOSS_CHUNK = 512  # action positions per piece of a divergence over the vocabulary
@@ -94,10 +128,12 @@ def chunked_loss_backward(s_logits, per_token: Callable, t_logits, targets, n_to
 def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg, run_dir: Path,
              student_rollout: Callable[[int, int], list[Seq]] | None = None, progress: bool = True,
              stop_after: int | None = None, out_dir: Path | None = None,
-             val_fn: Callable[[int], dict] | None = None) -> list[dict]:
+             val_fn: Callable[[int], dict] | None = None, held_out: Sequence[Seq] = ()) -> list[dict]:
     """Train `student` in place with `method` for cfg.kd.steps optimiser steps; returns the metrics rows.
 
-    `student_rollout(step, n)` must return n fresh student trajectories (GKD and DistiLLM on-policy parts)."""
+    `student_rollout(step, n)` must return n fresh (greedy, as TAID's sampler) student trajectories: GKD's and
+    DistiLLM's student-generated batches. `held_out`: teacher sequences never trained on, whose loss drives
+    DistiLLM's adaptive schedule (TAID: its validation set)."""
     if method not in KD_METHODS:
         raise ValueError(f"unknown KD method {method!r}; choose from {KD_METHODS}")
     if method != "seqkd" and teacher is None:
@@ -109,14 +145,18 @@ def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg,
         student = add_lora(student, t.lora_r, t.lora_alpha)
     student.train()
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=k.lr)
-    sched = linear_warmup(opt, k.steps, k.warmup_ratio)
+    sched = kd_schedule(opt, k.steps, k.warmup_ratio, k.lr_schedule)
     helpers: dict = {}
-    taid = replay = None
+    taid = adaptive = buffer = None
     if method == "taid":
         taid = helpers["taid"] = losses.TAIDSchedule(k.taid_t_start, k.taid_t_end, k.taid_alpha, k.taid_beta, k.steps)
+    if method in ("gkd", "distillm"):
+        buffer = helpers["replay"] = ReplayBuffer(k.replay_capacity)
     if method == "distillm":
-        replay = helpers["replay"] = AdaptiveReplay(k.distillm_replay)
-    held_out = list(data[: min(len(data), k.batch_size)])
+        if not held_out:
+            raise ValueError("distillm needs held-out teacher sequences for its adaptive schedule")
+        adaptive = helpers["adaptive"] = AdaptiveSampling()
+        held_out = list(held_out[: k.distillm_val_seqs])
 
     def per_token(s_logits, t_logits, targets):
         if method == "seqkd":
@@ -144,37 +184,46 @@ def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg,
             total += chunked_loss_backward(s_logits, per_token, t_logits, targets, n_tok, backward)
         return total, n_tok
 
+    def student_batch(step: int) -> list[Seq]:
+        if student_rollout is None:
+            raise ValueError(f"{method} needs a student_rollout function for its student-generated batches")
+        student.eval()
+        seqs = [s for s in student_rollout(step, k.batch_size) if sum(s.action_mask)]
+        student.train()
+        return seqs
+
     def step_fn(step: int) -> dict:
         rng = random.Random(f"{cfg.seed}:{method}:{step}")
-        on_policy = False
-        if method == "gkd":
-            on_policy = rng.random() < k.gkd_lambda
+        source = "teacher"
+        if method == "gkd" and rng.random() < k.gkd_lambda:
+            source = "mixed"  # TAID's "mixed": fresh generations join the buffer, the batch is drawn from it
         elif method == "distillm":
-            on_policy = rng.random() < replay.p
-        if on_policy:
-            if student_rollout is None:
-                raise ValueError(f"{method} needs a student_rollout function for its on-policy batches")
-            student.eval()
-            seqs = [s for s in student_rollout(step, k.batch_size) if sum(s.action_mask)]
-            student.train()
-        else:
+            source = adaptive.source(rng.random(), step, k.steps, len(buffer), buffer.capacity)
+        if source == "teacher":
             seqs = [data[i] for i in rng.sample(range(len(data)), min(k.batch_size, len(data)))]
+        else:
+            fresh = student_batch(step) if source in ("mixed", "fresh") else []
+            buffer.add(fresh)
+            seqs = fresh if source == "fresh" else buffer.sample(rng, k.batch_size)
         opt.zero_grad(set_to_none=True)
         loss, n_tok = batch_loss(seqs, backward=True) if seqs else (0.0, 0)
         gnorm = torch.nn.utils.clip_grad_norm_(student.parameters(), t.max_grad_norm)
         opt.step()
         sched.step()
-        m = {"loss": loss, "tokens": n_tok, "on_policy": float(on_policy), "grad_norm": float(gnorm),
+        m = {"loss": loss, "tokens": n_tok, "on_policy": float(source != "teacher"), "grad_norm": float(gnorm),
              "lr": sched.get_last_lr()[0]}
         if taid is not None:
             m["taid_t"] = taid.t
             taid.update(step, loss)
-        if replay is not None and (step + 1) % 5 == 0:
-            student.eval()
-            val, _ = batch_loss(held_out, backward=False)
-            student.train()
-            replay.observe(val)
-            m["val_loss"], m["replay_p"] = val, replay.p
+        if adaptive is not None:
+            m["fresh"] = float(source == "fresh")
+            if (step + 1) % k.distillm_val_every == 0:
+                student.eval()
+                val, _ = batch_loss(held_out, backward=False)
+                student.train()
+                adaptive.observe(val)
+                m["val_loss"] = val
+            m["distillm_threshold"] = adaptive.threshold
         return m
 
     rows = run_training(run_dir, k.steps, step_fn, {"student": student}, {"opt": opt}, {"sched": sched}, helpers,

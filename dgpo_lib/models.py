@@ -175,10 +175,27 @@ def resolve_model_path(name: str, role: str = "student", layers: int | None = No
     if layers is not None and name != TINY:
         if base is None:
             from huggingface_hub import snapshot_download
-            base = Path(snapshot_download(name))
+            base = Path(from_hub(snapshot_download, name))
         tag = Path(str(base)).name
         return str(prune_layers(Path(base), cache_dir() / "models" / f"{tag}-L{layers}", layers))
     return str(base) if base is not None else name
+
+
+def hub_missing(name: str, what: str = "model") -> FileNotFoundError:
+    """The error for a hub id that is neither cached nor downloadable: the fix, not a transformers traceback."""
+    return FileNotFoundError(f"{what} {name}: not in the local hub cache and the hub is unreachable; on a machine "
+                             f"with the hub run `huggingface-cli download {name}` and copy ~/.cache/huggingface here, "
+                             "or give a local folder (python -m dgpo_lib.preflight lists everything missing)")
+
+
+def from_hub(loader, name: str, what: str = "model", **kw):
+    """`loader(name, **kw)`, turning transformers' could-not-connect OSError for a hub id into `hub_missing`."""
+    try:
+        return loader(name, **kw)
+    except OSError as e:
+        if Path(str(name)).exists() or "huggingface.co" not in str(e) and "offline" not in str(e).lower():
+            raise
+        raise hub_missing(str(name), what) from None
 
 
 def load_model(name_or_path: str, dtype: str = "float32", device: str | None = None):
@@ -188,8 +205,8 @@ def load_model(name_or_path: str, dtype: str = "float32", device: str | None = N
     p = Path(name_or_path).expanduser()
     if not p.exists() and _looks_like_path(name_or_path):
         raise FileNotFoundError(f"model path {name_or_path} does not exist")
-    tok = load_tokenizer(p if p.exists() else name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=getattr(torch, dtype))
+    tok = from_hub(load_tokenizer, p if p.exists() else name_or_path)
+    model = from_hub(AutoModelForCausalLM.from_pretrained, str(name_or_path), dtype=getattr(torch, dtype))
     _fix_special_tokens(model, tok)
     if device:
         model.to(device)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import shutil
 import math
 import time
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ class Run:
         self.device = "cuda" if torch.cuda.is_available() else None
         self._retriever = None
         self._models: dict = {}
+        self._said_done: set = set()
 
     # ---------------------------------------------------------------- folders and stage bookkeeping
     @property
@@ -145,7 +147,11 @@ class Run:
         return ["student", "teacher", "tgo", *trained, *(f"eval_{r}" for r in rows)]
 
     def is_done(self, name: str) -> bool:
-        return (self.stage_dir(name) / "done.json").exists()
+        done = (self.stage_dir(name) / "done.json").exists()
+        if done and name not in self._said_done:  # say once which finished stages a run reuses
+            self._said_done.add(name)
+            log.info("%s: finished earlier, reusing %s", name, self.stage_dir(name))
+        return done
 
     def mark_done(self, name: str, started: float, **info) -> None:
         import resource
@@ -154,6 +160,9 @@ class Run:
                           provenance(self.cfg, stage=name, stage_key=self.stage_key(name),
                                      wall_s=round(time.time() - started, 1), peak_rss_gib=round(peak, 2), **info))
         atomic_write_json(self.dir / "config.json", self.cfg.to_dict())
+        # a finished stage never resumes: its resumable checkpoints (12 B per parameter, two kept) go, its models stay
+        for ckpt in sorted(self.stage_dir(name).rglob("ckpt")):
+            shutil.rmtree(ckpt, ignore_errors=True)
 
     @staticmethod
     def work_s(record: dict) -> float:
@@ -195,7 +204,8 @@ class Run:
             trajs = run_batched(self.env(model, tok, greedy=True), qs, self.cfg.eval.batch_size, progress=False)
             model.train(was_training)
             s = summarize_set(trajs)
-            row = {f"val_{k}": s[k] for k in ("em", "searches", "answered")}
+            # hit ratio beside EM: a retrieved block held an answer (search worked) vs the answer was right (read)
+            row = {f"val_{k}": s[k] for k in ("em", "searches", "answered", "hit_ratio")}
             for ds in sorted({t.question.dataset for t in trajs}):  # NQ and HotpotQA learn at different rates
                 row[f"val_em_{ds}"] = summarize_set([t for t in trajs if t.question.dataset == ds])["em"]
             return row
@@ -323,6 +333,7 @@ class Run:
         sft = copy.deepcopy(c)
         sft.kd.steps = max(1, math.ceil(c.teacher.sft_epochs * len(oracle) / c.teacher.sft_batch))
         sft.kd.lr, sft.kd.batch_size, sft.kd.warmup_ratio = c.teacher.sft_lr, c.teacher.sft_batch, 0.05
+        sft.kd.lr_schedule = "constant"
         sft_dir = self.stage_dir(name) / ("sft_model" if c.teacher.ppo_steps else "model")
         vf = self.val_fn(tok)
         train_kd("seqkd", base, tok, None, seqs_of(oracle), sft, self.stage_dir(name) / "sft", progress=self.progress,
@@ -357,7 +368,13 @@ class Run:
         write_records(self.stage_dir(name) / "all_records.jsonl", trajs)
         correct = [t for t in trajs if t.em == 1.0]
         save_dataset(trajectories_to_dataset(correct), out, self.cfg, n_questions=len(qs))
-        self.mark_done(name, t0, all=summarize(trajs), kept=summarize(correct))
+        # the same on the validation questions: held-out teacher text (DistiLLM's validation loss), never trained on
+        val = [t for t in run_batched(env, self.val_questions(), self.cfg.rollout.batch_size,
+                                      desc="teacher rollouts (validation)", progress=self.progress) if t.em == 1.0]
+        if val:
+            save_dataset(trajectories_to_dataset(val), self.stage_dir(name) / "val_dataset", self.cfg,
+                         n_questions=len(self.val_questions()))
+        self.mark_done(name, t0, all=summarize(trajs), kept=summarize(correct), val_kept=len(val))
         return out
 
     # ---------------------------------------------------------------- stage: KD methods
@@ -385,14 +402,24 @@ class Run:
         student, _ = load_model(start_path or self.student_base_path(), cfg.models.dtype, self.device)
         qs = self.train_questions()
 
-        def student_rollout(step: int, n: int):
+        def student_rollout(step: int, n: int):  # greedy, as TAID's sampler generates
             import random
             pick = random.Random(f"{cfg.seed}:{method}:sgo:{step}").sample(range(len(qs)), min(n, len(qs)))
-            return seqs_of(self.env(student, tok, greedy=False).run([qs[i] for i in pick]))
+            return seqs_of(self.env(student, tok, greedy=True).run([qs[i] for i in pick]))
 
+        held_out = []
+        if loss == "distillm":
+            held_out_dir = self.tgo().parent / "val_dataset"
+            held_out = load_seqs(held_out_dir) if held_out_dir.exists() else []
+            if not held_out:  # the teacher solved no validation question: hold out some of its training text
+                n = min(cfg.kd.distillm_val_seqs, len(seqs) // 4)
+                seqs, held_out = (seqs[:-n], seqs[-n:]) if n else (seqs, seqs[:1])
+                log.warning("kd_distillm: no teacher text on validation questions; %s", f"{n} TGO sequences held out"
+                            if n else "too few TGO sequences to hold any out: the first one is also trained on")
         vf = self.val_fn(tok)
         train_kd(loss, student, tok, teacher, seqs, cfg, self.stage_dir(name), student_rollout,
-                 progress=self.progress, out_dir=out, val_fn=(lambda step: vf(student, step)) if vf else None)
+                 progress=self.progress, out_dir=out, val_fn=(lambda step: vf(student, step)) if vf else None,
+                 held_out=held_out)
         self.mark_done(name, t0, n_sequences=len(seqs), **({"start": GKD_ABLATIONS[method]}
                                                            if method in GKD_ABLATIONS else {}))
         return str(out)

@@ -105,8 +105,15 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", help="notebook prefixes to run, e.g. 00 01")
     ap.add_argument("--ablations", nargs="*", default=None,
                     help="run only these of cfg.eval.ablations in notebook 06 (default: all)")
+    ap.add_argument("--no-preflight", action="store_true", help="skip the preflight check (python -m dgpo_lib.preflight)")
     ap.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. rl.beta=0.01")
     a = ap.parse_intermixed_args(argv)
+    if not a.no_preflight:  # in seconds, before hours of work: what is missing and how to fix it
+        from . import preflight
+        if preflight.main(["--preset", a.preset, *a.overrides]) != 0:
+            print("reproduce: the preflight check found problems (above); fix them, or pass --no-preflight",
+                  file=sys.stderr)
+            return 1
     try:
         ov = _dotted_to_nested(a.overrides)
         flat = {}

@@ -71,8 +71,9 @@ class Encoder:
         from .models import _looks_like_path
         if _looks_like_path(path) and not Path(path).exists():
             raise FileNotFoundError(f"encoder path {path} does not exist")
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
+        from .models import from_hub
+        self.tokenizer = from_hub(AutoTokenizer.from_pretrained, path, "encoder")
+        self.model = from_hub(AutoModel.from_pretrained, path, "encoder").eval()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         # bfloat16 halves a CPU's encoding time (AVX512-BF16); float16 is Search-R1's GPU setting
         self.dtype = dtype

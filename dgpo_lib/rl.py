@@ -5,7 +5,9 @@ One iteration (Search-R1 / DGPO `ray_trainer.fit`):
   ->  r_t = EM * 1[last] - beta * gate * (log pi - log pi_ref)      (DGPO: gate = 1[EM=0], ref = teacher)
   ->  GAE (gamma = lambda = 1), whitened advantages
   ->  PPO-clip actor update (+ entropy bonus), clipped value update.
-GRPO replaces the critic by group-normalised outcome advantages and puts the (gated) KL into the loss (k3).
+GRPO (the paper's ablation) is what the authors' code runs when only `algorithm.adv_estimator` changes: no critic;
+the same gated k1 KL stays in the token rewards, and each trajectory's advantage is its summed reward
+(EM - beta * gate * sum_t k1_t) normalised within its question's group of `rl.grpo_group` rollouts.
 """
 from __future__ import annotations
 
@@ -156,8 +158,10 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
 
     def step_fn(step: int) -> dict:
         rng = random.Random(f"{cfg.seed}:rl:{step}")
-        n_q = prompts_per_step(rc.prompts_per_step // (rc.grpo_group if setup.algo == "grpo" else 1),
-                               len(questions), world)
+        wanted = rc.prompts_per_step
+        if setup.algo == "grpo" and rc.grpo_same_trajectories:
+            wanted //= rc.grpo_group  # as many trajectories per step as PPO (the authors roll out 512 x 5)
+        n_q = prompts_per_step(wanted, len(questions), world)
         qs = [questions[i] for i in rng.sample(range(len(questions)), n_q)]
         qs = qs[rank::world]  # this process's share: the same size on every process
         group = None
@@ -180,13 +184,12 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
             else:  # logging only: the teacher on a fixed-size sample of the batch
                 teach_rows = list(range(min(len(trajs), 8))) if teacher is not None else []
                 teach_lp = scores_on(lambda t: _flat_scores(teacher, t, pad, micro)[0], trajs, teach_rows, old_lp)
-            rewards, k1 = R.token_rewards(scores, old_lp, ref_lp, mask, setup.beta,
-                                          setup.kl_mode if setup.algo == "ppo" else "none")
+            rewards, k1 = R.token_rewards(scores, old_lp, ref_lp, mask, setup.beta, setup.kl_mode)
             if setup.algo == "ppo":
                 old_v = _values(critic, trajs, pad, micro)
                 adv, returns = R.gae(rewards, old_v, mask, rc.gamma, rc.lam)
-            else:
-                adv = R.grpo_advantages(scores, group).unsqueeze(1) * mask
+            else:  # verl: the outcome score is the summed token reward, KL penalty included
+                adv = R.grpo_advantages(rewards.sum(1), group).unsqueeze(1) * mask
                 returns = old_v = None
             if rc.whiten_advantages and setup.algo == "ppo":
                 adv = R.whiten(adv, mask, *(_global_moments(acc, adv, mask) if world > 1 else ()))
@@ -194,7 +197,7 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
         if critic is not None:
             critic.train()
         stats = {"pg_loss": 0.0, "clipfrac": 0.0, "entropy": 0.0, "vf_loss": 0.0, "vf_clipfrac": 0.0,
-                 "approx_kl": 0.0, "kl_loss": 0.0}
+                 "approx_kl": 0.0}
         n_updates = 0
         order = list(range(len(trajs)))
         for epoch in range(rc.ppo_epochs):
@@ -217,11 +220,6 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
                     pg, cf, akl = R.ppo_policy_loss(lp, old_lp[ids][:, :A], adv[ids][:, :A], mm, rc.clip)
                     entropy = R.masked_mean(ent, mm)
                     loss = pg - rc.entropy_coef * entropy
-                    if setup.algo == "grpo" and setup.kl_mode != "none" and setup.beta > 0:
-                        gate = R.kl_penalty_mask(scores[ids], setup.kl_mode).unsqueeze(1)
-                        kl_loss = R.masked_mean(R.k3(lp, ref_lp[ids][:, :A]) * gate, mm)
-                        loss = loss + setup.beta * kl_loss
-                        stats["kl_loss"] += (w * kl_loss).item()
                     (loss * w).backward()
                     stats["pg_loss"] += (w * pg).item()
                     stats["clipfrac"] += (w * cf).item()

@@ -105,20 +105,14 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
 
 
 def grpo_advantages(scores: torch.Tensor, group: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """(score - group mean) / (group std + eps), one value per trajectory (Search-R1/veRL GRPO)."""
+    """(score - group mean) / (group std + eps), one value per trajectory, as verl's
+    `compute_grpo_outcome_advantage` (unbiased std; a group of one keeps its score: mean 0, std 1)."""
     adv = torch.zeros_like(scores)
     for g in group.unique():
         idx = group == g
         s = scores[idx]
-        std = s.std(unbiased=True) if s.numel() > 1 else s.new_tensor(0.0)
-        adv[idx] = (s - s.mean()) / (std + eps)
+        if s.numel() == 1:
+            adv[idx] = s / (1 + eps)
+        else:
+            adv[idx] = (s - s.mean()) / (s.std(unbiased=True) + eps)
     return adv
-
-
-def k3(logp: torch.Tensor, ref_logp: torch.Tensor, bound: float = 10.0) -> torch.Tensor:
-    """Low-variance KL estimator exp(ref - logp) - (ref - logp) - 1 (GRPO's KL loss), clamped to [-bound, bound]
-    as verl's `low_var_kl` does: without the clamp one token where the reference out-scores the policy by a few
-    nats outweighs the rest of the batch (d = 2.6 already gives 9.9). The log-ratio is clamped to [-20, 20]
-    first, so exp never overflows to inf (whose clamp would still pass a NaN gradient)."""
-    d = (ref_logp - logp).clamp(-20.0, 20.0)
-    return (torch.exp(d) - d - 1).clamp(-bound, bound)

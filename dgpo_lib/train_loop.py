@@ -27,6 +27,17 @@ def linear_warmup(optimizer, total_steps: int, warmup_ratio: float):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
 
 
+def kd_schedule(optimizer, total_steps: int, warmup_ratio: float, kind: str = "constant"):
+    """`constant`: linear warm-up, then constant; `cosine`: TAID's schedule (transformers' cosine decay to 0 after
+    the warm-up; TAID uses no warm-up)."""
+    if kind == "constant":
+        return linear_warmup(optimizer, total_steps, warmup_ratio)
+    if kind == "cosine":
+        from transformers import get_cosine_schedule_with_warmup
+        return get_cosine_schedule_with_warmup(optimizer, int(round(total_steps * warmup_ratio)), total_steps)
+    raise ValueError(f"unknown learning-rate schedule {kind!r} (constant or cosine)")
+
+
 def trainable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     names = {n for n, p in module.named_parameters() if p.requires_grad}
     return {k: v.detach().contiguous().clone() for k, v in module.state_dict().items() if k in names}
@@ -103,7 +114,7 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
     latest = ck.latest()
     if latest is not None:
         start = ck.load(latest, modules, optimizers, schedulers, helpers)
-        log.info("%s: resuming from %s", desc, latest)
+        log.info("%s: resuming at step %d of %d from its checkpoint %s", desc, start, total_steps, latest)
     # drop rows logged after the checkpoint we resume from (they will be recomputed identically)
     rows = [r for r in read_jsonl_tolerant(metrics_path) if r.get("step", 0) <= start]
     val_path = run_dir / "val_metrics.jsonl"
@@ -119,7 +130,7 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
             return
         t0 = time.perf_counter()
         row = {"step": step, **{k: float(v) for k, v in val_fn(step).items()}, "val_s": time.perf_counter() - t0}
-        best = max((r["val_em"] for r in val_rows), default=None)
+        best = max((r["val_em"] for r in val_rows), default=None) if on_best is not None else None
         val_rows.append(row)
         if is_main:
             append_jsonl(val_path, row)

@@ -353,8 +353,8 @@ Five ways to learn from the teacher, all on the same teacher trajectories and th
 |---|---|---|
 | SeqKD {cite}`kim2016seqkd` | $-\\log p_S(y_t)$ | teacher text |
 | KD (DGPO's cold start) | $\\mathrm{KL}(p_T\\,\\|\\,p_S)$ | teacher text, teacher logits |
-| GKD {cite}`agarwal2024gkd` | generalised JSD, $\\beta=0.1$ | teacher text or fresh student rollouts ($\\lambda$) |
-| DistiLLM {cite}`ko2024distillm` | skew reverse KL, $\\alpha=0.1$ | teacher text + adaptive share of student rollouts |
+| GKD {cite}`agarwal2024gkd` | generalised JSD, $\\beta=0.1$ | teacher text, or (share $\\lambda$) a batch from a replay buffer of greedy student rollouts |
+| DistiLLM {cite}`ko2024distillm` | skew reverse KL, $\\alpha=0.1$ | teacher text, fresh or replayed student rollouts with a share that rises when a held-out loss does |
 | TAID {cite}`shing2025taid` | $\\mathrm{KL}(p_t\\,\\|\\,p_S)$, $p_t=\\mathrm{softmax}((1-t)\\,\\mathrm{sg}(z_S)+t\\,z_T)$ | teacher text |
 '''),
 PARAMS, START,
@@ -373,10 +373,11 @@ show(plot_curves(curves, ["loss"], {"loss": "training loss per generated token (
 '''),
 ('code', '''
 extra = {m: v for m, v in curves.items() if m in ("taid", "distillm", "gkd")}
-show(plot_curves(extra, ["taid_t", "replay_p", "on_policy"],
-                 {"taid_t": "TAID interpolation t", "replay_p": "DistiLLM P(student data)", "on_policy": "on-policy batch (0/1)"}),
-     "The schedules: TAID's interpolation t, DistiLLM's adaptive share of student-generated data, and which GKD "
-     "batches were on-policy.")
+show(plot_curves(extra, ["taid_t", "distillm_threshold", "on_policy"],
+                 {"taid_t": "TAID interpolation t", "distillm_threshold": "DistiLLM threshold",
+                  "on_policy": "student-generated batch (0/1)"}),
+     "The schedules: TAID's interpolation t, DistiLLM's adaptive threshold (the most a step's chance of "
+     "student-generated data can be), and which GKD and DistiLLM batches were student-generated.")
 '''),
 ('code', '''
 from dgpo_lib.report import plot_val_curves
@@ -436,7 +437,8 @@ books["06_ablations"] = [
 
 The paper's ablations (its Figure 5) remove one ingredient at a time: the cold start (`dgpo_no_coldstart`: RL from
 the untrained student with the teacher as reference), PPO's critic (`dgpo_grpo`: GRPO's group-normalised advantages
-instead) and the RL reward (`gkd_onpolicy`, "GKD, teacher guidance only": on-policy GKD, every batch the student's
+instead, as the authors' code runs when only its advantage estimator changes: the gated KL stays in the reward, and
+each group of `rl.grpo_group` rollouts of a question normalises its summed rewards) and the RL reward (`gkd_onpolicy`, "GKD, teacher guidance only": on-policy GKD, every batch the student's
 own generations scored by the teacher, from the untrained student; `kd_then_gkd`, "KD -> GKD": the same after the KD
 cold start). The RL ablations run with DGPO's budget, the GKD ones with the KD methods'. This project adds two of
 its own: the KL paid by every trajectory instead of only the wrong ones (`dgpo_kl_always`) and a larger $\\beta$
@@ -558,6 +560,10 @@ title's words that appear in its best query), how often a retrieved block holds 
 how long its answers are, and examples of success and failure. Searches are counted two ways: the queries the
 environment executed (`searches`), and the `<search>` tags in the episode (`search_tags`), which is the DGPO authors'
 count: it also counts every invalid-action message, whose text names the tag.
+
+The paper's Table 2 ("source referencing" and "thinking" accuracy, with and without `<think>`) is not reproduced: its
+protocol is in no script of the authors' code (their `no_think_rl` is a training option, not an evaluation mode), so
+what it measures cannot be recovered exactly.
 '''),
 PARAMS, START,
 ('code', '''

@@ -53,22 +53,25 @@ def test_ppo_clip_and_value_clip():
     assert float(vl) == pytest.approx(0.5 * max(1.0, 0.25)) and float(vcf) == 0.0
 
 
-def test_grpo_advantages_and_k3():
+def test_grpo_advantages_as_verl():
     adv = R.grpo_advantages(torch.tensor([1.0, 0.0, 0.0, 0.0]), torch.tensor([0, 0, 1, 1]))
     assert adv[:2].tolist() == pytest.approx([0.7071, -0.7071], abs=1e-3) and adv[2:].abs().sum() == 0
-    assert float(R.k3(torch.tensor(-1.0), torch.tensor(-1.0))) == 0.0
-    assert float(R.k3(torch.tensor(-1.0), torch.tensor(-2.0))) == pytest.approx(torch.exp(torch.tensor(-1.0)) + 1 - 1)
+    # a group of one keeps its score (verl: mean 0, std 1)
+    assert R.grpo_advantages(torch.tensor([0.5]), torch.tensor([0])).tolist() == pytest.approx([0.5], abs=1e-5)
 
 
-def test_k3_is_clamped_like_verl_low_var_kl():
-    logp = torch.tensor([-1.0, -5.0, -200.0], requires_grad=True)
-    ref = torch.tensor([-1.0, -1.0, -1.0])
-    k = R.k3(logp, ref)
-    kd = k.detach()
-    assert float(kd[0]) == 0.0 and float(kd[1]) == 10.0 and float(kd[2]) == 10.0  # exp(4) - 5 = 49.6 -> 10
-    k.sum().backward()
-    assert torch.isfinite(logp.grad).all() and float(logp.grad[1]) == 0.0
-    assert float(R.k3(torch.tensor(-1.0), torch.tensor(-2.0))) == pytest.approx(float(torch.exp(torch.tensor(-1.0))))
+def test_grpo_outcome_is_the_summed_gated_reward():
+    """The authors' GRPO path: token rewards carry the gated k1 KL, the group sees their sum."""
+    scores = torch.tensor([1.0, 0.0, 0.0])
+    logp = torch.tensor([[-1.0, -1.0], [-1.0, -2.0], [-0.5, -0.5]])
+    ref = torch.tensor([[-2.0, -2.0], [-3.0, -3.0], [-1.5, -0.5]])
+    mask = torch.ones(3, 2, dtype=torch.bool)
+    r, _ = R.token_rewards(scores, logp, ref, mask, beta=0.1, kl_mode="selective")
+    # correct: EM alone; wrong ones: -0.1 * (2 + 1) and -0.1 * (1 + 0)
+    summed = torch.tensor([1.0, -0.3, -0.1])
+    assert r.sum(1).tolist() == pytest.approx(summed.tolist())
+    adv = R.grpo_advantages(r.sum(1), torch.tensor([0, 0, 0]))
+    assert adv.tolist() == pytest.approx(((summed - summed.mean()) / (summed.std() + 1e-6)).tolist(), abs=1e-5)
 
 
 def test_every_process_gets_an_equal_share_of_prompts():

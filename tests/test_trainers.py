@@ -61,7 +61,8 @@ def test_every_kd_method_runs_two_steps_and_learns(method, smoke_cfg, tiny_teach
     cfg = copy.deepcopy(smoke_cfg)
     cfg.kd.gkd_lambda = 1.0 if method == "gkd" else cfg.kd.gkd_lambda  # exercise the on-policy branch
     rows = kd.train_kd(method, student, tok, teacher, kd_data, cfg, tmp_path / method,
-                       student_rollout=student_rollout, progress=False, out_dir=tmp_path / "out")
+                       student_rollout=student_rollout, progress=False, out_dir=tmp_path / "out",
+                       held_out=kd_data[:2])
     assert [r["step"] for r in rows] == [1, 2]
     assert all(torch.isfinite(torch.tensor(r["loss"])) and r["loss"] > 0 for r in rows)
     assert _changed(before, student)
@@ -114,6 +115,57 @@ def test_kd_kill_and_resume_matches_uninterrupted(smoke_cfg, tiny_teacher, kd_da
     resumed = kd.train_kd("taid", b2, tok, teacher, kd_data, cfg, tmp_path / "b", progress=False)
     assert _strip(resumed) == _strip(full)
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b2.parameters()))
+
+
+def test_distillm_adaptive_schedule_follows_taid():
+    """TAID's SampleGenerator: the threshold rises by 0.1 when the loss is not below the reference (the first loss,
+    then the loss of the last rise), never when it falls; r picks fresh, replay or teacher data."""
+    a = kd.AdaptiveSampling()
+    for loss, want in [(2.0, 0.0), (1.5, 0.0), (1.9, 0.0), (2.0, 0.1), (2.5, 0.2), (2.4, 0.2)]:
+        a.observe(loss)
+        assert a.threshold == pytest.approx(want)
+    a.threshold = 0.6
+    assert a.source(0.2, step=50, total=100, buffer_len=1000, capacity=1000) == "fresh"     # 0.2 < 0.6 * 0.5
+    assert a.source(0.4, step=50, total=100, buffer_len=1000, capacity=1000) == "replay"    # 0.3 <= 0.4 < 0.6
+    assert a.source(0.4, step=50, total=100, buffer_len=10, capacity=1000) == "fresh"       # buffer not yet full
+    assert a.source(0.7, step=50, total=100, buffer_len=10, capacity=1000) == "teacher"
+    for _ in range(20):
+        a.observe(10.0 + _)
+    assert a.threshold == 1.0
+
+
+def test_replay_buffer_keeps_the_newest_and_round_trips():
+    import random
+    b = kd.ReplayBuffer(capacity=3)
+    b.add([kd.Seq([i], [i + 1], [1]) for i in range(5)])
+    assert [s.prompt_ids for s in b.items] == [[2], [3], [4]]
+    c = kd.ReplayBuffer()
+    c.load_state_dict(b.state_dict())
+    assert c.capacity == 3 and c.items == b.items
+    assert len(b.sample(random.Random(0), 8)) == 3
+
+
+def test_gkd_kill_and_resume_with_its_replay_buffer(smoke_cfg, tiny_teacher, kd_data, dense, questions, tmp_path):
+    cfg = copy.deepcopy(smoke_cfg)
+    cfg.kd.steps, cfg.train.save_every, cfg.kd.gkd_lambda = 3, 1, 1.0
+    teacher, _ = tiny_teacher
+
+    def run(folder, stop_after=None):
+        student, tok = _fresh(cfg)
+
+        def student_rollout(step, n):
+            seed_everything(step)
+            env = SearchEnv(HFGenerator(student, tok), dense, tok, RolloutSettings.from_config(cfg, True))
+            return seqs_of(env.run(questions[step:step + n]))
+        rows = kd.train_kd("gkd", student, tok, teacher, kd_data, cfg, folder, student_rollout=student_rollout,
+                           progress=False, stop_after=stop_after)
+        return rows, student
+
+    full, a = run(tmp_path / "a")
+    run(tmp_path / "b", stop_after=2)
+    resumed, b = run(tmp_path / "b")
+    assert _strip(resumed) == _strip(full)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
 
 
 def test_ppo_kill_and_resume_matches_uninterrupted(smoke_cfg, tiny_teacher, dense, questions, tmp_path):

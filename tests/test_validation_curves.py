@@ -4,7 +4,7 @@ import copy
 import json
 
 
-def test_kd_writes_a_validation_curve_and_resumes_it(smoke_cfg, tmp_path):
+def test_kd_writes_a_validation_curve_and_resumes_it(smoke_cfg, tmp_path, monkeypatch):
     from dgpo_lib.data import load_val_questions
     from dgpo_lib.pipeline import Run
 
@@ -13,13 +13,14 @@ def test_kd_writes_a_validation_curve_and_resumes_it(smoke_cfg, tmp_path):
     cfg.data.n_val, cfg.eval.val_every, cfg.kd.steps, cfg.train.save_every = 3, 2, 3, 2
     assert len(load_val_questions(cfg)) == 3
     run = Run(cfg, progress=False)
-    run.kd("seqkd")
+    with monkeypatch.context() as m:  # as if killed right after the last step: not marked done, checkpoints kept
+        m.setattr(Run, "mark_done", lambda *a, **k: None)
+        run.kd("seqkd")
     path = run.stage_dir("kd_seqkd") / "val_metrics.jsonl"
     rows = [json.loads(x) for x in path.read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 2, 3]
     assert all(0.0 <= r["val_em"] <= 1.0 and "val_searches" in r for r in rows)
     # resume after the step-2 checkpoint: the step-3 point is recomputed once, the others kept
-    (run.stage_dir("kd_seqkd") / "done.json").unlink()
     import shutil
     shutil.rmtree(run.stage_dir("kd_seqkd") / "ckpt" / "step_3")
     again = Run(cfg, progress=False)
@@ -27,6 +28,9 @@ def test_kd_writes_a_validation_curve_and_resumes_it(smoke_cfg, tmp_path):
     rows2 = [json.loads(x) for x in path.read_text().splitlines()]
     assert [r["step"] for r in rows2] == [0, 2, 3]
     assert [r["val_em"] for r in rows2] == [r["val_em"] for r in rows]
+    # once done, the stage's resumable checkpoints are removed and its model kept
+    assert not (run.stage_dir("kd_seqkd") / "ckpt").exists()
+    assert (run.stage_dir("kd_seqkd") / "model" / "model.safetensors").exists()
 
 
 def test_rl_keeps_the_best_validation_checkpoint_and_rows_can_pin_it(smoke_cfg, tmp_path):
