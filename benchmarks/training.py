@@ -90,7 +90,7 @@ def main():
         actor, _ = load_model(run.student_base_path())
         qs = run.train_questions()
         with tempfile.TemporaryDirectory() as d:
-            m = rl.train_rl(rl.RLSetup("ppo", "selective", c.rl.beta, "teacher"), actor, tok, run.student_base_path(),
+            m = rl.train_rl(rl.RL_VARIANTS["dgpo"], actor, tok, run.student_base_path(),
                             teacher, qs, lambda act, q: run.env(act, tok, greedy=False).run(q), c, Path(d),
                             progress=False)
         t = step_time(m)

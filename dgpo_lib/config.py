@@ -168,8 +168,6 @@ class RLConfig:
     lam: float = _f(1.0, "GAE lambda")
     entropy_coef: float = _f(1e-3, "entropy bonus")
     beta: float = _f(1e-3, "KL-in-reward coefficient")
-    kl_mode: str = _f("selective", "selective (EM=0 only: DGPO), always, or none")
-    reference: str = _f("teacher", "reference for the KL: teacher (DGPO) or initial (plain PPO)")
     grpo_group: int = _f(5, "rollouts per question for the GRPO ablation")
     grpo_same_trajectories: bool = _f(False, "GRPO rolls out prompts_per_step / grpo_group questions, as many "
                                       "trajectories as PPO (ours); false = prompts_per_step questions x grpo_group "
@@ -352,9 +350,7 @@ def validate(cfg: Config) -> None:
     choices = {
         "retrieval.kind": (cfg.retrieval.kind, ("dense", "bm25")),
         "retrieval.index_type": (cfg.retrieval.index_type, ("flat", "ivf", "ivfpq", "hnsw")),
-        "rl.kl_mode": (cfg.rl.kl_mode, ("selective", "always", "none")),
         "eval.rl_checkpoint": (cfg.eval.rl_checkpoint, ("final", "best_val")),
-        "rl.reference": (cfg.rl.reference, ("teacher", "initial")),
         "teacher.source": (cfg.teacher.source, ("pretrained", "make")),
         "retrieval.encoder_dtype": (cfg.retrieval.encoder_dtype, ("float32", "bfloat16", "float16")),
         "retrieval.passage_format": (cfg.retrieval.passage_format, ("contents", "title_dot")),

@@ -6,7 +6,8 @@ from typing import Sequence
 
 from .data import QAExample
 from .io_utils import atomic_write_json, provenance
-from .rollout import RolloutSettings, make_generator, SearchEnv, Trajectory, run_batched
+from .generators import make_generator
+from .rollout import RolloutSettings, SearchEnv, Trajectory, run_batched
 from .trajectories import write_records
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "faiss-cpu", "sentence-transformers",
+PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "faiss-cpu",
             "numpy")
 
 

@@ -21,7 +21,16 @@ from .train_loop import kd_schedule, run_training
 
 log = logging.getLogger(__name__)
 
-KD_METHODS = ("seqkd", "kd", "gkd", "distillm", "taid")
+# The KD baselines in the paper's table order: method -> its loss per generated token, given the student's and the
+# teacher's logits there, the target ids, the `kd` config and the TAID schedule's current t. Adding a method is one
+# entry here plus its loss in losses.py (and, for student-generated data, a branch in `train_kd`'s `step_fn`).
+KD_METHODS = {
+    "gkd": lambda s, t, y, k, taid_t: losses.generalized_jsd(s, t, k.gkd_beta),
+    "seqkd": lambda s, t, y, k, taid_t: losses.token_nll(s, y),
+    "kd": lambda s, t, y, k, taid_t: losses.forward_kl(s, t),       # DGPO's cold start
+    "distillm": lambda s, t, y, k, taid_t: losses.skew_reverse_kl(s, t, k.skew_alpha),
+    "taid": lambda s, t, y, k, taid_t: losses.taid_loss(s, t, taid_t),
+}
 
 
 @dataclass
@@ -135,7 +144,7 @@ def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg,
     DistiLLM's student-generated batches. `held_out`: teacher sequences never trained on, whose loss drives
     DistiLLM's adaptive schedule (TAID: its validation set)."""
     if method not in KD_METHODS:
-        raise ValueError(f"unknown KD method {method!r}; choose from {KD_METHODS}")
+        raise ValueError(f"unknown KD method {method!r}; choose from {', '.join(KD_METHODS)}")
     if method != "seqkd" and teacher is None:
         raise ValueError(f"{method} needs teacher logits")
     if not data:
@@ -159,15 +168,7 @@ def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg,
         held_out = list(held_out[: k.distillm_val_seqs])
 
     def per_token(s_logits, t_logits, targets):
-        if method == "seqkd":
-            return losses.token_nll(s_logits, targets)
-        if method == "kd":
-            return losses.forward_kl(s_logits, t_logits)
-        if method == "gkd":
-            return losses.generalized_jsd(s_logits, t_logits, k.gkd_beta)
-        if method == "distillm":
-            return losses.skew_reverse_kl(s_logits, t_logits, k.skew_alpha)
-        return losses.taid_loss(s_logits, t_logits, taid.t)
+        return KD_METHODS[method](s_logits, t_logits, targets, k, taid.t if taid is not None else None)
 
     def batch_loss(seqs: list[Seq], backward: bool) -> tuple[float, int]:
         n_tok = sum(sum(s.action_mask) for s in seqs) or 1

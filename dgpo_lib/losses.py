@@ -1,9 +1,9 @@
 """Distillation losses as pure functions on logits.
 
-Per-token functions take student logits `s` and teacher logits `t` of shape [..., V] and return [...].
-`masked_loss(fn, s, t, mask)` averages one of them over the positions where `mask` is 1 (the model's own
-tokens): prompt and retrieved `<information>` tokens never contribute, and get exactly zero gradient, because
-they are dropped before the loss is computed. Everything is computed in float32.
+Per-token functions take student logits `s` and teacher logits `t` of shape [..., V] and return [...]. The
+trainers call them only at the positions that predict a model-generated token (`policy.action_logits` drops the
+prompt and the retrieved `<information>` tokens before any loss is computed, so those get exactly zero gradient).
+Everything is computed in float32.
 
 Notation: p_S = softmax(s), p_T = softmax(t); KL(p||q) = sum_v p_v (log p_v - log q_v).
 """
@@ -77,14 +77,6 @@ def token_nll(s: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return -_ls(s).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
-def masked_loss(fn, s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, **kw) -> torch.Tensor:
-    """Mean of a per-token loss over the positions where `mask` is 1 ([B, T, V] logits, [B, T] mask)."""
-    m = mask.bool()
-    if not m.any():
-        return s.sum() * 0.0
-    return fn(s[m], t[m], **kw).mean()
-
-
 class TAIDSchedule:
     """TAID's adaptive interpolation: t rises linearly from t_start to t_end with the training progress, and
     faster while the loss falls quickly (momentum of the relative loss change, step size alpha). As SakanaAI's
@@ -112,11 +104,3 @@ class TAIDSchedule:
 
     def load_state_dict(self, d: dict) -> None:
         self.t, self.m, self.prev_loss = d["t"], d["m"], d["prev_loss"]
-
-
-KD_LOSSES = {
-    "kd": forward_kl,
-    "gkd": generalized_jsd,
-    "distillm": skew_reverse_kl,
-    "taid": taid_loss,
-}

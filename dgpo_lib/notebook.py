@@ -29,7 +29,7 @@ def start(preset: str = "smoke", seed: int | None = None, overrides: dict | None
     os.environ.setdefault("HF_HUB_OFFLINE", "1" if preset != "paper" else os.environ.get("HF_HUB_OFFLINE", "0"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
-    for noisy in ("httpx", "transformers", "datasets", "sentence_transformers", "filelock", "faiss", "faiss.loader",
+    for noisy in ("httpx", "transformers", "datasets", "filelock", "faiss", "faiss.loader",
                   "matplotlib", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

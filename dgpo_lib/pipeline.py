@@ -25,10 +25,12 @@ from .config import Config
 from .io_utils import atomic_write_json, provenance, seed_everything
 from .precision import set_compute_dtype
 from .models import count_parameters, load_model, load_role, resolve_model_path
+from .kd import KD_METHODS
+from .rl import RL_VARIANTS, rl_variant  # noqa: F401  (RL_VARIANTS: the RL rows, listed by stage.py)
 
 log = logging.getLogger(__name__)
 
-KD_ROWS = ("gkd", "seqkd", "kd", "distillm", "taid")
+KD_ROWS = tuple(KD_METHODS)  # the KD baselines' rows, in the paper's order
 # The paper's two distillation-only ablations (its Figure 5): on-policy GKD (every batch the student's own
 # generations, scored by the teacher) from the untrained student ("GKD, teacher guidance only") and from the KD
 # cold start ("KD -> GKD"); row -> the row whose model it starts from. Same step budget as the KD methods.
@@ -38,16 +40,6 @@ GKD_ABLATIONS = {"gkd_onpolicy": "student", "kd_then_gkd": "kd"}
 def kd_stage(row: str) -> bool:
     """Rows trained by a KD stage (`kd_<row>`): the KD baselines and the GKD ablations."""
     return row in KD_ROWS or row in GKD_ABLATIONS
-
-# RL variants: (algo, start from, reference, kl_mode, beta or None for cfg.rl.beta)
-RL_VARIANTS = {
-    "ppo": ("ppo", "student", "initial", "always", None),           # Search-R1 PPO on the student alone
-    "dgpo": ("ppo", "kd", "teacher", "selective", None),             # cold start + teacher KL on wrong only
-    "dgpo_no_coldstart": ("ppo", "student", "teacher", "selective", None),
-    "dgpo_kl_always": ("ppo", "kd", "teacher", "always", None),
-    "dgpo_grpo": ("grpo", "kd", "teacher", "selective", None),
-}
-
 
 # What each kind of stage reads of the config (sections or dotted keys): with the keys of its upstream stages, its
 # cache key. Rollouts read the data, the retriever, the rollout settings and how models are run.
@@ -70,14 +62,6 @@ def _pick(d: dict, dotted: str):
     for part in dotted.split("."):
         d = d[part]
     return d
-
-
-def rl_variant(name: str):
-    if name in RL_VARIANTS:
-        return RL_VARIANTS[name]
-    if name.startswith("dgpo_beta_"):
-        return ("ppo", "kd", "teacher", "selective", float(name.removeprefix("dgpo_beta_")))
-    raise ValueError(f"unknown RL variant {name!r} (known: {', '.join(RL_VARIANTS)}, dgpo_beta_<x>)")
 
 
 @dataclass
@@ -115,7 +99,7 @@ class Run:
         if kind == "kd":
             return ["tgo", "kd_kd" if GKD_ABLATIONS.get(what) == "kd" else "student"]
         if kind == "rl":
-            from_kd = rl_variant(what)[1] == "kd" and not self.cfg.rl.cold_start
+            from_kd = rl_variant(what).start == "kd" and not self.cfg.rl.cold_start
             return ["kd_kd" if from_kd else "student", "teacher"]
         if kind == "eval":
             what = what.partition("@")[0]
@@ -225,7 +209,8 @@ class Run:
 
     def env(self, model, tok, greedy: bool, model_path: str | None = None):
         """A Search-R1 environment; `model_path` marks a frozen model (vLLM may serve it)."""
-        from .rollout import RolloutSettings, SearchEnv, make_generator
+        from .generators import make_generator
+        from .rollout import RolloutSettings, SearchEnv
         return SearchEnv(make_generator(model, tok, self.cfg, model_path), self.retriever(), tok,
                          RolloutSettings.from_config(self.cfg, greedy))
 
@@ -321,7 +306,7 @@ class Run:
         if self.is_done(name):
             return str(out)
         from .kd import train_kd
-        from .rl import RLSetup, train_rl
+        from .rl import RLVariant, train_rl
         from .trajectories import oracle_trajectories, save_dataset, seqs_of, summarize, trajectories_to_dataset
 
         t0 = time.time()
@@ -342,7 +327,7 @@ class Run:
             rlc = copy.deepcopy(c)
             rlc.rl.steps = c.teacher.ppo_steps
             actor, _ = load_model(str(sft_dir), c.models.dtype, self.device)
-            train_rl(RLSetup("ppo", "always", c.rl.beta, "initial"), actor, tok, str(sft_dir), None, qs,
+            train_rl(RLVariant("ppo", "student", "initial", "always"), actor, tok, str(sft_dir), None, qs,
                      lambda a, q: self.env(a, tok, False).run(q), rlc, self.stage_dir(name) / "ppo",
                      progress=self.progress, out_dir=out)
         self.mark_done(name, t0, oracle=summarize(oracle))
@@ -426,26 +411,25 @@ class Run:
 
     # ---------------------------------------------------------------- stage: RL variants
     def rl(self, variant: str) -> str:
-        algo, start, ref, kl_mode, beta = rl_variant(variant)
+        v = rl_variant(variant).with_beta(self.cfg.rl.beta)
         name = f"rl_{variant}"
         out = self.stage_dir(name) / "model"
         if self.is_done(name):
             return str(out)
-        from .rl import RLSetup, train_rl
+        from .rl import train_rl
 
         t0 = time.time()
-        if start == "kd" and self.cfg.rl.cold_start:  # a released cold-start checkpoint (rl.cold_start)
+        if v.start == "kd" and self.cfg.rl.cold_start:  # a released cold-start checkpoint (rl.cold_start)
             start_path = resolve_model_path(self.cfg.rl.cold_start, "student")
         else:
-            start_path = self.kd("kd") if start == "kd" else self.student_base_path()
+            start_path = self.kd("kd") if v.start == "kd" else self.student_base_path()
         teacher, tok = self.load("teacher")
         seed_everything(self.cfg.seed)
         actor, _ = load_model(start_path, self.cfg.models.dtype, self.device)
-        setup = RLSetup(algo, kl_mode, self.cfg.rl.beta if beta is None else beta, ref)
-        train_rl(setup, actor, tok, start_path, teacher, self.train_questions(),
+        train_rl(v, actor, tok, start_path, teacher, self.train_questions(),
                  lambda a, q: self.env(a, tok, greedy=False).run(q), self.cfg, self.stage_dir(name),
                  progress=self.progress, out_dir=out, val_fn=self.val_fn(tok))
-        self.mark_done(name, t0, setup=setup.__dict__, start=start)
+        self.mark_done(name, t0, variant=v.__dict__)
         return str(out)
 
     # ---------------------------------------------------------------- stage: evaluation and the table

@@ -63,19 +63,6 @@ class ValueModel(nn.Module):
         return self.head(h.float()).squeeze(-1)
 
 
-    def save(self, out: Path) -> None:
-        from safetensors.torch import save_file
-        out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(out / "critic.safetensors"))
-        self.backbone.config.save_pretrained(out)
-        (out / "critic.json").write_text(json.dumps({"hidden": self.head.in_features}))
-
-    def load(self, out: Path) -> None:
-        from safetensors.torch import load_file
-        self.load_state_dict(load_file(str(out / "critic.safetensors")))
-
-
 def action_values(critic, batch: Batch) -> torch.Tensor:
     """V(s) at every position that predicts an action token, flat [N] in batch order. Goes through the module's
     forward, so a DDP-wrapped critic syncs its gradients."""

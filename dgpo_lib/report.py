@@ -66,11 +66,6 @@ def comparison_frame(res: dict, rows: Sequence[str]) -> pd.DataFrame:
                         index=[row_label(r) for r in rows])
 
 
-def style_table(df: pd.DataFrame, best_rows: Sequence[str] | None = None):
-    return df.style.format("{:.3f}").highlight_max(axis=0, subset=pd.IndexSlice[best_rows or df.index, :],
-                                                   props="font-weight: bold")
-
-
 def curves_frame(metrics: dict[str, list[dict]], keys: Sequence[str]) -> pd.DataFrame:
     recs = []
     for name, rows in metrics.items():
@@ -189,11 +184,12 @@ def claims_frame(res: dict, n_boot: int = 5000) -> pd.DataFrame:
     A comparison claim holds ("yes") only when the paired bootstrap interval of the difference (dgpo_lib/stats.py)
     lies above zero; a gap of a few questions is "within noise". Results files without per-question EM (older
     runs) get the point comparison alone."""
+    from .kd import KD_METHODS
     from .stats import paired_bootstrap, verdict
 
     a = res["avg_em"]
     per_q = res.get("em_per_question", {})
-    kd_rows = [r for r in ("gkd", "seqkd", "kd", "distillm", "taid") if r in a]
+    kd_rows = [r for r in KD_METHODS if r in a]
     rows = []
 
     def test(x, y, weight=1.0, sets=None) -> tuple[str, str, float]:

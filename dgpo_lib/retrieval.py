@@ -9,6 +9,8 @@ import hashlib
 import importlib.util
 import json
 import logging
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -295,11 +297,40 @@ class BM25Retriever:
         return [[self.passages[int(i)] for i in row] for row in ids]
 
 
+class RemoteRetriever:
+    """Client with the in-process retrievers' interface; passages come back from the server's `contents`."""
+
+    def __init__(self, url: str, passages: Sequence[Passage] | None = None, timeout: float = 60.0):
+        self.url = url.rstrip("/")
+        if not self.url.endswith("/retrieve"):
+            self.url += "/retrieve"
+        self.passages = list(passages or [])
+        self.timeout = timeout
+
+    def search(self, queries: Sequence[str], k: int = 3) -> list[list[Passage]]:
+        if not queries:
+            return []
+        body = json.dumps({"queries": list(queries), "topk": k, "return_scores": False}).encode()
+        req = urllib.request.Request(self.url, body, {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                res = json.loads(r.read())["result"]
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"retrieval server {self.url} answered {e.code}: {e.read()[:200]!r}") from None
+        out = []
+        for row in res:
+            ps = []
+            for item in row:
+                title, _, text = item["document"]["contents"].partition("\n")
+                ps.append(Passage(str(item["document"]["id"]), title.strip().strip('"'), text.strip()))
+            out.append(ps)
+        return out
+
+
 def build_retriever(cfg, passages: list[Passage], index_dir: str | Path | None = None, progress: bool = True):
     """The retriever a config asks for (an HTTP client when `retrieval.server_url` is set)."""
     r = cfg.retrieval
     if r.server_url:
-        from .retrieval_server import RemoteRetriever
         return RemoteRetriever(r.server_url, passages)
     if r.kind == "bm25":
         return BM25Retriever(passages)

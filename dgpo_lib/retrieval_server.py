@@ -13,12 +13,8 @@ import argparse
 import json
 import logging
 import threading
-import urllib.error
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Sequence
 
-from .data import Passage
 
 log = logging.getLogger(__name__)
 
@@ -117,36 +113,6 @@ def serve(retriever, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTP
     srv = ThreadingHTTPServer((host, port), make_handler(retriever))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
-
-
-class RemoteRetriever:
-    """Client with the in-process retrievers' interface; passages come back from the server's `contents`."""
-
-    def __init__(self, url: str, passages: Sequence[Passage] | None = None, timeout: float = 60.0):
-        self.url = url.rstrip("/")
-        if not self.url.endswith("/retrieve"):
-            self.url += "/retrieve"
-        self.passages = list(passages or [])
-        self.timeout = timeout
-
-    def search(self, queries: Sequence[str], k: int = 3) -> list[list[Passage]]:
-        if not queries:
-            return []
-        body = json.dumps({"queries": list(queries), "topk": k, "return_scores": False}).encode()
-        req = urllib.request.Request(self.url, body, {"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                res = json.loads(r.read())["result"]
-        except urllib.error.HTTPError as e:
-            raise RuntimeError(f"retrieval server {self.url} answered {e.code}: {e.read()[:200]!r}") from None
-        out = []
-        for row in res:
-            ps = []
-            for item in row:
-                title, _, text = item["document"]["contents"].partition("\n")
-                ps.append(Passage(str(item["document"]["id"]), title.strip().strip('"'), text.strip()))
-            out.append(ps)
-        return out
 
 
 def main(argv=None):

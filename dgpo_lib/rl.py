@@ -15,7 +15,7 @@ import copy
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -30,12 +30,37 @@ from .train_loop import linear_warmup, run_training
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class RLSetup:
-    algo: str = "ppo"  # ppo (critic + GAE) or grpo
-    kl_mode: str = "selective"
-    beta: float = 1e-3
-    reference: str = "teacher"  # teacher or initial
+@dataclass(frozen=True)
+class RLVariant:
+    """One RL row of the paper's table or ablations: the algorithm, where it starts, the model its KL pulls
+    towards and which trajectories pay that KL. DGPO = PPO from the KD cold start, the teacher as reference,
+    the KL on wrong trajectories only."""
+    algo: str = "ppo"           # ppo (critic + GAE) or grpo (group-normalised outcome advantages)
+    start: str = "kd"           # kd (the cold start) or student (the untrained student)
+    reference: str = "teacher"  # teacher (DGPO) or initial (Search-R1's PPO: the frozen starting policy)
+    kl_mode: str = "selective"  # selective (EM = 0 only), always, or none
+    beta: float | None = None   # the KL coefficient; None = rl.beta
+
+    def with_beta(self, default: float) -> "RLVariant":
+        return self if self.beta is not None else replace(self, beta=default)
+
+
+RL_VARIANTS = {
+    "ppo": RLVariant("ppo", "student", "initial", "always"),   # Search-R1 PPO on the student alone
+    "dgpo": RLVariant("ppo", "kd", "teacher", "selective"),    # cold start + teacher KL on wrong trajectories only
+    "dgpo_no_coldstart": RLVariant("ppo", "student", "teacher", "selective"),
+    "dgpo_kl_always": RLVariant("ppo", "kd", "teacher", "always"),
+    "dgpo_grpo": RLVariant("grpo", "kd", "teacher", "selective"),
+}
+
+
+def rl_variant(name: str) -> RLVariant:
+    """A named variant, or `dgpo_beta_<x>`: DGPO with beta = x."""
+    if name in RL_VARIANTS:
+        return RL_VARIANTS[name]
+    if name.startswith("dgpo_beta_"):
+        return replace(RL_VARIANTS["dgpo"], beta=float(name.removeprefix("dgpo_beta_")))
+    raise ValueError(f"unknown RL variant {name!r} (known: {', '.join(RL_VARIANTS)}, dgpo_beta_<x>)")
 
 
 def prompts_per_step(wanted: int, available: int, world: int) -> int:
@@ -81,13 +106,81 @@ def _values(critic, trajs, pad_id, micro, need_grad=False):
 
 def rollout_stats(trajs: Sequence[Trajectory]) -> dict:
     n = max(len(trajs), 1)
-    return {"em": sum(t.em for t in trajs) / n, "reward": sum(t.em for t in trajs) / n,
+    return {"em": sum(t.em for t in trajs) / n,
             "wrong_share": sum(t.em < 0.1 for t in trajs) / n, "searches": sum(t.n_searches for t in trajs) / n,
             "answered": sum(t.answer is not None for t in trajs) / n,
             "response_tokens": sum(sum(t.action_mask) for t in trajs) / n}
 
 
-def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher, questions: Sequence,
+def advantages(setup: RLVariant, rc, scores, logp, ref_logp, mask, values, group=None, moments=None):
+    """One step's advantages from its scored rollouts, the paper's equations in order:
+    r_t = EM * 1[t = last] - beta * 1[EM = 0] * (log pi(y_t) - log pi_ref(y_t))    (`rl_math.token_rewards`)
+    PPO: A = GAE(r, V) with gamma = lambda = 1, whitened over the batch's action tokens;
+    GRPO: A = the summed reward normalised within each question's group (`group` ids), no critic.
+    `moments(x, mask)` gives the whitening mean and variance over every process (DDP). Returns (k1, A, returns)."""
+    rewards, k1 = R.token_rewards(scores, logp, ref_logp, mask, setup.beta, setup.kl_mode)
+    if setup.algo == "ppo":
+        adv, returns = R.gae(rewards, values, mask, rc.gamma, rc.lam)
+    else:  # verl: the outcome score is the summed token reward, KL penalty included
+        adv = R.grpo_advantages(rewards.sum(1), group).unsqueeze(1) * mask
+        returns = None
+    if rc.whiten_advantages and setup.algo == "ppo":
+        adv = R.whiten(adv, mask, *(moments(adv, mask) if moments else ()))
+    return k1, adv, returns
+
+
+def ppo_update(actor, critic, optims: dict, trajs, old_lp, adv, old_v, returns, mask, rc, tc, pad: int, micro: int,
+               world: int = 1, seed: str = "") -> tuple[dict, int]:
+    """`rl.ppo_epochs` passes over the batch in shuffled mini-batches of `rl.mini_batch` trajectories: the clipped
+    policy loss minus the entropy bonus, and (PPO) the clipped value loss, as token means over each mini-batch.
+    Returns the mean statistics and the number of optimiser steps."""
+    actor.train()
+    if critic is not None:
+        critic.train()
+    stats = {"pg_loss": 0.0, "clipfrac": 0.0, "entropy": 0.0, "vf_loss": 0.0, "vf_clipfrac": 0.0, "approx_kl": 0.0}
+    n_updates = 0
+    order = list(range(len(trajs)))
+    for epoch in range(rc.ppo_epochs):
+        random.Random(f"{seed}:{epoch}").shuffle(order)
+        mini = max(1, rc.mini_batch // world)  # the same number of updates on every process (DDP)
+        for s in range(0, len(order), mini):
+            mb = order[s:s + mini]
+            n_tok = mask[mb].sum().clamp(min=1)
+            for o in optims.values():
+                o.zero_grad(set_to_none=True)
+            # one backward per micro-batch (activations of one micro-batch in memory at a time), each weighted by
+            # its share of the mini-batch's tokens: the result is the mini-batch token mean
+            lengths = [len(trajs[i].prompt_ids) + len(trajs[i].response_ids) for i in mb]
+            for part in length_buckets(lengths, micro):
+                ids = [mb[j] for j in part]
+                sub = [trajs[i] for i in ids]
+                lp, ent, mm = _flat_scores(actor, sub, pad, len(sub), need_grad=True)
+                A = lp.shape[1]
+                w = mm.sum() / n_tok
+                pg, cf, akl = R.ppo_policy_loss(lp, old_lp[ids][:, :A], adv[ids][:, :A], mm, rc.clip)
+                entropy = R.masked_mean(ent, mm)
+                loss = pg - rc.entropy_coef * entropy
+                (loss * w).backward()
+                stats["pg_loss"] += (w * pg).item()
+                stats["clipfrac"] += (w * cf).item()
+                stats["entropy"] += (w * entropy).item()
+                stats["approx_kl"] += (w * akl).item()
+                if critic is not None:
+                    v = _values(critic, sub, pad, len(sub), need_grad=True)[:, :A]
+                    vl, vcf = R.value_loss(v, old_v[ids][:, :A], returns[ids][:, :A], mm, rc.value_clip)
+                    (vl * w).backward()
+                    stats["vf_loss"] += (w * vl).item()
+                    stats["vf_clipfrac"] += (w * vcf).item()
+            torch.nn.utils.clip_grad_norm_(actor.parameters(), tc.max_grad_norm)
+            if critic is not None:
+                torch.nn.utils.clip_grad_norm_(critic.parameters(), tc.max_grad_norm)
+            for o in optims.values():
+                o.step()
+            n_updates += 1
+    return stats, n_updates
+
+
+def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teacher, questions: Sequence,
              make_rollout: Callable[[object, list], list[Trajectory]], cfg, run_dir: Path,
              progress: bool = True, stop_after: int | None = None, out_dir: Path | None = None,
              critic: ValueModel | None = None, val_fn: Callable[[object, int], dict] | None = None) -> list[dict]:
@@ -100,6 +193,7 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
     from accelerate import Accelerator
 
     rc, tc = cfg.rl, cfg.train
+    setup = setup.with_beta(rc.beta)
     pad = tokenizer.pad_token_id
     # Under `accelerate launch` each process rolls out its share of the prompts and DDP averages gradients;
     # in a single process `prepare` returns the modules unchanged.
@@ -184,59 +278,11 @@ def train_rl(setup: RLSetup, actor, tokenizer, critic_init: str | None, teacher,
             else:  # logging only: the teacher on a fixed-size sample of the batch
                 teach_rows = list(range(min(len(trajs), 8))) if teacher is not None else []
                 teach_lp = scores_on(lambda t: _flat_scores(teacher, t, pad, micro)[0], trajs, teach_rows, old_lp)
-            rewards, k1 = R.token_rewards(scores, old_lp, ref_lp, mask, setup.beta, setup.kl_mode)
-            if setup.algo == "ppo":
-                old_v = _values(critic, trajs, pad, micro)
-                adv, returns = R.gae(rewards, old_v, mask, rc.gamma, rc.lam)
-            else:  # verl: the outcome score is the summed token reward, KL penalty included
-                adv = R.grpo_advantages(rewards.sum(1), group).unsqueeze(1) * mask
-                returns = old_v = None
-            if rc.whiten_advantages and setup.algo == "ppo":
-                adv = R.whiten(adv, mask, *(_global_moments(acc, adv, mask) if world > 1 else ()))
-        actor.train()
-        if critic is not None:
-            critic.train()
-        stats = {"pg_loss": 0.0, "clipfrac": 0.0, "entropy": 0.0, "vf_loss": 0.0, "vf_clipfrac": 0.0,
-                 "approx_kl": 0.0}
-        n_updates = 0
-        order = list(range(len(trajs)))
-        for epoch in range(rc.ppo_epochs):
-            random.Random(f"{cfg.seed}:rl:{step}:{epoch}").shuffle(order)
-            mini = max(1, rc.mini_batch // world)  # the same number of updates on every process (DDP)
-            for s in range(0, len(order), mini):
-                mb = order[s:s + mini]
-                n_tok = mask[mb].sum().clamp(min=1)
-                for o in optims.values():
-                    o.zero_grad(set_to_none=True)
-                # one backward per micro-batch (activations of one micro-batch in memory at a time), each
-                # weighted by its share of the mini-batch's tokens: the result is the mini-batch token mean
-                lengths = [len(trajs[i].prompt_ids) + len(trajs[i].response_ids) for i in mb]
-                for part in length_buckets(lengths, micro):
-                    ids = [mb[j] for j in part]
-                    sub = [trajs[i] for i in ids]
-                    lp, ent, mm = _flat_scores(actor, sub, pad, len(sub), need_grad=True)
-                    A = lp.shape[1]
-                    w = mm.sum() / n_tok
-                    pg, cf, akl = R.ppo_policy_loss(lp, old_lp[ids][:, :A], adv[ids][:, :A], mm, rc.clip)
-                    entropy = R.masked_mean(ent, mm)
-                    loss = pg - rc.entropy_coef * entropy
-                    (loss * w).backward()
-                    stats["pg_loss"] += (w * pg).item()
-                    stats["clipfrac"] += (w * cf).item()
-                    stats["entropy"] += (w * entropy).item()
-                    stats["approx_kl"] += (w * akl).item()
-                    if critic is not None:
-                        v = _values(critic, sub, pad, len(sub), need_grad=True)[:, :A]
-                        vl, vcf = R.value_loss(v, old_v[ids][:, :A], returns[ids][:, :A], mm, rc.value_clip)
-                        (vl * w).backward()
-                        stats["vf_loss"] += (w * vl).item()
-                        stats["vf_clipfrac"] += (w * vcf).item()
-                torch.nn.utils.clip_grad_norm_(actor.parameters(), tc.max_grad_norm)
-                if critic is not None:
-                    torch.nn.utils.clip_grad_norm_(critic.parameters(), tc.max_grad_norm)
-                for o in optims.values():
-                    o.step()
-                n_updates += 1
+            old_v = _values(critic, trajs, pad, micro) if setup.algo == "ppo" else None
+            moments = (lambda x, m: _global_moments(acc, x, m)) if world > 1 else None
+            k1, adv, returns = advantages(setup, rc, scores, old_lp, ref_lp, mask, old_v, group, moments)
+        stats, n_updates = ppo_update(actor, critic, optims, trajs, old_lp, adv, old_v, returns, mask, rc, tc,
+                                      pad, micro, world, seed=f"{cfg.seed}:rl:{step}")
         for sc in scheds.values():
             sc.step()
         actor.eval()

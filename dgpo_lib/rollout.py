@@ -139,29 +139,6 @@ class HFGenerator:
         return res
 
 
-def make_generator(model, tokenizer, cfg, model_path: str | None = None):
-    """The configured generator. `kv` keeps each trajectory's KV cache across turns (kv_generation.py); `hf`
-    re-encodes the context with `model.generate` every turn; `vllm` (frozen models given by `model_path`:
-    evaluation, teacher rollouts) runs vLLM when it and a GPU are there, else falls back to `kv`."""
-    kind = cfg.rollout.generator
-    if kind == "vllm":
-        from .vllm_generation import VLLMGenerator, vllm_available
-        if model_path is not None and vllm_available():
-            return VLLMGenerator(model_path, tokenizer, max_model_len=cfg.rollout.max_total_tokens, seed=cfg.seed)
-        log.info("rollout.generator=vllm: %s; using continuous batching",
-                 "vLLM or a GPU is missing" if model_path is not None else "the policy is being trained")
-        kind = "continuous"
-    if kind == "continuous":
-        from .continuous import ContinuousGenerator
-        return ContinuousGenerator(model, tokenizer)
-    if kind == "kv":
-        from .kv_generation import KVGenerator
-        return KVGenerator(model, tokenizer)
-    if kind == "hf":
-        return HFGenerator(model, tokenizer)
-    raise ValueError(f"rollout.generator must be 'continuous', 'kv', 'hf' or 'vllm', got {cfg.rollout.generator!r}")
-
-
 def information_ids(passages, tokenizer, max_tokens: int, mode: str = "block") -> list[int]:
     """The `<information>` block's token ids, at most `max_tokens` of them. A longer block is cut, as Search-R1's
     `max_obs_length` does (`block`: its closing tag is then lost, and a small model goes on writing passage text),
@@ -364,7 +341,6 @@ class Batch:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     action_mask: torch.Tensor
-    response_start: torch.Tensor  # index of the first response token per row
 
 
 def collate(sequences: Sequence[tuple[list[int], list[int], list[int]]], pad_id: int) -> Batch:
@@ -374,14 +350,12 @@ def collate(sequences: Sequence[tuple[list[int], list[int], list[int]]], pad_id:
     ids = torch.full((B, L), pad_id, dtype=torch.long)
     att = torch.zeros((B, L), dtype=torch.long)
     act = torch.zeros((B, L), dtype=torch.long)
-    start = torch.zeros(B, dtype=torch.long)
     for b, (p, r, m) in enumerate(sequences):
         n = len(p) + len(r)
         ids[b, :n] = torch.tensor(p + r)
         att[b, :n] = 1
         act[b, len(p):n] = torch.tensor(m, dtype=torch.long)
-        start[b] = len(p)
-    return Batch(ids, att, act, start)
+    return Batch(ids, att, act)
 
 
 def collate_trajectories(trajs: Sequence[Trajectory], pad_id: int) -> Batch:

@@ -148,7 +148,7 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
         m = {"step": step + 1, **{k: float(v) for k, v in m.items()}, "step_s": time.perf_counter() - t0}
         if is_main:
             append_jsonl(metrics_path, m)
-        bar.set_postfix({k: f"{v:.3g}" for k, v in m.items() if k in ("loss", "reward", "em", "kl_teacher")})
+        bar.set_postfix({k: f"{v:.3g}" for k, v in m.items() if k in ("loss", "em", "kl_teacher")})
         if val_every and ((step + 1) % val_every == 0 or step + 1 == total_steps):
             validate(step + 1)  # before the checkpoint, so a resumed run never repeats a validation
         if (step + 1) % save_every == 0 or step + 1 == total_steps:

@@ -131,8 +131,28 @@ about 100 words). At CPU scale the encoder is all-MiniLM-L6-v2 (shipped as a PyP
 is a miniature wiki-18: the Wikipedia passages that hold the answers of the evaluation and training questions,
 mixed with real distractors, the passages e5-base-v2 itself returns over wiki-18 for the multi-hop questions and
 hard negatives retrieved for the NQ questions, cut and laid out as wiki-18 is (`"Title"\\ntext`).
+
+A passage's score for a query is the inner product of their embeddings, each the mean of the encoder's last hidden
+states over its tokens, normalised to unit length (so the score is a cosine):
+$\\mathrm{score}(q, p) = \\frac{\\bar h(q)}{\\lVert \\bar h(q) \\rVert} \\cdot \\frac{\\bar h(p)}{\\lVert \\bar h(p) \\rVert}$,
+and the top 3 go into the `<information>` block. The pooling (`dgpo_lib/retrieval.py`):
+
+```{literalinclude} ../../dgpo_lib/retrieval.py
+:pyobject: Encoder._encode
+```
 '''),
 PARAMS, START,
+('code', '''
+# the encoder on one question and three passages: the answer-bearing one scores highest
+enc = run.retriever().encoder
+q = enc.encode_queries(["who wrote the novel Moby-Dick?"])
+docs = ["Moby-Dick is an 1851 novel by American writer Herman Melville.",
+        "The sperm whale is the largest of the toothed whales.",
+        "Nantucket is an island south of Cape Cod, Massachusetts."]
+p = enc._encode([enc.passage_prefix + d for d in docs], batch_size=8)
+for d, score in zip(docs, (p @ q[0]).tolist()):
+    print(f"{score:.3f}  {d}")
+'''),
 ('code', '''
 import json
 import pandas as pd
@@ -260,7 +280,7 @@ from dgpo_lib.report import plot_curves, show
 curves = {"teacher SFT": run.metrics("teacher/sft"), "teacher PPO": run.metrics("teacher/ppo")}
 curves = {k: v for k, v in curves.items() if v}
 if curves:
-    show(plot_curves(curves, ["loss", "reward"], {"loss": "NLL per token (nats)", "reward": "EM reward"}),
+    show(plot_curves(curves, ["loss", "em"], {"loss": "NLL per token (nats)", "em": "EM reward"}),
          "Making the teacher: oracle-trajectory SFT loss (and PPO reward, if configured) per optimiser step.")
 '''),
 ('code', '''
@@ -303,8 +323,41 @@ books["03_teacher_rollouts"] = [
 The cold-start data are the teacher's own trajectories on the training questions, decoded greedily through the
 environment; only the correct ones (EM = 1) are kept, as in the paper. They are stored as a `datasets` Dataset
 with the token ids, the action mask, the question id, EM and the number of searches.
+
+## The environment step and the action mask
+
+Search-R1's loop: the model writes until `</search>` or `</answer>`; a search appends the top-3 passages as an
+`<information>` block, an answer ends the episode, anything else gets the invalid-action message; at most
+`rollout.max_turns` turns. Every token appended to a trajectory carries an action-mask bit, 1 for tokens the model
+generated and 0 for retrieved or environment text; every loss in this book is taken where the bit is 1 (Search-R1's
+`state_masking`). The turn logic (`dgpo_lib/rollout.py`):
+
+```{literalinclude} ../../dgpo_lib/rollout.py
+:pyobject: SearchEnv.end_turn
+```
+
+and where the mask bit is written:
+
+```{literalinclude} ../../dgpo_lib/rollout.py
+:pyobject: SearchEnv._append
+```
 '''),
 PARAMS, START,
+('md', '''
+An episode written by the oracle (it searches the gold titles, then answers) through the same environment, its
+segments and their mask bits: only the `model` segments are trained on.
+'''),
+('code', '''
+from dgpo_lib.rollout import RolloutSettings, SearchEnv
+from dgpo_lib.trajectories import OracleGenerator
+q = run.train_questions()[0]
+tok = run.load("teacher")[1]
+env = SearchEnv(OracleGenerator(tok, [q]), run.retriever(), tok, RolloutSettings.from_config(cfg, greedy=True))
+[traj] = env.run([q])
+for seg in traj.segments:
+    print(f"{seg.kind:12s} mask={int(seg.kind == 'model')} tokens={seg.n_tokens:4d}  {seg.text[:70]!r}")
+print("generated tokens:", sum(traj.action_mask), "of", len(traj.response_ids), "response tokens")
+'''),
 ('code', '''
 from datasets import load_from_disk
 from dgpo_lib.report import glue
@@ -356,8 +409,41 @@ Five ways to learn from the teacher, all on the same teacher trajectories and th
 | GKD {cite}`agarwal2024gkd` | generalised JSD, $\\beta=0.1$ | teacher text, or (share $\\lambda$) a batch from a replay buffer of greedy student rollouts |
 | DistiLLM {cite}`ko2024distillm` | skew reverse KL, $\\alpha=0.1$ | teacher text, fresh or replayed student rollouts with a share that rises when a held-out loss does |
 | TAID {cite}`shing2025taid` | $\\mathrm{KL}(p_t\\,\\|\\,p_S)$, $p_t=\\mathrm{softmax}((1-t)\\,\\mathrm{sg}(z_S)+t\\,z_T)$ | teacher text |
+
+DGPO's cold start is KD: at every token the student generated in the teacher's trajectory, the forward KL from the
+teacher's next-token distribution to the student's,
+$\\mathcal{L}_{\\text{KD}} = \\frac{1}{|A|}\\sum_{t \\in A} \\mathrm{KL}\\bigl(p_T(\\cdot \\mid y_{<t})\\,\\|\\,p_S(\\cdot \\mid y_{<t})\\bigr)$,
+where $A$ holds the generated positions only (not the prompt, not retrieved text). In code
+(`dgpo_lib/losses.py`):
+
+```{literalinclude} ../../dgpo_lib/losses.py
+:pyobject: forward_kl
+```
+
+Each method is one entry of the registry in `dgpo_lib/kd.py`, its loss per generated token:
+
+```{literalinclude} ../../dgpo_lib/kd.py
+:start-at: "KD_METHODS = {"
+:end-at: "}"
+```
 '''),
 PARAMS, START,
+('md', '''
+A one-token example over a three-word vocabulary: the teacher is sure of word 0, the student spreads its mass.
+The four divergences give the same pair different values (TAID's target sits partway between the two models, so
+its loss is smaller), which is why the training losses below compare in shape, not in level.
+'''),
+('code', '''
+import torch
+from dgpo_lib import losses
+student = torch.tensor([[1.0, 0.5, 0.0]])   # logits
+teacher = torch.tensor([[4.0, 0.0, 0.0]])
+for name, value in {"KD (forward KL)": losses.forward_kl(student, teacher),
+                    "DistiLLM (skew reverse KL, alpha 0.1)": losses.skew_reverse_kl(student, teacher, 0.1),
+                    "TAID (t = 0.4)": losses.taid_loss(student, teacher, 0.4),
+                    "GKD (generalised JSD, beta 0.1)": losses.generalized_jsd(student, teacher, 0.1)}.items():
+    print(f"{name:40s} {value.item():.3f} nats")
+'''),
 ('code', '''
 from dgpo_lib.pipeline import KD_ROWS
 paths = {m: run.kd(m) for m in KD_ROWS}
@@ -399,8 +485,57 @@ masked). They differ in three settings:
 |---|---|---|---|
 | PPO (Search-R1) | the untrained student | the frozen initial student | every trajectory |
 | DGPO | the KD cold-start student | the teacher | only trajectories with EM = 0 |
+
+## The reward, in the paper's terms and in code
+
+Each trajectory gets its EM score at its last generated token; a wrong one also pays, at every token it
+generated, the log-ratio to the teacher:
+
+$$
+r_t = \\mathrm{EM}\\cdot\\mathbb{1}[t = T] \\;-\\; \\beta\\,\\mathbb{1}[\\mathrm{EM} = 0]\\,
+\\bigl(\\log \\pi_\\theta(y_t \\mid y_{<t}) - \\log \\pi_{\\text{teacher}}(y_t \\mid y_{<t})\\bigr),
+\\qquad \\hat A_t = \\mathrm{GAE}_{\\gamma=\\lambda=1}(r, V)_t .
+$$
+
+Retrieved `<information>` tokens are not actions: they are left out of the `[trajectory, action token]` layout these
+functions work on, so they get no reward, no KL and no advantage. The gate and the rewards
+(`dgpo_lib/rl_math.py`):
+
+```{literalinclude} ../../dgpo_lib/rl_math.py
+:pyobject: kl_penalty_mask
+```
+
+```{literalinclude} ../../dgpo_lib/rl_math.py
+:pyobject: token_rewards
+```
+
+and one RL step's advantages from them (`dgpo_lib/rl.py`; `ppo_update` beside it then runs the clipped PPO
+updates of the policy and the critic):
+
+```{literalinclude} ../../dgpo_lib/rl.py
+:pyobject: advantages
+```
 '''),
 PARAMS, START,
+('md', '''
+A two-trajectory example: the first is right (EM = 1), the second wrong; both generated three tokens, with the
+student's and the teacher's log-probabilities below. The right one pays no KL whatever its log-ratio; the wrong one
+pays $\\beta$ times its log-ratio at each token.
+'''),
+('code', '''
+import torch
+from dgpo_lib import rl_math as R
+scores = torch.tensor([1.0, 0.0])
+logp = torch.tensor([[-0.5, -1.0, -0.2], [-0.3, -2.0, -0.1]])      # log pi_student(y_t)
+teacher_logp = torch.tensor([[-2.0, -1.0, -1.0], [-1.3, -1.0, -0.1]])  # log pi_teacher(y_t)
+mask = torch.ones(2, 3, dtype=torch.bool)
+rewards, k1 = R.token_rewards(scores, logp, teacher_logp, mask, beta=0.1, kl_mode="selective")
+show_t = lambda x: [[round(v, 3) + 0.0 for v in row] for row in x.tolist()]  # noqa: E731  (+ 0.0: no -0.0)
+print("log-ratio k1:", show_t(k1))
+print("rewards:     ", show_t(rewards))
+adv, returns = R.gae(rewards, torch.zeros(2, 3), mask)  # with V = 0, each token's advantage is its return-to-go
+print("GAE advantages (V = 0):", show_t(adv))
+'''),
 ('code', '''
 paths = {v: run.rl(v) for v in ("ppo", "dgpo")}
 curves = {v: run.metrics(f"rl_{v}") for v in paths}
@@ -410,7 +545,7 @@ pd.DataFrame({v: c[-1] for v, c in curves.items()}).T[["em", "wrong_share", "sea
 '''),
 ('code', '''
 from dgpo_lib.report import plot_curves, show
-labels = {"reward": "EM reward (training rollouts)", "kl_teacher": "KL to teacher per token (nats)",
+labels = {"em": "EM reward (training rollouts)", "kl_teacher": "KL to teacher per token (nats)",
           "wrong_share": "share of wrong trajectories", "searches": "searches per question"}
 show(plot_curves(curves, list(labels), labels, smooth=3),
      "Training curves of PPO and DGPO on sampled rollouts (moving average over 3 steps): reward, the per-token KL "
@@ -458,7 +593,7 @@ assert all(len(c) == cfg.rl.steps for c in curves.values())
 '''),
 ('code', '''
 from dgpo_lib.report import plot_curves, show
-labels = {"reward": "EM reward (training rollouts)", "kl_teacher": "KL to teacher per token (nats)"}
+labels = {"em": "EM reward (training rollouts)", "kl_teacher": "KL to teacher per token (nats)"}
 show(plot_curves(curves, list(labels), labels, smooth=3),
      "Training reward and KL to the teacher of DGPO and its RL ablations (moving average over 3 steps).")
 from dgpo_lib.report import plot_val_curves

@@ -32,7 +32,7 @@ def test_overrides_dict_and_cli_forms():
     ({"rl.betta": 1}, "unknown config key 'rl.betta'"),
     ({"nope": 1}, "unknown config key 'nope'"),
     ({"rl.steps": "many"}, "'rl.steps' must be an integer"),
-    ({"rl.kl_mode": "sometimes"}, "'rl.kl_mode'"),
+    ({"eval.rl_checkpoint": "sometimes"}, "'eval.rl_checkpoint'"),
     ({"rl": 3}, "'rl' is a section"),
 ])
 def test_bad_overrides_name_the_key(bad, msg):

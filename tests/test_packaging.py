@@ -51,3 +51,39 @@ def test_notebooks_match_their_source_and_have_parameters():
         assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), p.name
         # notebooks narrate and call the library: no long code cells
         assert all(len("".join(c["source"]).splitlines()) <= 15 for c in nb["cells"] if c["cell_type"] == "code"), p.name
+
+
+def test_the_library_has_no_import_cycles():
+    """Every `from .x import` inside dgpo_lib, at module level or in a function, as a graph: it has no cycle."""
+    import ast
+    lib = REPO_ROOT / "dgpo_lib"
+    mods = {p.stem: p for p in lib.glob("*.py")}
+    graph = {}
+    for name, path in mods.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+        graph[name] = deps & set(mods)
+
+    def reach(start, node, seen):
+        for d in graph[node]:
+            if d == start:
+                return [start, node]
+            if d not in seen:
+                seen.add(d)
+                found = reach(start, d, seen)
+                if found:
+                    return found
+        return None
+
+    for m in graph:
+        assert reach(m, m, {m}) is None, f"{m} imports itself through {reach(m, m, {m})}"
+
+
+def test_readme_layout_names_every_module():
+    """The README's layout row for dgpo_lib/ names each module of the package, and nothing that is not one."""
+    row = next(line for line in (REPO_ROOT / "README.md").read_text().splitlines() if line.startswith("| `dgpo_lib/`"))
+    named = set(re.findall(r"`(\w+)`", row)) - {"dgpo_lib"}
+    modules = {p.stem for p in (REPO_ROOT / "dgpo_lib").glob("*.py")} - {"__init__"}
+    assert named == modules, f"README names {sorted(named - modules)} and misses {sorted(modules - named)}"

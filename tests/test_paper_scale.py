@@ -63,7 +63,8 @@ def test_paper_path_index_ivf_reload_server_and_eval(standins):
     from dgpo_lib.config import load_config
     from dgpo_lib.pipeline import Run
     from dgpo_lib.retrieval import DenseRetriever
-    from dgpo_lib.retrieval_server import RemoteRetriever, serve
+    from dgpo_lib.retrieval import RemoteRetriever
+    from dgpo_lib.retrieval_server import serve
     cfg = load_config("paper", standins)
     run = Run(cfg, progress=False)
     r = run.retriever()

@@ -143,7 +143,7 @@ def test_kv_sampling_respects_top_p():
 def test_vllm_generator_falls_back_without_vllm_or_for_a_trained_policy(tiny, smoke_cfg):
     import copy
     from dgpo_lib.kv_generation import KVGenerator
-    from dgpo_lib.rollout import make_generator
+    from dgpo_lib.generators import make_generator
     from dgpo_lib.vllm_generation import vllm_available
     model, tok = tiny
     cfg = copy.deepcopy(smoke_cfg)

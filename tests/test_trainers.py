@@ -73,9 +73,9 @@ def test_every_kd_method_runs_two_steps_and_learns(method, smoke_cfg, tiny_teach
         assert rows[1]["taid_t"] >= rows[0]["taid_t"] >= cfg.kd.taid_t_start
 
 
-@pytest.mark.parametrize("setup", [rl.RLSetup("ppo", "selective", 1e-3, "teacher"),
-                                   rl.RLSetup("ppo", "always", 1e-3, "initial"),
-                                   rl.RLSetup("grpo", "selective", 1e-3, "teacher")], ids=["dgpo", "ppo", "grpo"])
+@pytest.mark.parametrize("setup", [rl.RLVariant("ppo", "kd", "teacher", "selective", 1e-3),
+                                   rl.RLVariant("ppo", "student", "initial", "always", 1e-3),
+                                   rl.RLVariant("grpo", "kd", "teacher", "selective", 1e-3)], ids=["dgpo", "ppo", "grpo"])
 def test_rl_steps_change_actor_and_critic(setup, smoke_cfg, tiny_teacher, dense, questions, tmp_path):
     actor, tok = _fresh(smoke_cfg)
     teacher, _ = tiny_teacher
@@ -178,7 +178,7 @@ def test_ppo_kill_and_resume_matches_uninterrupted(smoke_cfg, tiny_teacher, dens
         actor.save_pretrained(tmp_path / "init")
         make = _rollout_fn(cfg, dense)
         make.tok = tok
-        setup = rl.RLSetup("ppo", "selective", 1e-3, "teacher")
+        setup = rl.RLVariant("ppo", "kd", "teacher", "selective", 1e-3)
         rows = rl.train_rl(setup, actor, tok, str(tmp_path / "init"), teacher, questions, make, cfg,
                            tmp_path / folder, progress=False, stop_after=stop_after)
         return rows, actor
@@ -206,7 +206,7 @@ def test_lora_kd_and_lora_ppo_with_adapter_off_reference(smoke_cfg, tiny_teacher
     make.tok = tok
     actor, _ = _fresh(cfg)
     before = _params(actor)
-    rows = rl.train_rl(rl.RLSetup("ppo", "always", 1e-3, "initial"), actor, tok, str(tmp_path / "kd_out"), teacher,
+    rows = rl.train_rl(rl.RLVariant("ppo", "student", "initial", "always", 1e-3), actor, tok, str(tmp_path / "kd_out"), teacher,
                        questions, make, cfg, tmp_path / "ppo", progress=False, out_dir=tmp_path / "ppo_out")
     assert len(rows) == 2 and "kl_ref" in rows[-1]
     after, _ = load_model(str(tmp_path / "ppo_out"))
