@@ -65,6 +65,10 @@ def _book_copy(tmp_path, executed: Path) -> Path:
     for f in (REPO_ROOT / "book").glob("*.*"):
         shutil.copy(f, book / "book" / f.name)
     shutil.copytree(executed, book / "book" / "executed")
+    # what pages include verbatim: library functions, the preflight reports, benchmark tables
+    shutil.copytree(REPO_ROOT / "dgpo_lib", book / "dgpo_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    for sub in ("results/preflight", "benchmarks/results"):
+        shutil.copytree(REPO_ROOT / sub, book / sub)
     return book
 
 
