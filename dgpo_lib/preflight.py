@@ -438,22 +438,25 @@ def run_checks(cfg, machine: Machine) -> tuple[list[Check], list[tuple[str, str]
 
 
 def render(cfg, checks: list[Check], times: list[tuple[str, str]]) -> str:
+    import textwrap
     lines = [f"preflight for the {cfg.preset} preset"]
-    for c in checks:
-        lines.append(f"  [{c.status:>9}] {c.area:<8} {c.item}: {c.detail}")
+    for c in checks:  # wrapped to 88 columns: a terminal, and a code block in the book, show it without scrolling
+        keep = {"break_on_hyphens": False, "break_long_words": False}  # commands and paths stay whole
+        lines += textwrap.wrap(f"[{c.status:>9}] {c.area:<8} {c.item}: {c.detail}", 88, subsequent_indent=" " * 21,
+                               **keep)
         if c.fix:
-            lines.append(f"              fix: {c.fix}")
+            lines += textwrap.wrap(f"fix: {c.fix}", 88, initial_indent=" " * 16, subsequent_indent=" " * 21, **keep)
     if times and not any(" h on " in t for _, t in times):
         lines.append("estimated compute per stage (FLOPs from parameter counts and the preset's budgets):")
         lines += [f"  {stage}: {t}" for stage, t in times]
     elif times:
-        lines.append("estimated compute per stage (FLOPs from parameter counts and the preset's budgets; hours assume "
-                     f"{MFU:.0%} of the GPU's bf16 peak, which token-by-token decoding stays well below, so read them "
-                     "as lower bounds; estimates, not measurements):")
+        lines += textwrap.wrap("estimated compute per stage (FLOPs from parameter counts and the preset's budgets; "
+                               f"hours assume {MFU:.0%} of the GPU's bf16 peak, which token-by-token decoding stays "
+                               "well below, so read them as lower bounds; estimates, not measurements):", 88)
         lines += [f"  {stage}: {t}" for stage, t in times]
     bad = [c for c in checks if c.status in (MISSING, SMALL)]
-    lines.append(f"{len(bad)} problem(s)" + (": " + ", ".join(f"{c.area} {c.item}" for c in bad) if bad else
-                                            ": ready to run"))
+    lines += textwrap.wrap(f"{len(bad)} problem(s)" + (": " + ", ".join(f"{c.area} {c.item}" for c in bad) if bad
+                                                      else ": ready to run"), 88, subsequent_indent="  ")
     return "\n".join(lines) + "\n"
 
 
