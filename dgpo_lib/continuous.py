@@ -30,8 +30,9 @@ from .precision import amp
 class RaggedCache:
     """The KV cache of `slots` trajectories of different lengths (duck-types what HF attention layers call)."""
 
-    def __init__(self, slots: int, device):
+    def __init__(self, slots: int, device, limit: int | None = None):
         self.slots, self.device = slots, device
+        self.limit = limit  # the most columns a slot can use (the context limit, plus one throwaway column)
         self.lengths = torch.zeros(slots, dtype=torch.long)  # real tokens per slot (CPU)
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
@@ -47,6 +48,8 @@ class RaggedCache:
         if not self.k or need <= self.capacity:
             return
         cap = max(need, 2 * self.capacity)
+        if self.limit:  # doubling past the context limit would only hold columns no token can reach
+            cap = max(need, min(cap, self.limit))
         for layers in (self.k, self.v):
             for i, t in enumerate(layers):
                 bigger = t.new_zeros(t.shape[0], t.shape[1], cap, t.shape[3])
@@ -107,7 +110,7 @@ class _Episodes:
         self.trajs = [Trajectory(q, env.prompt_ids(q)) for q in questions]
         self.S = max(1, min(slots, len(self.trajs)))
         self.device = next(gen.model.parameters()).device
-        self.cache = RaggedCache(self.S, self.device)
+        self.cache = RaggedCache(self.S, self.device, limit=self.s.max_total_tokens + 1)
         self.queue = deque(range(len(self.trajs)))
         self.slot_traj: list[int | None] = [None] * self.S
         self.feed: list[list[int]] = [[] for _ in range(self.S)]  # tokens to feed next, per slot
