@@ -116,6 +116,12 @@ def load_corpus(path: str | Path, limit: int | None = None) -> list[Passage]:
     return out
 
 
+def repo_path(p: str | Path) -> Path:
+    """A configured path (run_root, ...): absolute as given, else relative to the repository."""
+    p = Path(p)
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
 def resolve(data_dir: str, rel: str) -> Path:
     p = Path(rel)
     if p.is_absolute():

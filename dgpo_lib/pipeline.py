@@ -81,8 +81,7 @@ class Run:
     # ---------------------------------------------------------------- folders and stage bookkeeping
     @property
     def root(self) -> Path:
-        root = Path(self.cfg.run_root)
-        return root if root.is_absolute() else D.REPO_ROOT / root
+        return D.repo_path(self.cfg.run_root)
 
     @property
     def dir(self) -> Path:

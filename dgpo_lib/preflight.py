@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from .config import ConfigError, load_config
-from .data import REPO_ROOT, qa_path, resolve
+from .data import REPO_ROOT, qa_path, repo_path, resolve
 
 GIB = 2 ** 30
 OK, MISSING, SMALL, INFO, BUILD = "ok", "missing", "too small", "info", "to build"  # to build: the run makes it
@@ -126,23 +126,27 @@ def _rel(p: Path) -> str:
         return str(p)
 
 
+def _lines(p: Path) -> int:
+    import gzip
+    with (gzip.open if p.suffix == ".gz" else open)(p, "rt") as fh:
+        return sum(1 for _ in fh)
+
+
 def _folder_size(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 
 def _shape(name: str, folder: Path | None) -> ModelShape | None:
-    if folder is not None and (folder / "config.json").exists():
-        c = json.loads((folder / "config.json").read_text())
-        heads = c.get("num_attention_heads", 1)
-        hidden = c.get("hidden_size", 0)
-        head_dim = c.get("head_dim") or (hidden // heads if heads else 0)
-        layers = c.get("num_hidden_layers", 0)
-        inter = c.get("intermediate_size", 4 * hidden)
-        vocab = c.get("vocab_size", 0)
-        params = layers * (4 * hidden * hidden + 3 * hidden * inter) + vocab * hidden
-        return KNOWN_SHAPES.get(name) or ModelShape(params, layers, hidden, c.get("num_key_value_heads", heads),
-                                                    head_dim, vocab)
-    return KNOWN_SHAPES.get(name)
+    """The model's shape: a known one, else read from its config.json (parameters counted from the layer sizes)."""
+    if name in KNOWN_SHAPES or folder is None or not (folder / "config.json").exists():
+        return KNOWN_SHAPES.get(name)
+    c = json.loads((folder / "config.json").read_text())
+    hidden, layers, vocab = c.get("hidden_size", 0), c.get("num_hidden_layers", 0), c.get("vocab_size", 0)
+    heads = c.get("num_attention_heads", 1)
+    inter = c.get("intermediate_size", 4 * hidden)
+    params = layers * (4 * hidden * hidden + 3 * hidden * inter) + vocab * hidden
+    return ModelShape(params, layers, hidden, c.get("num_key_value_heads", heads),
+                      c.get("head_dim") or hidden // max(heads, 1), vocab)
 
 
 # ----------------------------------------------------------------------------------------------------- models
@@ -196,10 +200,7 @@ def n_passages(cfg) -> tuple[int | None, str]:
     if cfg.data.corpus_limit:
         return cfg.data.corpus_limit, "corpus_limit"
     if path.exists() and path.stat().st_size < 2 * GIB:
-        import gzip
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt") as fh:
-            return sum(1 for _ in fh), "counted"
+        return _lines(path), "counted"
     if "wiki-18" in str(path):
         return WIKI18_PASSAGES, "wiki-18's size"
     return None, "unknown"
@@ -207,7 +208,8 @@ def n_passages(cfg) -> tuple[int | None, str]:
 
 def data_checks(cfg) -> list[Check]:
     d, out = cfg.data, []
-    fix = FETCH_DATA if cfg.preset == "paper" else "python -m dgpo_lib.data_build --src ../shared/data --out data"
+    fix = FETCH_DATA if cfg.preset == "paper" else \
+        f"{d.data_dir}/ is part of the repository: git checkout -- {d.data_dir}"
     names = list(d.eval_sets) + [n.partition(":")[0] for n in d.train_sets]
     missing = [n for n in dict.fromkeys(names) if not qa_path(d.data_dir, n).exists()]
     out.append(Check("data", "question sets", MISSING if missing else OK,
@@ -234,7 +236,7 @@ def data_checks(cfg) -> list[Check]:
 
 
 def _index_check(cfg) -> Check:
-    root = Path(cfg.run_root) if Path(cfg.run_root).is_absolute() else REPO_ROOT / cfg.run_root
+    root = repo_path(cfg.run_root)
     build = f"python -m dgpo_lib.stage index --preset {cfg.preset}"
     r = cfg.retrieval
     metas = sorted(root.glob(f"index-*-{cfg.hash('retrieval')}/meta.json"))
@@ -315,7 +317,8 @@ def disk_needed(cfg, shapes: dict, corpus_present: bool, n_pass: int | None) -> 
         total += n_pass * per
     total += sum(2 * sh.params for sh in shapes.values() if sh)  # bf16 downloads
     if s:
-        n_stages = 5 + 2 + len([a for a in cfg.eval.ablations])
+        from .kd import KD_METHODS
+        n_stages = len(KD_METHODS) + 2 + len(cfg.eval.ablations)  # KD baselines, PPO and DGPO, the ablations
         total += n_stages * 8 * s.params + 2 * 12 * s.params * 2
     return total
 
@@ -329,7 +332,7 @@ def eval_size(cfg) -> int:
     for name in cfg.data.eval_sets:
         cap = cfg.data.n_eval_per_set.get(name, cfg.data.n_eval)
         p = qa_path(cfg.data.data_dir, name)
-        have = sum(1 for _ in open(p)) if p.exists() else PAPER_TEST_SIZES.get(name, 0)
+        have = _lines(p) if p.exists() else PAPER_TEST_SIZES.get(name, 0)
         n += min(have, cap) if cap else have
     return n
 
@@ -391,7 +394,7 @@ def len_train(cfg) -> int:
         p = qa_path(cfg.data.data_dir, name.partition(":")[0])
         if not p.exists():
             return 169_615
-        n += sum(1 for _ in open(p))
+        n += _lines(p)
     return n
 
 
@@ -471,8 +474,7 @@ def main(argv=None, machine: Machine | None = None) -> int:
     except ConfigError as e:
         print(f"preflight: {e}", file=sys.stderr)
         return 2
-    root = Path(cfg.run_root) if Path(cfg.run_root).is_absolute() else REPO_ROOT / cfg.run_root
-    checks, times = run_checks(cfg, machine or Machine.probe(root))
+    checks, times = run_checks(cfg, machine or Machine.probe(repo_path(cfg.run_root)))
     text = render(cfg, checks, times)
     print(text, end="")
     if a.out:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .config import ConfigError, _dotted_to_nested, load_config, resolve_seed
-from .data import REPO_ROOT
+from .data import REPO_ROOT, repo_path
 from .io_utils import atomic_path, atomic_write_json, provenance
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -40,8 +40,7 @@ def run_notebooks(preset: str = "cpu", seed: int | None = None, overrides: dict 
     cfg = load_config(preset, {**overrides, "seed": seed})  # fail fast on a bad key, before any notebook runs
     out = Path(out or REPO_ROOT / "book" / "executed")
     out.mkdir(parents=True, exist_ok=True)
-    root = Path(cfg.run_root) if Path(cfg.run_root).is_absolute() else REPO_ROOT / cfg.run_root
-    work = root / f"notebooks-{preset}"  # where notebooks execute; `out` only ever gets finished ones
+    work = repo_path(cfg.run_root) / f"notebooks-{preset}"  # where notebooks execute; `out` only ever gets finished ones
     work.mkdir(parents=True, exist_ok=True)
     books = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
     if only:
