@@ -127,6 +127,8 @@ class TeacherConfig:
     sft_epochs: int = _f(2, "epochs of teacher SFT")
     sft_lr: float = _f(1e-4, "teacher SFT learning rate")
     sft_batch: int = _f(8, "teacher SFT batch size (sequences per optimiser step)")
+    sft_micro_batch: int | None = _f(None, "sequences per forward/backward pass of teacher SFT (None: "
+                                     "train.micro_batch); smaller needs less memory, the optimiser steps are the same")
     ppo_steps: int = _f(0, "PPO steps after teacher SFT (0 = SFT only)")
 
 
@@ -185,6 +187,11 @@ class EvalConfig:
                         "SFT, each KD method and each RL run, and before the first and after the last step: the "
                         "learning curves budgets are chosen on; the student's healing logs its held-out text loss "
                         "as often (0 = none; not part of any stage's cache key)")
+    val_points: int = _f(0, "validation points per training stage, spread evenly over its steps (every "
+                          "ceil(steps / val_points) steps); when > 0 it replaces val_every, so a 30-step RL run and a "
+                          "250-step KD run get curves of the same resolution")
+    val_questions: int | None = _f(None, "the first N questions of the validation slice score the curves (None: all "
+                                   "data.n_val); fewer make each point cheaper and noisier")
     rl_checkpoint: str = _f("final", "which model of an RL run a results row evaluates: final (its last step) or "
                             "best_val (the step with the best validation EM, needs val_every); a row named "
                             "<variant>@final or <variant>@best_val evaluates that one whatever this says")
@@ -390,3 +397,9 @@ def leaf_keys(d: dict, prefix: str = "", schema: Any = None) -> set[str]:
         else:
             out.add(prefix + k)
     return out
+
+
+def val_interval(cfg: "Config", steps: int) -> int:
+    """Optimiser steps between validation points of a stage of `steps` steps (0: no curve)."""
+    e = cfg.eval
+    return max(1, -(-steps // e.val_points)) if e.val_points > 0 else e.val_every

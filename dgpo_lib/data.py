@@ -122,6 +122,15 @@ def repo_path(p: str | Path) -> Path:
     return p if p.is_absolute() else REPO_ROOT / p
 
 
+def shown_path(p: str | Path) -> str:
+    """A path as logs show it: relative to the repository when inside it (no machine-specific prefix)."""
+    p = Path(p)
+    try:
+        return str(p.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(p)
+
+
 def resolve(data_dir: str, rel: str) -> Path:
     p = Path(rel)
     if p.is_absolute():

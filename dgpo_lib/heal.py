@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 
 from . import losses
+from .config import val_interval
 from .kd import chunked_loss_backward
 from .policy import action_logits, save_policy
 from .rollout import collate
@@ -91,7 +92,7 @@ def heal_student(student, base, tok, texts: Sequence[str], held_out: Sequence[st
     run_training(run_dir, m.heal_steps, step_fn, {"student": student}, {"opt": opt}, {"sched": sched},
                  save_every=cfg.train.save_every, desc="heal student", progress=progress, stop_after=stop_after,
                  val_fn=lambda step: {"held_out_loss": text_loss(student, tok, held_out, m.heal_seq_len)},
-                 val_every=cfg.eval.val_every)
+                 val_every=val_interval(cfg, m.heal_steps))
     student.eval()
     emb.requires_grad_(True)
     if out_emb is not None:

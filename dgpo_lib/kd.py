@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import torch
 
 from . import losses
+from .config import val_interval
 from .policy import action_logits, add_lora, save_policy
 from .rollout import collate
 from .train_loop import kd_schedule, run_training
@@ -229,7 +230,7 @@ def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg,
 
     rows = run_training(run_dir, k.steps, step_fn, {"student": student}, {"opt": opt}, {"sched": sched}, helpers,
                         save_every=cfg.train.save_every, desc=method, progress=progress, stop_after=stop_after,
-                        val_fn=val_fn, val_every=cfg.eval.val_every)
+                        val_fn=val_fn, val_every=val_interval(cfg, k.steps))
     student.eval()
     if out_dir is not None and (stop_after is None or stop_after >= k.steps):
         save_policy(student, tokenizer, out_dir)

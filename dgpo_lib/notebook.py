@@ -1,10 +1,15 @@
 """What every notebook does first: configure logging and style, build the run, and say which preset the
-outputs below come from (so smoke outputs are never mistaken for results)."""
+outputs below come from (so smoke outputs are never mistaken for results).
+
+Run by the main job (`dgpo_lib.reproduce` sets `DGPO_LOG`), a chapter sends its stderr (stage logs, progress bars,
+library warnings) to that file, which the job shows in the terminal: the executed chapter keeps only what it means
+to show. Opened by hand in Jupyter, the logs and bars appear under the cells as usual."""
 from __future__ import annotations
 
 import logging
 import os
 import platform
+import sys
 import warnings
 
 # Jupyter without ipywidgets: tqdm.auto (imported by datasets/transformers) falls back to text bars and warns once
@@ -12,13 +17,14 @@ import warnings
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 from .config import load_config, resolve_seed  # noqa: E402
+from .job_log import LOG_ENV  # noqa: E402
 from .pipeline import Run  # noqa: E402
 from .report import set_style  # noqa: E402
 
 BANNERS = {
     "smoke": "These outputs come from the **smoke** preset: tiny *random* models and a small slice of the data. "
              "They check that the code runs end to end; the numbers mean nothing about the method.",
-    "cpu": "These outputs come from the **cpu** preset: real pretrained models (SmolLM2-135M teacher, a 10-layer "
+    "cpu": "These outputs come from the **cpu** preset: real pretrained models (SmolLM2-135M teacher, a 15-layer "
            "pruned SmolLM2 student) and real retrieval over ~23k Wikipedia passages that hold the answers, on 2 CPU cores. They are the "
            "project's committed reference results; compare them with the paper's only in shape, not in scale.",
     "paper": "These outputs come from the **paper** preset (Qwen2.5-3B -> 0.5B, wiki-18, GPUs).",
@@ -26,11 +32,14 @@ BANNERS = {
 
 
 def start(preset: str = "smoke", seed: int | None = None, overrides: dict | None = None, progress: bool = False):
+    if os.environ.get(LOG_ENV):  # under the main job: stderr, bars included, goes to the job's log
+        sys.stderr = open(os.environ[LOG_ENV], "a", buffering=1, encoding="utf-8")
+        progress = True
     os.environ.setdefault("HF_HUB_OFFLINE", "1" if preset != "paper" else os.environ.get("HF_HUB_OFFLINE", "0"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True, stream=sys.stderr)
     for noisy in ("httpx", "transformers", "datasets", "filelock", "faiss", "faiss.loader",
-                  "matplotlib", "bm25s"):
+                  "matplotlib", "bm25s", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         from transformers.utils import logging as hf_logging

@@ -133,8 +133,13 @@ class Run:
         done = (self.stage_dir(name) / "done.json").exists()
         if done and name not in self._said_done:  # say once which finished stages a run reuses
             self._said_done.add(name)
-            log.info("%s: finished earlier, reusing %s", name, self.stage_dir(name))
+            log.info("%s: finished earlier, reusing %s", name, D.shown_path(self.stage_dir(name)))
         return done
+
+    def begin(self, name: str) -> float:
+        """Say that stage `name` runs now (a resumed one says so again when it finds its checkpoint)."""
+        log.info("%s: running, in %s", name, D.shown_path(self.stage_dir(name)))
+        return time.time()
 
     def mark_done(self, name: str, started: float, **info) -> None:
         import resource
@@ -143,6 +148,8 @@ class Run:
                           provenance(self.cfg, stage=name, stage_key=self.stage_key(name),
                                      wall_s=round(time.time() - started, 1), peak_rss_gib=round(peak, 2), **info))
         atomic_write_json(self.dir / "config.json", self.cfg.to_dict())
+        log.info("%s: done in %.1f min", name, (time.time() - started) / 60)
+        self._said_done.add(name)  # later calls reuse it without saying so again
         # a finished stage never resumes: its resumable checkpoints (12 B per parameter, two kept) go, its models stay
         for ckpt in sorted(self.stage_dir(name).rglob("ckpt")):
             shutil.rmtree(ckpt, ignore_errors=True)
@@ -174,9 +181,9 @@ class Run:
 
     def val_fn(self, tok):
         """`val_fn(model, step)`: greedy EM on the validation slice, the learning curves' y axis (None when
-        `eval.val_every` is 0 or there is no validation slice)."""
-        qs = self.val_questions()
-        if not qs or not self.cfg.eval.val_every:
+        `eval.val_every` and `eval.val_points` are 0 or there is no validation slice)."""
+        qs = self.val_questions()[: self.cfg.eval.val_questions]
+        if not qs or not (self.cfg.eval.val_every or self.cfg.eval.val_points):
             return None
         from .evaluate import summarize_set
         from .rollout import run_batched
@@ -247,7 +254,7 @@ class Run:
         from .heal import heal_student
 
         c, m = self.cfg, self.cfg.models
-        t0 = time.time()
+        t0 = self.begin(name)
         seed_everything(c.seed)
         student, tok = load_model(self.pruned_student_path(), m.dtype, self.device)
         base, _ = load_model(self.pruned_student_path(pruned=False), m.dtype, self.device)
@@ -279,7 +286,7 @@ class Run:
         from .rl import best_val_dir
         best = best_val_dir(Path(final))
         if not (best / "selected.json").exists():
-            raise FileNotFoundError(f"{best}: no checkpoint selected on validation (set eval.val_every > 0 and "
+            raise FileNotFoundError(f"{best}: no checkpoint selected on validation (set eval.val_points or eval.val_every > 0 and "
                                     f"data.n_val > 0 before training {row.partition('@')[0]})")
         return str(best)
 
@@ -308,7 +315,7 @@ class Run:
         from .rl import RLVariant, train_rl
         from .trajectories import oracle_trajectories, save_dataset, seqs_of, summarize, trajectories_to_dataset
 
-        t0 = time.time()
+        t0 = self.begin(name)
         seed_everything(c.seed)
         base, tok = load_role(c, "teacher")
         qs = self.train_questions()[: c.teacher.sft_questions]
@@ -318,6 +325,7 @@ class Run:
         sft.kd.steps = max(1, math.ceil(c.teacher.sft_epochs * len(oracle) / c.teacher.sft_batch))
         sft.kd.lr, sft.kd.batch_size, sft.kd.warmup_ratio = c.teacher.sft_lr, c.teacher.sft_batch, 0.05
         sft.kd.lr_schedule = "constant"
+        sft.train.micro_batch = c.teacher.sft_micro_batch or c.train.micro_batch  # the teacher's activations peak here
         sft_dir = self.stage_dir(name) / ("sft_model" if c.teacher.ppo_steps else "model")
         vf = self.val_fn(tok)
         train_kd("seqkd", base, tok, None, seqs_of(oracle), sft, self.stage_dir(name) / "sft", progress=self.progress,
@@ -341,7 +349,7 @@ class Run:
         from .rollout import run_batched
         from .trajectories import save_dataset, summarize, trajectories_to_dataset, write_records
 
-        t0 = time.time()
+        t0 = self.begin(name)
         seed_everything(self.cfg.seed)
         teacher, tok = self.load("teacher")
         qs = self.train_questions()[: self.cfg.kd.tgo_questions]
@@ -379,7 +387,7 @@ class Run:
             start_path = self.kd("kd") if GKD_ABLATIONS[method] == "kd" else None
         elif method not in KD_ROWS:
             raise ValueError(f"unknown KD stage {method!r} (known: {', '.join(KD_ROWS + tuple(GKD_ABLATIONS))})")
-        t0 = time.time()
+        t0 = self.begin(name)
         seqs = load_seqs(self.tgo())
         teacher, tok = self.load("teacher")
         seed_everything(cfg.seed)
@@ -417,7 +425,7 @@ class Run:
             return str(out)
         from .rl import train_rl
 
-        t0 = time.time()
+        t0 = self.begin(name)
         if v.start == "kd" and self.cfg.rl.cold_start:  # a released cold-start checkpoint (rl.cold_start)
             start_path = resolve_model_path(self.cfg.rl.cold_start, "student")
         else:
@@ -438,7 +446,7 @@ class Run:
             return json.loads((self.stage_dir(name) / "summary.json").read_text())
         from .evaluate import evaluate
 
-        t0 = time.time()
+        t0 = self.begin(name)
         model, tok = self.load(row)
         seed_everything(self.cfg.seed)
         summary = evaluate(model, tok, self.retriever(), self.eval_sets(), self.cfg, self.stage_dir(name), row,

@@ -31,6 +31,57 @@ def show(fig, caption: str):
     display(Markdown(f"**Figure {_FIG_NO[0]}.** {caption}"))
 
 
+def table(data, caption: str | None = None, fmt: str | dict | None = "{:.3f}", index: str | None = None):
+    """A table as the book shows it: the row labels as a named first column (no unnamed pandas index), every
+    cell in full (no "..." truncation), floats formatted, an optional caption above it.
+
+    `data`: a DataFrame, a list of row dicts, or a {row: {column: value}} dict (rows become the first column,
+    named `index`). `fmt`: a format string for the float columns, a {column: format} dict, or a function for
+    every cell."""
+    if isinstance(data, dict):
+        data = pd.DataFrame(data).T
+    df = pd.DataFrame(data)
+    if not isinstance(df.index, pd.RangeIndex) or df.index.name or index:
+        df = df.reset_index(names=index or df.index.name or "")
+    df.columns = [str(c).replace("_", " ") for c in df.columns]  # headers wrap between words
+    floats = [c for c in df.columns if pd.api.types.is_float_dtype(df[c])]
+    st = df.style.hide(axis="index")
+    if callable(fmt):  # one function for every cell (tables whose columns mix kinds)
+        st = st.format(fmt, na_rep="–")
+    elif fmt:
+        whole = {c for c in floats  # counts that went through floats (not scores that happen to be 0 or 1)
+                 if df[c].dropna().apply(float.is_integer).all() and df[c].abs().max() >= 2}
+        st = st.format(fmt if isinstance(fmt, dict) else {c: "{:,.0f}" if c in whole else fmt for c in floats},
+                       na_rep="–")
+    return st.set_caption(caption) if caption else st
+
+
+def measured(v) -> str:
+    """A measured figure at four significant digits (big counts in full), anything else as it is."""
+    if isinstance(v, float) and v == v:
+        return f"{v:,.0f}" if abs(v) >= 1e5 else f"{v:.4g}"
+    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+
+def upright(df: pd.DataFrame, max_cols: int = 6) -> pd.DataFrame:
+    """A table with many columns and few rows, turned so that it fits the page: one column per row of `df`
+    (named by its text fields), one row per measured quantity."""
+    if df.shape[1] <= max_cols or len(df) > max_cols:
+        return df
+    labels = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c]) or c in ("batch", "nprobe")]
+    names = df[labels].astype(str).agg(" ".join, axis=1) if labels else df.index.astype(str)
+    out = df.drop(columns=labels).T
+    out.columns = list(names)
+    out.index.name = "quantity"
+    return out
+
+
+def facts(d: dict, caption: str | None = None, fmt: str = "{:,.3f}"):
+    """A {what: value} dict as a two-column table (instead of printing the dict)."""
+    fmt_one = lambda v: (f"{v:,}" if isinstance(v, int) else fmt.format(v) if isinstance(v, float) else str(v))  # noqa: E731
+    return table(pd.DataFrame({"": list(d), "value": [fmt_one(v) for v in d.values()]}), caption, fmt=None)
+
+
 def glue(name: str, value, display: bool = False):
     """myst-nb glue (numbers in prose come from the run); a plain no-op outside Jupyter Book's toolchain."""
     try:
@@ -103,7 +154,7 @@ def plot_val_curves(val: dict[str, list[dict]]):
     preset with `eval.val_every: 0`)."""
     val = {k: v for k, v in val.items() if v}
     if not val:
-        print("no validation curves: this preset has eval.val_every = 0 or data.n_val = 0")
+        print("no validation curves: this preset has eval.val_points = eval.val_every = 0, or data.n_val = 0")
         return None
     return plot_curves(val, ["val_em", "val_searches"], {"val_em": "validation EM (greedy)",
                                                          "val_searches": "searches per question"})
@@ -254,10 +305,12 @@ def benchmark_tables(folder=None) -> dict:
         prov = d.get("provenance", {})
         note = f"{p.name}, preset {prov.get('preset')}, {prov.get('machine', {}).get('cpus')} CPU cores, " \
                f"{prov.get('created')}"
-        if "rows" in d:
-            out[p.stem] = (pd.DataFrame(d["rows"]).round(4), note)
-        elif "stages" in d:
-            out[p.stem] = (pd.DataFrame(d["stages"]).round(3), note)
+        if "rows" not in d and "stages" not in d:
+            continue
+        df = pd.DataFrame(d.get("rows", d.get("stages"))).round(4)
+        if p.stem.startswith("compare_runs"):  # the columns that say whether a rerun reproduced each stage
+            df = df[[c for c in ("stage", "what", "equal", "of", "identical", "work_s_a", "work_s_b") if c in df]]
+        out[p.stem] = (df, note)
     return out
 
 
@@ -271,7 +324,7 @@ def _bench(folder, name):
 
 
 def performance_targets(preset: str = "cpu", folder=None) -> pd.DataFrame:
-    """Issue #7's targets against what the benchmark scripts measured (rows only for results that exist)."""
+    """The performance targets against what the benchmark scripts measured (rows only for results that exist)."""
     rows = []
 
     def add(target, measured, met):
@@ -378,15 +431,20 @@ def plot_rollout_throughput(preset: str = "cpu", folder=None):
 
 
 def group_frame(res: dict, rows: Sequence[str]) -> pd.DataFrame:
-    """Average EM over the multi-hop sets whose gold passages are in the corpus (`*_ctx`) and over the sets
-    whose answers the corpus rarely holds; at paper scale (no `_ctx` sets) the first column is empty."""
-    ctx = [s for s in res["eval_sets"] if s.endswith("_ctx")]
-    other = [s for s in res["eval_sets"] if not s.endswith("_ctx")]
+    """Average EM over the paper's two groups of benchmarks, General QA (NQ, TriviaQA, PopQA) and Multi-hop QA
+    (HotpotQA, 2Wiki, MuSiQue, Bamboogle), and, where a set has no answer-bearing passages in the corpus
+    (TriviaQA at `cpu` scale), over the sets that have them."""
+    general = [s for s in res["eval_sets"] if s.split("_")[0] in ("nq", "triviaqa", "popqa")]
+    multi = [s for s in res["eval_sets"] if s not in general]
+    bearing = [s for s in res["eval_sets"] if s.endswith("_ctx") or s == "bamboogle"]
 
     def avg(r, sets):
         return sum(res["em"][r][s] for s in sets) / len(sets) if sets else float("nan")
 
-    return pd.DataFrame({f"multi-hop, passages in corpus ({', '.join(display_name(s) for s in ctx)})":
-                         [avg(r, ctx) for r in rows],
-                         f"answers rarely in corpus ({', '.join(display_name(s) for s in other)})":
-                         [avg(r, other) for r in rows]}, index=[row_label(r) for r in rows])
+    names = lambda sets: ", ".join(display_name(s) for s in sets)  # noqa: E731
+    cols = {f"General QA ({names(general)})": general, f"Multi-hop QA ({names(multi)})": multi}
+    if any(s.endswith("_ctx") for s in res["eval_sets"]) and len(bearing) < len(res["eval_sets"]):
+        cols[f"answer-bearing sets ({names(bearing)})"] = bearing
+    df = pd.DataFrame({c: [avg(r, sets) for r in rows] for c, sets in cols.items()}, index=[row_label(r) for r in rows])
+    df.index.name = "method"
+    return df

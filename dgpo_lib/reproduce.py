@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from .config import ConfigError, _dotted_to_nested, load_config, resolve_seed
-from .data import REPO_ROOT, repo_path
+from .data import REPO_ROOT, repo_path, shown_path
 from .io_utils import atomic_path, atomic_write_json, provenance
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -29,11 +30,41 @@ def kernel_name() -> str:
     return "dgpo" if "dgpo" in KernelSpecManager().find_kernel_specs() else "python3"
 
 
+def ipc_kernel_manager(folder: Path, stderr: Path | None = None):
+    """papermill's kernel manager, with the kernel's sockets as files in `folder` (IPC) instead of TCP ports:
+    nothing listens on the network, and the kernel does not warn about unencrypted TCP for every chapter. Each
+    kernel gets a subfolder, so two jobs or two chapters never share a socket. The kernel process's own messages
+    (Jupyter's start-up and shut-down chatter) go to `stderr`, not the terminal."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self):
+            return "ipc"
+
+        @default("ip")
+        def _ip_default(self):
+            import tempfile
+            return str(Path(tempfile.mkdtemp(dir=folder)) / "kernel")
+
+        async def _async_start_kernel(self, **kw):
+            if stderr is None or "stderr" in kw:
+                return await super()._async_start_kernel(**kw)
+            with open(stderr, "ab") as f:  # the kernel process gets its own copy of the descriptor
+                return await super()._async_start_kernel(**kw, stderr=f)
+
+        start_kernel = _async_start_kernel
+
+    return IPCKernelManager
+
+
 def run_notebooks(preset: str = "cpu", seed: int | None = None, overrides: dict | None = None, out: Path | None = None,
                   only: list[str] | None = None, progress: bool = True, ablations: list[str] | None = None
                   ) -> list[Path]:
     import papermill as pm
-    from tqdm import tqdm
+
+    from .job_log import LOG_ENV, LogFollower
 
     overrides = overrides or {}
     seed = resolve_seed(seed, overrides)
@@ -45,27 +76,48 @@ def run_notebooks(preset: str = "cpu", seed: int | None = None, overrides: dict 
     books = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
     if only:
         books = [b for b in books if any(b.stem.startswith(o) for o in only)]
+    say = print if progress else (lambda *a, **k: None)
+    log_file = work / "main.log"  # every chapter's stage logs and progress bars, shown below as they come
+    with open(log_file, "a", encoding="utf-8") as f:
+        f.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} reproduce --preset {preset} seed={seed}\n")
+    os.environ[LOG_ENV] = str(log_file)  # the kernels inherit it
+    follower = LogFollower(log_file).start() if progress else None
+    known = reference_timings(preset, out)
+    say(f"reproduce: {len(books)} chapters, preset {preset}; log {shown_path(log_file)}")
     done, timings = [], {}
-    bar = tqdm(books, desc=f"notebooks ({preset})", unit="nb", disable=not progress)
-    for nb in bar:
-        bar.set_postfix_str(nb.stem)
-        t0 = time.time()
-        target, running = out / nb.name, work / nb.name
-        try:
-            params = {"preset": preset, "seed": seed, "overrides": overrides}
-            if nb.stem.startswith("06") and ablations is not None:
-                params["ablations"] = list(ablations)
-            pm.execute_notebook(str(nb), str(running), parameters=params,
-                                kernel_name=kernel_name(), progress_bar=False, cwd=str(REPO_ROOT),
-                                log_output=False)
-        except pm.PapermillExecutionError as e:
-            raise NotebookFailed(f"notebook {nb.name} failed in cell {e.cell_index} ({e.exec_count=}): "
-                                 f"{e.ename}: {e.evalue}\n(executed copy with the traceback: {running}; "
-                                 f"{target} is unchanged)") from None
-        with atomic_path(target, "wb") as f:  # the finished chapter replaces the old one in one rename
-            f.write(running.read_bytes())
-        timings[nb.stem] = round(time.time() - t0, 1)
-        done.append(target)
+    import tempfile
+    sockets = tempfile.TemporaryDirectory(prefix="dgpo-kernels-")  # short paths: a socket path has ~100 bytes
+    try:
+        for i, nb in enumerate(books, 1):
+            left = [b.stem for b in books[i - 1:]]
+            eta = (f"; the reference run took {sum(known[b] for b in left) / 60:.0f} min from here (less where "
+                   f"stages are already done)") if all(b in known for b in left) else ""
+            say(f"[{i}/{len(books)}] {nb.stem}{eta}", flush=True)
+            t0 = time.time()
+            target, running = out / nb.name, work / nb.name
+            try:
+                params = {"preset": preset, "seed": seed, "overrides": overrides}
+                if nb.stem.startswith("06") and ablations is not None:
+                    params["ablations"] = list(ablations)
+                pm.execute_notebook(str(nb), str(running), parameters=params,
+                                    kernel_name=kernel_name(), progress_bar=False, cwd=str(REPO_ROOT),
+                                    log_output=False, kernel_manager_class=ipc_kernel_manager(Path(sockets.name), work / "kernels.log"))
+            except pm.PapermillExecutionError as e:
+                raise NotebookFailed(f"notebook {nb.name} failed in cell {e.cell_index} ({e.exec_count=}): "
+                                     f"{e.ename}: {e.evalue}\n(executed copy with the traceback: {running}; "
+                                     f"{target} is unchanged; log: {log_file})") from None
+            with atomic_path(target, "wb") as f:  # the finished chapter replaces the old one in one rename
+                f.write(_hide_injected_parameters(running.read_bytes()))
+            timings[nb.stem] = round(time.time() - t0, 1)
+            if follower:
+                follower.poll()
+            say(f"[{i}/{len(books)}] {nb.stem} finished in {timings[nb.stem] / 60:.1f} min", flush=True)
+            done.append(target)
+    finally:
+        sockets.cleanup()
+        if follower:
+            follower.stop()
+        os.environ.pop(LOG_ENV, None)
     import resource
     peak = round(max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 2 ** 20, 2)
@@ -81,6 +133,27 @@ def run_notebooks(preset: str = "cpu", seed: int | None = None, overrides: dict 
     atomic_write_json(record, provenance(cfg, notebook_wall_s=timings, overrides=overrides,
                                          total_wall_s=round(sum(timings.values()), 1), peak_rss_gib=peak, **extra))
     return done
+
+
+def _hide_injected_parameters(raw: bytes) -> bytes:
+    """The book does not show papermill's injected-parameters cell (the banner says preset, seed and config hash);
+    the executed notebook keeps it, tagged remove-cell."""
+    nb = json.loads(raw)
+    for c in nb["cells"]:
+        tags = c.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    return (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode()
+
+
+def reference_timings(preset: str, out: Path) -> dict:
+    """Wall seconds per chapter of the last complete run of this preset (out's record, else the book's)."""
+    for record in (out / "reproduce.json", REPO_ROOT / "book" / "executed" / "reproduce.json"):
+        if record.exists():
+            r = json.loads(record.read_text())
+            if r.get("preset") == preset and not r.get("rerun"):
+                return r.get("notebook_wall_s", {})
+    return {}
 
 
 def _executed_durations(out: Path, preset: str, skip: set) -> dict:

@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 import torch
 
 from . import rl_math as R
+from .config import val_interval
 from .kd import length_buckets
 from .policy import ValueModel, action_logits, action_values, add_lora, logprobs_and_entropy, save_policy
 from .rollout import Trajectory, collate_trajectories
@@ -304,7 +305,7 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
                         desc=f"{setup.algo}", progress=progress and acc.is_main_process, stop_after=stop_after,
                         is_main=acc.is_main_process, barrier=acc.wait_for_everyone,
                         val_fn=(lambda step: val_fn(acc.unwrap_model(actor), step)) if val_fn else None,
-                        val_every=cfg.eval.val_every,
+                        val_every=val_interval(cfg, rc.steps),
                         on_best=(lambda step, row: save_best(acc.unwrap_model(actor), tokenizer, out_dir, step, row))
                         if out_dir is not None else None)
     actor.eval()

@@ -51,6 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("overrides", nargs="*", help="key=value config overrides")
     a = ap.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("faiss", "faiss.loader", "httpx", "bm25s"):  # library chatter, not the stage's progress
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         cfg = load_config(a.preset, a.overrides)
         out = run_stage(Run(cfg, progress=not a.quiet), a.stage)

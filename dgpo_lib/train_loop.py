@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from .data import shown_path
 from .io_utils import append_jsonl, atomic_write_jsonl, read_jsonl_tolerant
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
     latest = ck.latest()
     if latest is not None:
         start = ck.load(latest, modules, optimizers, schedulers, helpers)
-        log.info("%s: resuming at step %d of %d from its checkpoint %s", desc, start, total_steps, latest)
+        log.info("%s: resuming at step %d of %d from its checkpoint %s", desc, start, total_steps, shown_path(latest))
     # drop rows logged after the checkpoint we resume from (they will be recomputed identically)
     rows = [r for r in read_jsonl_tolerant(metrics_path) if r.get("step", 0) <= start]
     val_path = run_dir / "val_metrics.jsonl"

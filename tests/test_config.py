@@ -61,3 +61,12 @@ def test_a_seed_override_is_never_silently_replaced():
     assert resolve_seed(1, {"seed": 1}) == 1
     with pytest.raises(ConfigError, match="seed given twice"):
         resolve_seed(0, {"seed": 1})
+
+
+def test_val_points_spread_validation_evenly_over_any_stage_length():
+    from dgpo_lib.config import load_config, val_interval
+    cfg = load_config("smoke", {"eval.val_every": 7})
+    assert val_interval(cfg, 250) == 7 and val_interval(cfg, 30) == 7  # val_every alone: the same cadence
+    cfg = load_config("smoke", {"eval.val_every": 7, "eval.val_points": 6})
+    assert val_interval(cfg, 250) == 42 and val_interval(cfg, 30) == 5 and val_interval(cfg, 3) == 1
+    assert val_interval(load_config("smoke"), 250) == 0  # no curves

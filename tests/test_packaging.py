@@ -37,20 +37,23 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     assert "trust_remote_code" + "=True" not in "".join(p.read_text() for p in (REPO_ROOT / "dgpo_lib").glob("*.py"))
 
 
-def test_notebooks_match_their_source_and_have_parameters():
-    import json
-    import subprocess
-    import sys
-    r = subprocess.run([sys.executable, str(REPO_ROOT / "scripts/build_notebooks.py"), "--check"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout
-    for p in (REPO_ROOT / "notebooks").glob("*.ipynb"):
-        nb = json.loads(p.read_text())
-        tagged = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
-        assert len(tagged) == 1, p.name
-        assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), p.name
+def test_notebooks_match_their_markdown_sources_and_have_parameters():
+    """The chapters are edited as MyST markdown (notebooks/*.md); the paired .ipynb (what papermill runs) must
+    hold the same cells: `jupytext --sync notebooks/*.md` after an edit."""
+    import jupytext
+    import nbformat
+    mds = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.md"))
+    assert [p.stem for p in mds] == sorted(p.stem for p in (REPO_ROOT / "notebooks").glob("*.ipynb"))
+    cells = lambda nb: [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
+    for md in mds:
+        nb = nbformat.read(md.with_suffix(".ipynb"), as_version=4)
+        assert cells(jupytext.read(md)) == cells(nb), f"{md.name} and its .ipynb differ: jupytext --sync {md}"
+        assert nb.metadata.get("jupytext", {}).get("formats") == "ipynb,md:myst", md.name
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, md.name
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), md.name
         # notebooks narrate and call the library: no long code cells
-        assert all(len("".join(c["source"]).splitlines()) <= 15 for c in nb["cells"] if c["cell_type"] == "code"), p.name
+        assert all(len(c.source.splitlines()) <= 15 for c in nb.cells if c.cell_type == "code"), md.name
 
 
 def test_the_library_has_no_import_cycles():

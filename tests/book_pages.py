@@ -1,0 +1,50 @@
+"""Every page of a built book, as headless Chromium renders it at 1280 px: a screenshot each, and what a reader
+would trip over (tables or code wider than the text column, raw TeX, warnings, log lines or machine paths in
+executed outputs), measured in the browser by page_check.js."""
+from __future__ import annotations
+
+import html as html_lib
+import json
+import re
+import subprocess
+from pathlib import Path
+
+CHECK_JS = Path(__file__).with_name("page_check.js")
+WIDTH = 1280
+
+
+def chromium_flags(profile: Path) -> list[str]:
+    return ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--hide-scrollbars",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={profile}", f"--window-size={WIDTH},2400", "--virtual-time-budget=20000"]
+
+
+def pages(html_root: Path) -> list[Path]:
+    """The book's pages (not Sphinx's search/genindex pages)."""
+    skip = {"search.html", "genindex.html", "py-modindex.html"}
+    return sorted(p for p in html_root.rglob("*.html") if p.name not in skip and "_static" not in p.parts
+                  and "_sources" not in p.parts)
+
+
+def check_page(chromium: str, page: Path, profile: Path, shot: Path | None = None) -> dict:
+    """Inject the checker into `page` (a scratch copy), render it, return its report; screenshot to `shot`."""
+    text = page.read_text(encoding="utf-8")
+    if 'id="page-check-js"' not in text:
+        text = text.replace("</body>", f'<script id="page-check-js">{CHECK_JS.read_text()}</script></body>')
+        page.write_text(text, encoding="utf-8")
+    flags = chromium_flags(profile)
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=180).stdout
+    m = re.search(r'id="page-check" data-report="([^"]*)"', dom)
+    if m is None:
+        return {"error": "the page never finished loading", "tables": 0, "images": 0}
+    report = json.loads(html_lib.unescape(m.group(1)))
+    report["tables"], report["images"] = dom.count("<table"), dom.count("<img")
+    if shot is not None:
+        subprocess.run([chromium, *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=180)
+    return report
+
+
+def problems(report: dict) -> list[str]:
+    return ([report["error"]] if "error" in report else []) + [
+        f"{kind}: {item}" for kind in ("wide", "latex", "warnings") for item in report.get(kind, [])]

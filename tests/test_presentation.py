@@ -1,0 +1,55 @@
+"""What the reader and the user see: book tables (no unnamed index, nothing truncated, wide tables turned upright)
+and the main job's terminal (a chapter's stage logs and progress bars followed from its log file)."""
+import io
+
+import pandas as pd
+
+from dgpo_lib.job_log import LogFollower
+from dgpo_lib.report import facts, table, upright
+
+
+def test_table_names_the_row_labels_formats_floats_and_truncates_nothing():
+    long = "a claim whose text runs well past fifty characters, which pandas would cut with an ellipsis"
+    df = pd.DataFrame({"EM": [0.12345, 0.5]}, index=pd.Index(["KD", long], name="method"))
+    html = table(df, "Caption.").to_html()
+    assert "method" in html and long in html and "0.123" in html and "0.12345" not in html
+    assert "Caption." in html and "…" not in html and "..." not in html
+    # a {row: {column: value}} dict: rows become the first column, named by `index`
+    html = table({"ppo": {"em": 0.25}, "dgpo": {"em": 0.5}}, index="run").to_html()
+    assert "run" in html and "dgpo" in html and "0.500" in html
+    assert "1,234" in facts({"parameters": 1234}).to_html()
+
+
+def test_upright_turns_a_wide_short_table():
+    df = pd.DataFrame([{"model": "student", "batch": 32, **{f"q{i}": i for i in range(10)}},
+                       {"model": "teacher", "batch": 1, **{f"q{i}": 2 * i for i in range(10)}}])
+    up = upright(df)
+    assert list(up.columns) == ["student 32", "teacher 1"] and up.loc["q3"].tolist() == [3, 6]
+    narrow = df[["model", "q1"]]
+    assert upright(narrow) is narrow
+
+
+def test_log_follower_prints_lines_and_redraws_bars_at_most_once_a_minute(tmp_path):
+    log = tmp_path / "main.log"
+    log.write_text("written before the job started\n")
+    out = io.StringIO()  # not a terminal: bars are printed as lines, at most one per `bar_every_s`
+    f = LogFollower(log, out=out, bar_every_s=60)
+    with open(log, "a") as w:
+        w.write("2026-01-01 teacher: running\n")
+        w.write("rollouts:  10%|#  | 1/10\rrollouts:  20%|## | 2/10")
+    f.poll()
+    with open(log, "a") as w:
+        w.write("\rrollouts:  30%|###| 3/10")
+    f.poll()  # within the minute: not printed again
+    with open(log, "a") as w:
+        w.write("\rrollouts: 100%|###| 10/10\n2026-01-01 teacher: done\n")
+    f.poll()
+    lines = out.getvalue().splitlines()
+    assert lines == ["  2026-01-01 teacher: running", "  rollouts:  20%|## | 2/10", "  rollouts: 100%|###| 10/10",
+                     "  2026-01-01 teacher: done"]
+
+
+def test_table_shows_counts_as_counts():
+    html = table({"all": {"n": 1600, "em": 0.44625}, "kept": {"n": 714, "em": 1.0}}, index="trajectories").to_html()
+    assert "1,600" in html and "1600.000" not in html and "0.446" in html and "1.000" in html
+    assert "0.000" in table(pd.DataFrame({"EM": [0.0, 1.0]}, index=["a", "b"])).to_html()  # scores stay scores
