@@ -76,10 +76,9 @@ def upright(df: pd.DataFrame, max_cols: int = 6) -> pd.DataFrame:
     return out
 
 
-def facts(d: dict, caption: str | None = None, fmt: str = "{:,.3f}"):
-    """A {what: value} dict as a two-column table (instead of printing the dict)."""
-    fmt_one = lambda v: (f"{v:,}" if isinstance(v, int) else fmt.format(v) if isinstance(v, float) else str(v))  # noqa: E731
-    return table(pd.DataFrame({"": list(d), "value": [fmt_one(v) for v in d.values()]}), caption, fmt=None)
+def facts(d: dict, caption: str | None = None):
+    """A {what: value} dict as a two-column table (instead of printing the dict), each value as `measured`."""
+    return table(pd.DataFrame({"": list(d), "value": [measured(v) for v in d.values()]}), caption, fmt=None)
 
 
 def glue(name: str, value, display: bool = False):
