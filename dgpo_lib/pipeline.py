@@ -56,6 +56,9 @@ STAGE_READS = {
     "rl": ("seed", "train", "rl", *ROLLOUT_READS),
     "eval": ("seed", "eval.batch_size", *ROLLOUT_READS),
 }
+# Knobs that only split a batch into smaller forward passes change memory, not results: they stay out of the keys,
+# so lowering one to fit a machine reuses what was trained with the larger value.
+NOT_IN_KEYS = ("teacher.sft_micro_batch",)
 
 
 def _pick(d: dict, dotted: str):
@@ -112,6 +115,9 @@ class Run:
         kind = name.partition("_")[0]
         reads = STAGE_READS[kind] + (("rl",) if kind == "teacher" and self.cfg.teacher.ppo_steps else ())
         d = self.cfg.to_dict()
+        for dotted in NOT_IN_KEYS:
+            section, _, key = dotted.partition(".")
+            d[section].pop(key)
         extra = {}
         if kind == "eval" and self.upstream(name)[0].startswith("rl_"):
             extra["checkpoint"] = self.rl_checkpoint(name.partition("_")[2])

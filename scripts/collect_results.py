@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dgpo_lib.config import load_config  # noqa: E402
 from dgpo_lib.pipeline import Run  # noqa: E402
 
-KEEP = ("done.json", "metrics.jsonl", "summary.json", "records_*.jsonl", "results*.json", "config.json",
+KEEP = ("done.json", "metrics.jsonl", "val_metrics.jsonl", "summary.json", "records_*.jsonl", "results*.json", "config.json",
         "all_records.jsonl", "made_by.json")
 
 

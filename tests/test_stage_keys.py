@@ -36,6 +36,11 @@ def test_changing_the_student_reruns_every_student_row_but_not_the_teacher(smoke
     assert not changed & {"teacher", "tgo", "eval_teacher"}
 
 
+def test_a_micro_batch_that_only_saves_memory_keeps_every_key(smoke_cfg):
+    assert _changed(smoke_cfg, teacher__sft_micro_batch=1) == set()
+    assert "teacher" in _changed(smoke_cfg, teacher__sft_batch=3)
+
+
 def test_changing_data_or_the_seed_reruns_everything(smoke_cfg):
     every = set(_keys(smoke_cfg))
     assert _changed(smoke_cfg, data__n_eval=5) == every
