@@ -20,7 +20,7 @@ from common import table, write
 from dgpo_lib.config import load_config
 from dgpo_lib.data import REPO_ROOT
 from dgpo_lib.io_utils import read_jsonl_tolerant
-from dgpo_lib.pipeline import Run
+from dgpo_lib.pipeline import Run, work_s
 
 
 def _untimed(row: dict) -> dict:
@@ -85,7 +85,7 @@ def main():
             missing += [sa.name] if not sb.is_dir() else []
             continue
         ra, rb = record(sa), record(sb)
-        wa, wb = Run.work_s(ra), Run.work_s(rb)  # 0.0 for a folder without a record
+        wa, wb = work_s(ra), work_s(rb)  # 0.0 for a folder without a record
         # a stage whose record carries the same creation time in both was copied, not run again
         rows.append({"stage": sa.name, **c, "identical": c["equal"] == c["of"],
                      "ran_again": ra.get("created") != rb.get("created"), "commit_b": (rb.get("git_commit") or "")[:8],

@@ -1,6 +1,7 @@
 """Rollout throughput: batched multi-turn Search-R1 rollouts (KV cache kept across turns, and HF generate) vs a
 one-question-at-a-time loop, vs this machine's limit, with the share of time in generation, retrieval and
-tokenisation.
+tokenisation, the share outside the model's forward passes, and prefill's linear-layer FLOP/s as a share of the
+measured GEMM rate.
 
     .venv/bin/python benchmarks/rollout.py [--preset cpu] [--questions 64] [--batch 32] [--single 8]
 """
@@ -12,6 +13,7 @@ import time
 import torch
 
 from common import decode_limit, matmul_flops, memory_bandwidth, table, write
+from training import linear_weights
 
 from dgpo_lib.config import load_config
 from dgpo_lib.models import count_parameters
@@ -60,19 +62,25 @@ def main():
     bw = memory_bandwidth()
     rows = []
     for row in a.rows:
+        run.stage(row)  # the trained student or teacher (trains it if this run has not)
         n = count_parameters(run.load(row)[0])
         limit = decode_limit(n, a.batch, flops, bw, 2 if bf16 else 4)
         # sampled rollouts (T=1, as in RL), so every variant sees the same kind of text but not the same tokens:
         # compare questions/s and generated tokens/s
         single = measure(run, row, qs[: a.single], 1, "hf")
+        weights = linear_weights(run.load(row)[0])
         for gen in a.generators:
             r = measure(run, row, qs, a.batch, gen)
             rows.append({**r, "params": n, "limit_tokens_per_s": limit, "share_of_limit": r["tokens_per_s"] / limit,
                          "speedup_vs_single": r["questions_per_s"] / single["questions_per_s"]})
+            if r.get("prefill_s"):  # generators that time their forward passes (kv, continuous)
+                rows[-1]["outside_forward_share"] = 1 - (r["prefill_s"] + r["decode_s"]) / r["wall_s"]
+                rows[-1]["prefill_share_of_gemm"] = 2 * weights * r["prefill_tokens"] / r["prefill_s"] / flops
         rows.append({**single, "params": n, "limit_tokens_per_s": decode_limit(n, 1, flops, bw, 2 if bf16 else 4),
                      "speedup_vs_single": 1.0})
     print(table(rows, ["model", "generator", "batch", "questions_per_s", "tokens_per_s", "speedup_vs_single",
-                       "limit_tokens_per_s", "share_of_limit", "share_generate", "share_retrieve", "share_tokenize"]))
+                       "limit_tokens_per_s", "share_of_limit", "share_generate", "share_retrieve", "share_tokenize",
+                       "outside_forward_share", "prefill_share_of_gemm"]))
     write(f"rollout_{a.preset}", {"rows": rows, "matmul_flops": flops, "memory_bandwidth": bw,
                                   "compute_dtype": compute_dtype(), "note": "one-at-a-time = HF generate, batch 1"},
           cfg)

@@ -2,6 +2,10 @@
 step and a PPO/DGPO update without its rollout (full and LoRA) against a plain TRL SFTTrainer step on the same
 sequences, and the padding share with and without length bucketing.
 
+Model-FLOPs utilisation (MFU): the step's linear-layer FLOPs (2 per weight per token for a forward pass, 4 more
+for a backward; attention scores and the vocabulary head at the kept positions not counted) per second, over the
+bf16 GEMM rate this script measures on the same machine in the same run.
+
     .venv/bin/python benchmarks/training.py [--preset cpu] [--steps 3]
 """
 from __future__ import annotations
@@ -13,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import table, write
+from common import matmul_flops, table, write
 
 from dgpo_lib import kd, rl
 from dgpo_lib.config import load_config
@@ -28,6 +32,13 @@ def oracle_seqs(run: Run, tok, n: int):
     env = run.env(None, tok, greedy=True)
     env.gen = OracleGenerator(tok, qs)
     return seqs_of(env.run(qs))
+
+
+def linear_weights(model) -> int:
+    """Weights of the decoder's linear layers: what a token's matmuls multiply by (the tied head excluded)."""
+    import torch
+    return sum(m.weight.numel() for name, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and not name.endswith("lm_head"))
 
 
 def step_time(rows) -> float:
@@ -78,7 +89,7 @@ def main():
     for lora in (False, True):
         c = copy.deepcopy(cfg)
         c.kd.steps, c.train.lora, c.train.save_every = a.steps, lora, 10 ** 6
-        student, _ = load_model(run.student_base_path())
+        student, _ = load_model(run.student())
         with tempfile.TemporaryDirectory() as d:
             m = kd.train_kd("kd", student, tok, teacher, seqs, c, Path(d), progress=False)
         t = step_time(m)
@@ -87,17 +98,17 @@ def main():
         c = copy.deepcopy(cfg)
         c.rl.steps, c.train.lora, c.train.save_every = a.steps, lora, 10 ** 6
         c.rl.prompts_per_step = c.rl.mini_batch = batch
-        actor, _ = load_model(run.student_base_path())
+        actor, _ = load_model(run.student())
         qs = run.train_questions()
         with tempfile.TemporaryDirectory() as d:
-            m = rl.train_rl(rl.RL_VARIANTS["dgpo"], actor, tok, run.student_base_path(),
+            m = rl.train_rl(rl.RL_VARIANTS["dgpo"], actor, tok, run.student(),
                             teacher, qs, lambda act, q: run.env(act, tok, greedy=False).run(q), c, Path(d),
                             progress=False)
         t = step_time(m)
         ntok = sum(r["sequence_tokens"] for r in m) / len(m)  # every token of the step's sequences
         rows.append({"step": f"DGPO update ({'LoRA' if lora else 'full'})", "s_per_step": t,
                      "tokens_per_s": ntok / t, "rollout_s": sum(r["rollout_s"] for r in m) / len(m)})
-    t = trl_sft_step(run.student_base_path(), seqs[:batch] * (a.steps + 2), batch, a.steps,
+    t = trl_sft_step(run.student(), seqs[:batch] * (a.steps + 2), batch, a.steps,
                      cfg.models.compute_dtype == "bfloat16")
     rows.append({"step": "TRL SFTTrainer (full)", "s_per_step": t, "tokens_per_s": tokens_per_step / t})
     lengths = [s.length for s in seqs]
@@ -106,10 +117,23 @@ def main():
     arrival = [rnd[i:i + cfg.train.micro_batch] for i in range(0, len(rnd), cfg.train.micro_batch)]
     pad = {"bucketed": padding_share(lengths, length_buckets(lengths, cfg.train.micro_batch)),
            "arrival_order": padding_share(lengths, arrival)}
-    print(table(rows, ["step", "s_per_step", "tokens_per_s", "rollout_s"]))
+    import torch
+    gemm = matmul_flops(torch.bfloat16)
+    ws, wt = linear_weights(load_model(run.student())[0]), linear_weights(teacher)
+    # passes per token: KD = student forward + backward, teacher forward; a PPO/DGPO update (one epoch) = actor
+    # forward for the old log-probs, then forward + backward, the critic the same, the teacher forward (DGPO's
+    # reference, on the wrong trajectories only: counted on all, an upper bound when some are right)
+    per_token = {"KD (full)": 6 * ws + 2 * wt, "DGPO update (full)": 16 * ws + 2 * wt,
+                 "TRL SFTTrainer (full)": 6 * ws}
+    for r in rows:
+        if r["step"] in per_token:
+            r["mfu"] = per_token[r["step"]] * r["tokens_per_s"] / gemm
+    print(table(rows, ["step", "s_per_step", "tokens_per_s", "mfu", "rollout_s"]))
+    print(f"bf16 GEMM rate measured here: {gemm / 1e9:.0f} GFLOP/s")
     print(f"padding share of computed tokens: bucketed {pad['bucketed']:.1%}, arrival order {pad['arrival_order']:.1%}")
     write(f"training_{a.preset}", {"rows": rows, "padding_share": pad, "batch": batch,
-                                   "tokens_per_step": tokens_per_step}, cfg)
+                                   "tokens_per_step": tokens_per_step, "gemm_bf16_flops": gemm,
+                                   "linear_weights": {"student": ws, "teacher": wt}}, cfg)
 
 
 if __name__ == "__main__":

@@ -22,21 +22,10 @@ from .pipeline import Run
 def run_stage(run: Run, stage: str):
     if stage == "index":
         return len(run.retriever().passages)
-    if stage == "student":
-        return run.student_base_path()
-    if stage == "teacher":
-        return run.teacher_path()
-    if stage == "tgo":
-        return str(run.tgo())
-    if stage.startswith("kd_"):
-        return run.kd(stage[3:])
-    if stage.startswith("rl_"):
-        return run.rl(stage[3:])
-    if stage.startswith("eval_"):
-        return run.evaluate(stage[5:])["avg_em"]
     if stage == "results":
         return run.results(list(run.cfg.eval.methods) + list(run.cfg.eval.ablations))["avg_em"]
-    raise ValueError(f"unknown stage {stage!r}")
+    out = run.stage(stage)
+    return out["avg_em"] if stage.startswith("eval_") else str(out)
 
 
 def main(argv=None) -> int:

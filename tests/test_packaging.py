@@ -56,18 +56,36 @@ def test_notebooks_match_their_markdown_sources_and_have_parameters():
         assert all(len(c.source.splitlines()) <= 15 for c in nb.cells if c.cell_type == "code"), md.name
 
 
-def test_the_library_has_no_import_cycles():
-    """Every `from .x import` inside dgpo_lib, at module level or in a function, as a graph: it has no cycle."""
-    import ast
+def _library_modules() -> dict[str, "Path"]:
+    """Dotted names inside dgpo_lib (`pipeline.keys`; a package by its name, from its __init__) -> file."""
     lib = REPO_ROOT / "dgpo_lib"
-    mods = {p.stem: p for p in lib.glob("*.py")}
+    mods = {}
+    for path in lib.rglob("*.py"):
+        parts = path.relative_to(lib).with_suffix("").parts
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    mods.pop("", None)  # dgpo_lib/__init__.py
+    return mods
+
+
+def test_the_library_has_no_import_cycles():
+    """Every relative import inside dgpo_lib, at module level or in a function, as a graph: it has no cycle."""
+    import ast
+    mods = _library_modules()
     graph = {}
     for name, path in mods.items():
+        package = name.split(".")[:-1] if path.name != "__init__.py" else name.split(".")
         deps = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                deps |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
-        graph[name] = deps & set(mods)
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package[: len(package) - node.level + 1]
+                targets = [node.module] if node.module else [a.name for a in node.names]
+                for t in targets:
+                    parts = base + t.split(".")
+                    while parts and ".".join(parts) not in mods:  # `from .pipeline.keys import X` -> the module
+                        parts = parts[:-1]
+                    if parts and ".".join(parts) != name:
+                        deps.add(".".join(parts))
+        graph[name] = deps
 
     def reach(start, node, seen):
         for d in graph[node]:
@@ -87,6 +105,6 @@ def test_the_library_has_no_import_cycles():
 def test_readme_layout_names_every_module():
     """The README's layout row for dgpo_lib/ names each module of the package, and nothing that is not one."""
     row = next(line for line in (REPO_ROOT / "README.md").read_text().splitlines() if line.startswith("| `dgpo_lib/`"))
-    named = set(re.findall(r"`(\w+)`", row)) - {"dgpo_lib"}
-    modules = {p.stem for p in (REPO_ROOT / "dgpo_lib").glob("*.py")} - {"__init__"}
+    named = set(re.findall(r"`(\w+)/?`", row)) - {"dgpo_lib"}
+    modules = {name.split(".")[-1] for name in _library_modules()} - {"__init__"}
     assert named == modules, f"README names {sorted(named - modules)} and misses {sorted(modules - named)}"

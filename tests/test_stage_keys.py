@@ -71,3 +71,16 @@ def test_the_gkd_ablations_are_kd_stages_from_their_own_start(smoke_cfg):
     assert run.upstream("kd_kd_then_gkd") == ["tgo", "kd_kd"]
     assert run.upstream("eval_kd_then_gkd") == ["kd_kd_then_gkd"]
     assert {"kd_gkd_onpolicy", "kd_kd_then_gkd"} <= set(run.stage_names())
+
+
+def test_paths_and_models_of_unfinished_stages_are_never_trained_on_the_way(smoke_cfg, tmp_path):
+    import pytest
+
+    from dgpo_lib.pipeline import StageNotDone
+    c = copy.deepcopy(smoke_cfg)
+    c.run_root = str(tmp_path)
+    run = Run(c, progress=False)
+    for row, stage in (("kd", "kd_kd"), ("dgpo@best_val", "rl_dgpo"), ("teacher", "teacher")):
+        with pytest.raises(StageNotDone, match=f"python -m dgpo_lib.stage {stage} --preset smoke"):
+            run.load(row)
+    assert not any(tmp_path.iterdir())  # nothing was trained or written

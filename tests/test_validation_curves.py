@@ -6,15 +6,17 @@ import json
 
 def test_kd_writes_a_validation_curve_and_resumes_it(smoke_cfg, tmp_path, monkeypatch):
     from dgpo_lib.data import load_val_questions
-    from dgpo_lib.pipeline import Run
+    from dgpo_lib.pipeline import Run, StageRecords
 
     cfg = copy.deepcopy(smoke_cfg)
     cfg.run_root = str(tmp_path)
     cfg.data.n_val, cfg.eval.val_every, cfg.kd.steps, cfg.train.save_every = 3, 2, 3, 2
     assert len(load_val_questions(cfg)) == 3
     run = Run(cfg, progress=False)
-    with monkeypatch.context() as m:  # as if killed right after the last step: not marked done, checkpoints kept
-        m.setattr(Run, "mark_done", lambda *a, **k: None)
+    real = StageRecords.mark_done
+    with monkeypatch.context() as m:  # as if killed right after KD's last step: not marked done, checkpoints kept
+        m.setattr(StageRecords, "mark_done",
+                  lambda self, name, *a, **k: None if name == "kd_seqkd" else real(self, name, *a, **k))
         run.kd("seqkd")
     path = run.stage_dir("kd_seqkd") / "val_metrics.jsonl"
     rows = [json.loads(x) for x in path.read_text().splitlines()]
@@ -40,7 +42,8 @@ def test_rl_keeps_the_best_validation_checkpoint_and_rows_can_pin_it(smoke_cfg, 
     cfg.run_root = str(tmp_path)
     cfg.data.n_val, cfg.eval.val_every, cfg.rl.steps = 3, 1, 2
     run = Run(cfg, progress=False)
-    final = run.model_path("ppo")
+    final = run.rl("ppo")
+    assert run.model_path("ppo@final") == final
     rows = [json.loads(x) for x in (run.stage_dir("rl_ppo") / "val_metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 1, 2]
     best = run.model_path("ppo@best_val")

@@ -1,0 +1,73 @@
+"""Where a step's time goes, by operator: one KD step (teacher forward, student forward and backward, forward KL,
+AdamW) and a run of continuous-generator decode steps, under torch.profiler. Time outside every operator is Python
+and framework overhead.
+
+    .venv/bin/python benchmarks/profile_step.py [--preset cpu] [--top 12]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import profile
+
+from common import table, write
+from decode_step import continuous_step
+from training import oracle_seqs
+
+from dgpo_lib import kd
+from dgpo_lib.config import load_config
+from dgpo_lib.models import load_model
+from dgpo_lib.pipeline import Run
+
+
+def by_operator(prof, wall_s: float, top: int) -> dict:
+    """The `top` operators by self time, each with its share of the wall time, and the time in no operator."""
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    in_ops = sum(e.self_cpu_time_total for e in events) / 1e6
+    rows = [{"operator": e.key, "calls": e.count, "self_s": e.self_cpu_time_total / 1e6,
+             "share_of_wall": e.self_cpu_time_total / 1e6 / wall_s} for e in events[:top]]
+    return {"wall_s": wall_s, "in_operators_s": in_ops, "outside_operators_share": max(0.0, 1 - in_ops / wall_s),
+            "operators": rows}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--decode-steps", type=int, default=16)
+    ap.add_argument("overrides", nargs="*")
+    a = ap.parse_intermixed_args()
+    cfg = load_config(a.preset, a.overrides)
+    run = Run(cfg, progress=False)
+    teacher, tok = load_model(run.stage("teacher"), cfg.models.dtype)
+    seqs = oracle_seqs(run, tok, cfg.kd.batch_size)
+    out = {}
+    c = copy.deepcopy(cfg)
+    c.kd.steps, c.train.save_every = 2, 10 ** 6
+    student, _ = load_model(run.stage("student"), cfg.models.dtype)
+    with tempfile.TemporaryDirectory() as d:
+        kd.train_kd("kd", student, tok, teacher, seqs, c, Path(d) / "warm", progress=False)  # allocations warm
+        t0 = time.perf_counter()
+        with profile() as prof:
+            kd.train_kd("kd", student, tok, teacher, seqs, c, Path(d) / "timed", progress=False)
+        out["kd_steps"] = by_operator(prof, time.perf_counter() - t0, a.top)
+    ids = torch.randint(100, teacher.config.vocab_size - 100, (32, 300), generator=torch.Generator().manual_seed(0))
+    student.eval()
+    continuous_step(student, tok, ids, 4)
+    t0 = time.perf_counter()
+    with profile() as prof:
+        continuous_step(student, tok, ids, a.decode_steps)
+    out["student_decode"] = by_operator(prof, time.perf_counter() - t0, a.top)
+    for name, r in out.items():
+        print(f"{name}: {r['wall_s']:.2f} s wall, {r['outside_operators_share']:.1%} outside operators")
+        print(table(r["operators"], ["operator", "calls", "self_s", "share_of_wall"]))
+    write(f"profile_{a.preset}", {**out, "threads": torch.get_num_threads()}, cfg)
+
+
+if __name__ == "__main__":
+    main()

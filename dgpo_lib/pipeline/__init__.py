@@ -1,0 +1,18 @@
+"""The reproduction as cached stages. Notebooks call these; each stage writes its outputs under
+`<run_root>/<preset>-<stage key>/<stage>/` and a `done.json` last, so a finished stage is reused, a half-finished
+one is redone (training stages resume from their checkpoints), and the book can be rebuilt without retraining.
+The run's own folder `<run_root>/<preset>-<config hash>/` holds the files of the whole config (results.json,
+config.json).
+
+- `keys.py`: which stages a config has, what each reads, its cache key (no torch);
+- `records.py`: a stage's done.json and its running/finished/reused log lines;
+- `stages.py`: one function per stage (healing, teacher, TGO, KD, RL, evaluation);
+- `results.py`: the results table;
+- `run.py`: `Run`, which ties them to one config.
+
+Stages: index -> student (healing a pruned student) -> teacher -> tgo -> kd_<method> -> rl_<variant> -> eval_<row> -> results.
+"""
+from ..rl import RL_VARIANTS, rl_variant  # noqa: F401  (RL_VARIANTS: the RL rows, listed by stage.py)
+from .keys import GKD_ABLATIONS, KD_ROWS, NOT_IN_KEYS, STAGE_READS, kd_stage, row_stage  # noqa: F401
+from .records import StageRecords, work_s  # noqa: F401
+from .run import Run, StageNotDone  # noqa: F401

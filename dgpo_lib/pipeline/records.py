@@ -1,0 +1,68 @@
+"""A stage's life in its folder: it says when it runs, writes `done.json` last (provenance, wall time, peak memory),
+and is reused from then on; its resumable checkpoints go once it is done."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import resource
+import shutil
+import time
+from pathlib import Path
+
+from .. import data as D
+from ..io_utils import atomic_write_json, provenance
+from .keys import stage_key
+
+log = logging.getLogger("dgpo_lib.pipeline")
+
+
+class StageRecords:
+    """Done-records of one config's stages, under `folder_of(name)`."""
+
+    def __init__(self, cfg, folder_of, run_dir: Path):
+        self.cfg, self.folder_of, self.run_dir = cfg, folder_of, run_dir
+        self._said_done: set = set()
+
+    def is_done(self, name: str) -> bool:
+        done = (self.folder_of(name) / "done.json").exists()
+        if done and name not in self._said_done:  # say once which finished stages a run reuses
+            self._said_done.add(name)
+            log.info("%s: finished earlier, reusing %s", name, D.shown_path(self.folder_of(name)))
+        return done
+
+    @contextlib.contextmanager
+    def running(self, name: str):
+        """`with records.running(name) as info:` runs stage `name`; what the body puts in `info` joins its
+        done.json. An exception leaves no record, so the stage runs (or resumes) again next time."""
+        log.info("%s: running, in %s", name, D.shown_path(self.folder_of(name)))
+        started, info = time.time(), {}
+        yield info
+        self.mark_done(name, started, **info)
+
+    def mark_done(self, name: str, started: float, **info) -> None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB, process peak so far
+        folder = self.folder_of(name)
+        atomic_write_json(folder / "done.json",
+                          provenance(self.cfg, stage=name, stage_key=stage_key(self.cfg, name),
+                                     wall_s=round(time.time() - started, 1), peak_rss_gib=round(peak, 2), **info))
+        atomic_write_json(self.run_dir / "config.json", self.cfg.to_dict())
+        log.info("%s: done in %.1f min", name, (time.time() - started) / 60)
+        self._said_done.add(name)  # later calls reuse it without saying so again
+        # a finished stage never resumes: its resumable checkpoints (12 B per parameter, two kept) go, its models stay
+        for ckpt in sorted(folder.rglob("ckpt")):
+            shutil.rmtree(ckpt, ignore_errors=True)
+
+    def info(self, name: str) -> dict:
+        """Stage `name`'s done.json ({} when it has not finished)."""
+        p = self.folder_of(name) / "done.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def all(self, names) -> dict[str, dict]:
+        """Every finished stage's done.json, by stage name."""
+        return {n: r for n in sorted(names) if (r := self.info(n))}
+
+
+def work_s(record: dict) -> float:
+    """A stage record's work time: wall time less a recorded pause (SIGSTOP while something else had the cores)."""
+    return record.get("wall_s", 0.0) - record.get("paused_s", 0)

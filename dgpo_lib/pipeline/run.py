@@ -1,0 +1,240 @@
+"""`Run`: one config's reproduction. It knows where each stage's folder is and whether it has finished, gives the
+data, retriever and environments the stages share, and runs a stage (`run.stage(name)`, or `run.kd("taid")`,
+`run.rl("dgpo")`, `run.evaluate("dgpo")`) only when it has not finished. Paths and loaded models of finished stages
+(`model_path`, `load`) never train."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import data as D
+from ..config import Config
+from ..models import count_parameters, load_model, load_role, resolve_model_path
+from ..precision import set_compute_dtype
+from . import keys, stages
+from .records import StageRecords
+
+log = logging.getLogger("dgpo_lib.pipeline")
+
+
+class StageNotDone(FileNotFoundError):
+    """A finished stage's output was asked for before the stage ran."""
+
+
+@dataclass
+class Run:
+    cfg: Config
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        set_compute_dtype(self.cfg.models.compute_dtype)
+        self.device = "cuda" if torch.cuda.is_available() else None
+        self._retriever = None
+        self._models: dict = {}
+        self.records = StageRecords(self.cfg, self.stage_dir, self.dir)
+
+    # ---------------------------------------------------------------- folders and stage bookkeeping
+    @property
+    def root(self) -> Path:
+        return D.repo_path(self.cfg.run_root)
+
+    @property
+    def dir(self) -> Path:
+        """The whole config's folder: results.json and config.json."""
+        return self.root / f"{self.cfg.preset}-{self.cfg.hash()}"
+
+    def stage_key(self, name: str) -> str:
+        return keys.stage_key(self.cfg, name)
+
+    def stage_dir(self, name: str) -> Path:
+        """`<run_root>/<preset>-<stage key>/<stage>/`: stages that read the same config share nothing else."""
+        return self.root / f"{self.cfg.preset}-{self.stage_key(name)}" / name
+
+    def stage_names(self) -> list[str]:
+        return keys.stage_names(self.cfg)
+
+    def upstream(self, name: str) -> list[str]:
+        return keys.upstream(self.cfg, name)
+
+    def row_stage(self, row: str) -> str:
+        return keys.row_stage(row)
+
+    def rl_checkpoint(self, row: str) -> str:
+        return keys.rl_checkpoint(self.cfg, row)
+
+    def is_done(self, name: str) -> bool:
+        return self.records.is_done(name)
+
+    def stage_info(self, name: str) -> dict:
+        return self.records.info(name)
+
+    def stage_records(self) -> dict[str, dict]:
+        """Every finished stage's done.json (provenance, wall time, peak memory), by stage name."""
+        return self.records.all(self.stage_names())
+
+    # ---------------------------------------------------------------- running stages
+    def stage(self, name: str):
+        """Stage `name`'s output (a model folder, the TGO dataset, an evaluation summary), running it and the
+        stages it reads first if they have not finished."""
+        kind, _, what = name.partition("_")
+        if name == "student" and not self.cfg.models.heal_steps:
+            return self.pruned_student_path()  # no healing: the pruned base is the student
+        if name == "teacher" and self.cfg.teacher.source == "pretrained":
+            m = self.cfg.models
+            return resolve_model_path(m.teacher, "teacher", None, m.tiny_hidden, m.tiny_layers, self.cfg.seed)
+        if self.is_done(name):
+            return self._output(name)
+        if name in ("student", "teacher", "tgo"):
+            return getattr(stages, f"run_{name}")(self)
+        if kind in ("kd", "rl", "eval") and what:
+            return getattr(stages, f"run_{kind}")(self, what)
+        raise ValueError(f"unknown stage {name!r}")
+
+    def _output(self, name: str):
+        folder = self.stage_dir(name)
+        if name == "tgo":
+            return folder / "dataset"
+        if name.startswith("eval_"):
+            return json.loads((folder / "summary.json").read_text())
+        return str(folder / "model")
+
+    def student(self) -> str:
+        """Stage `student`: the model every student method starts from."""
+        return self.stage("student")
+
+    def teacher(self) -> str:
+        """Stage `teacher`: the search-agent teacher."""
+        return self.stage("teacher")
+
+    def tgo(self) -> Path:
+        return self.stage("tgo")
+
+    def kd(self, method: str) -> str:
+        return self.stage(f"kd_{method}")
+
+    def rl(self, variant: str) -> str:
+        return self.stage(f"rl_{variant}")
+
+    def evaluate(self, row: str) -> dict:
+        return self.stage(f"eval_{row}")
+
+    def results(self, rows: list[str] | None = None, file: str = "results.json") -> dict:
+        """Evaluate every row (cached) and write `file` (the main table: results.json)."""
+        from .results import results
+        return results(self, rows or list(self.cfg.eval.methods), file)
+
+    # ---------------------------------------------------------------- data, retrieval, environments
+    def eval_sets(self):
+        return D.load_eval_sets(self.cfg)
+
+    def train_questions(self):
+        return D.load_train_questions(self.cfg)
+
+    def val_questions(self):
+        return D.load_val_questions(self.cfg)
+
+    def val_fn(self, tok):
+        """`val_fn(model, step)`: greedy EM on the validation slice, the learning curves' y axis (None when
+        `eval.val_every` and `eval.val_points` are 0 or there is no validation slice)."""
+        qs = self.val_questions()[: self.cfg.eval.val_questions]
+        if not qs or not (self.cfg.eval.val_every or self.cfg.eval.val_points):
+            return None
+        from ..evaluate import summarize_set
+        from ..rollout import run_batched
+
+        def fn(model, step: int) -> dict:
+            was_training = model.training
+            model.eval()
+            trajs = run_batched(self.env(model, tok, greedy=True), qs, self.cfg.eval.batch_size, progress=False)
+            model.train(was_training)
+            s = summarize_set(trajs)
+            # hit ratio beside EM: a retrieved block held an answer (search worked) vs the answer was right (read)
+            row = {f"val_{k}": s[k] for k in ("em", "searches", "answered", "hit_ratio")}
+            for ds in sorted({t.question.dataset for t in trajs}):  # NQ and HotpotQA learn at different rates
+                row[f"val_em_{ds}"] = summarize_set([t for t in trajs if t.question.dataset == ds])["em"]
+            return row
+        return fn
+
+    def retriever(self):
+        """The index is shared by every run over the same passages with the same retrieval settings."""
+        if self._retriever is None:
+            from ..retrieval import build_retriever, corpus_fingerprint
+            passages = D.load_cfg_corpus(self.cfg)
+            # keyed by what the index depends on: the passages themselves and the retrieval settings
+            key = f"{corpus_fingerprint(passages)[:12]}-{self.cfg.hash('retrieval')}"
+            t0 = time.time()
+            self._retriever = build_retriever(self.cfg, passages, self.root / f"index-{key}", progress=self.progress)
+            log.info("retriever ready in %.1fs", time.time() - t0)
+        return self._retriever
+
+    def env(self, model, tok, greedy: bool, model_path: str | None = None):
+        """A Search-R1 environment; `model_path` marks a frozen model (vLLM may serve it)."""
+        from ..generators import make_generator
+        from ..rollout import RolloutSettings, SearchEnv
+        return SearchEnv(make_generator(model, tok, self.cfg, model_path), self.retriever(), tok,
+                         RolloutSettings.from_config(self.cfg, greedy))
+
+    # ---------------------------------------------------------------- models of finished stages
+    def pruned_student_path(self, pruned: bool = True) -> str:
+        """The student base with `models.student_layers` kept (or, pruned=False, all of them: healing's teacher)."""
+        m = self.cfg.models
+        return resolve_model_path(m.student, "student", m.student_layers if pruned else None, m.tiny_hidden,
+                                  m.tiny_layers, self.cfg.seed)
+
+    def healing_texts(self) -> tuple[list[str], list[str], set[str]]:
+        """(training passages, held-out passages, excluded ids): the corpus minus the gold passages of every
+        evaluation question (healing must not read the test answers), shuffled with the seed."""
+        import random
+
+        gold = {i for rows in self.eval_sets().values() for q in rows for i in q.metadata.get("supporting_ids") or []}
+        texts = [p.contents for p in D.load_cfg_corpus(self.cfg) if p.id not in gold]
+        random.Random(f"{self.cfg.seed}:heal-split").shuffle(texts)
+        n = self.cfg.models.heal_held_out
+        return texts[n:], texts[:n], gold
+
+    def model_path(self, row: str) -> str:
+        """Checkpoint folder of a results-table row whose stage has finished (`ppo@best_val`: the RL run's
+        checkpoint selected on validation)."""
+        stage = keys.row_stage(row)
+        if stage in ("student", "teacher") and (
+                (stage == "student" and not self.cfg.models.heal_steps) or
+                (stage == "teacher" and self.cfg.teacher.source == "pretrained")):
+            return self.stage(stage)  # nothing to train: a path to the base model
+        if not self.is_done(stage):
+            raise StageNotDone(f"row {row!r}: stage {stage} has not finished "
+                               f"(run it: python -m dgpo_lib.stage {stage} --preset {self.cfg.preset})")
+        final = self._output(stage)
+        if not stage.startswith("rl_") or self.rl_checkpoint(row) == "final":
+            return final
+        from ..rl import best_val_dir
+        best = best_val_dir(Path(final))
+        if not (best / "selected.json").exists():
+            raise FileNotFoundError(f"{best}: no checkpoint selected on validation (set eval.val_points or "
+                                    f"eval.val_every > 0 and data.n_val > 0 before training {stage})")
+        return str(best)
+
+    def load(self, row: str):
+        """(model, tokenizer) of a finished row, loaded once."""
+        if row not in self._models:
+            if row == "teacher" and self.cfg.teacher.source == "pretrained":
+                self._models[row] = load_role(self.cfg, "teacher")
+            else:
+                self._models[row] = load_model(self.model_path(row), self.cfg.models.dtype, self.device)
+        return self._models[row]
+
+    def parameter_counts(self) -> dict:
+        return {r: count_parameters(self.load(r)[0]) for r in ("teacher", "student")}
+
+    def metrics(self, stage: str, file: str = "metrics.jsonl") -> list[dict]:
+        """A stage's training log (`stage` may name a part of it, e.g. `teacher/sft`); `val_metrics.jsonl` holds
+        its validation curve."""
+        from ..io_utils import read_jsonl_tolerant
+        name, _, part = stage.partition("/")
+        return read_jsonl_tolerant(self.stage_dir(name) / part / file)

@@ -1,0 +1,185 @@
+"""The training and evaluation stages, one function each: `run_<stage>(run, ...)` trains (or evaluates) and
+returns the stage's output. `Run.stage` calls them only for a stage that has not finished; each asks `run` for its
+upstream stages' outputs, which runs those first when needed.
+
+student (healing a pruned student) -> teacher -> tgo -> kd_<method> -> rl_<variant> -> eval_<row>
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+
+from ..io_utils import seed_everything
+from ..models import count_parameters, load_model, load_role, resolve_model_path
+from ..rl import rl_variant
+from .keys import GKD_ABLATIONS, KD_ROWS, row_stage
+
+log = logging.getLogger("dgpo_lib.pipeline")
+
+
+def run_student(run) -> str:
+    """The pruned student after healing (dgpo_lib/heal.py): distilled from the unpruned base on corpus text."""
+    from ..heal import heal_student
+
+    c, m, name = run.cfg, run.cfg.models, "student"
+    out = run.stage_dir(name) / "model"
+    with run.records.running(name) as info:
+        seed_everything(c.seed)
+        student, tok = load_model(run.pruned_student_path(), m.dtype, run.device)
+        base, _ = load_model(run.pruned_student_path(pruned=False), m.dtype, run.device)
+        texts, held_out, gold = run.healing_texts()
+        info.update(heal_student(student, base, tok, texts, held_out, c, run.stage_dir(name), out, run.progress))
+        info.update(n_gold_excluded=len(gold),
+                    parameters={"student": count_parameters(student), "base": count_parameters(base)})
+    return str(out)
+
+
+def run_teacher(run) -> str:
+    """The teacher made into a search agent: SFT on oracle trajectories of training questions (then PPO when
+    `teacher.ppo_steps`)."""
+    from ..kd import train_kd
+    from ..rl import RLVariant, train_rl
+    from ..trajectories import oracle_trajectories, save_dataset, seqs_of, summarize, trajectories_to_dataset
+
+    c, name = run.cfg, "teacher"
+    out = run.stage_dir(name) / "model"
+    with run.records.running(name) as info:
+        seed_everything(c.seed)
+        base, tok = load_role(c, "teacher")
+        qs = run.train_questions()[: c.teacher.sft_questions]
+        oracle = oracle_trajectories(run.env(base, tok, True), qs, c.rollout.batch_size)
+        save_dataset(trajectories_to_dataset(oracle), run.stage_dir(name) / "oracle", c)
+        sft = copy.deepcopy(c)
+        sft.kd.steps = max(1, math.ceil(c.teacher.sft_epochs * len(oracle) / c.teacher.sft_batch))
+        sft.kd.lr, sft.kd.batch_size, sft.kd.warmup_ratio = c.teacher.sft_lr, c.teacher.sft_batch, 0.05
+        sft.kd.lr_schedule = "constant"
+        sft.train.micro_batch = c.teacher.sft_micro_batch or c.train.micro_batch  # the teacher's activations peak here
+        sft_dir = run.stage_dir(name) / ("sft_model" if c.teacher.ppo_steps else "model")
+        vf = run.val_fn(tok)
+        train_kd("seqkd", base, tok, None, seqs_of(oracle), sft, run.stage_dir(name) / "sft", progress=run.progress,
+                 out_dir=sft_dir, val_fn=(lambda step: vf(base, step)) if vf else None)
+        if c.teacher.ppo_steps:
+            rlc = copy.deepcopy(c)
+            rlc.rl.steps = c.teacher.ppo_steps
+            actor, _ = load_model(str(sft_dir), c.models.dtype, run.device)
+            train_rl(RLVariant("ppo", "student", "initial", "always"), actor, tok, str(sft_dir), None, qs,
+                     lambda a, q: run.env(a, tok, False).run(q), rlc, run.stage_dir(name) / "ppo",
+                     progress=run.progress, out_dir=out)
+        info["oracle"] = summarize(oracle)
+    return str(out)
+
+
+def run_tgo(run):
+    """Teacher-generated outputs: the teacher's greedy trajectories on training questions, the correct ones kept
+    (the KD data), and the same on the validation questions (held-out teacher text, never trained on)."""
+    from ..rollout import run_batched
+    from ..trajectories import save_dataset, summarize, trajectories_to_dataset, write_records
+
+    c, name = run.cfg, "tgo"
+    out = run.stage_dir(name) / "dataset"
+    teacher_path = run.stage("teacher")
+    with run.records.running(name) as info:
+        seed_everything(c.seed)
+        teacher, tok = run.load("teacher")
+        qs = run.train_questions()[: c.kd.tgo_questions]
+        env = run.env(teacher, tok, greedy=c.kd.tgo_temperature == 0, model_path=teacher_path)
+        if c.kd.tgo_temperature > 0:
+            env.s.temperature = c.kd.tgo_temperature
+        trajs = run_batched(env, qs, c.rollout.batch_size, desc="teacher rollouts", progress=run.progress)
+        write_records(run.stage_dir(name) / "all_records.jsonl", trajs)
+        correct = [t for t in trajs if t.em == 1.0]
+        save_dataset(trajectories_to_dataset(correct), out, c, n_questions=len(qs))
+        val = [t for t in run_batched(env, run.val_questions(), c.rollout.batch_size,
+                                      desc="teacher rollouts (validation)", progress=run.progress) if t.em == 1.0]
+        if val:
+            save_dataset(trajectories_to_dataset(val), run.stage_dir(name) / "val_dataset", c,
+                         n_questions=len(run.val_questions()))
+        info.update(all=summarize(trajs), kept=summarize(correct), val_kept=len(val))
+    return out
+
+
+def run_kd(run, method: str) -> str:
+    """A KD baseline on the TGO data, or one of the GKD ablations (on-policy GKD from GKD_ABLATIONS' start)."""
+    from ..kd import train_kd
+    from ..trajectories import load_seqs, seqs_of
+
+    name = f"kd_{method}"
+    cfg, loss, start_path = run.cfg, method, None
+    if method in GKD_ABLATIONS:
+        cfg, loss = copy.deepcopy(run.cfg), "gkd"
+        cfg.kd.gkd_lambda = 1.0  # every batch on-policy: the student's generations, scored by the teacher
+        start_path = run.stage("kd_kd") if GKD_ABLATIONS[method] == "kd" else None
+    elif method not in KD_ROWS:
+        raise ValueError(f"unknown KD stage {method!r} (known: {', '.join(KD_ROWS + tuple(GKD_ABLATIONS))})")
+    tgo = run.stage("tgo")
+    start_path = start_path or run.stage("student")
+    run.stage("teacher")
+    out = run.stage_dir(name) / "model"
+    with run.records.running(name) as info:
+        seqs = load_seqs(tgo)
+        teacher, tok = run.load("teacher")
+        seed_everything(cfg.seed)
+        student, _ = load_model(start_path, cfg.models.dtype, run.device)
+        qs = run.train_questions()
+
+        def student_rollout(step: int, n: int):  # greedy, as TAID's sampler generates
+            pick = random.Random(f"{cfg.seed}:{method}:sgo:{step}").sample(range(len(qs)), min(n, len(qs)))
+            return seqs_of(run.env(student, tok, greedy=True).run([qs[i] for i in pick]))
+
+        held_out = []
+        if loss == "distillm":
+            held_out_dir = tgo.parent / "val_dataset"
+            held_out = load_seqs(held_out_dir) if held_out_dir.exists() else []
+            if not held_out:  # the teacher solved no validation question: hold out some of its training text
+                n = min(cfg.kd.distillm_val_seqs, len(seqs) // 4)
+                seqs, held_out = (seqs[:-n], seqs[-n:]) if n else (seqs, seqs[:1])
+                log.warning("kd_distillm: no teacher text on validation questions; %s", f"{n} TGO sequences held out"
+                            if n else "too few TGO sequences to hold any out: the first one is also trained on")
+        vf = run.val_fn(tok)
+        train_kd(loss, student, tok, teacher, seqs, cfg, run.stage_dir(name), student_rollout,
+                 progress=run.progress, out_dir=out, val_fn=(lambda step: vf(student, step)) if vf else None,
+                 held_out=held_out)
+        info["n_sequences"] = len(seqs)
+        if method in GKD_ABLATIONS:
+            info["start"] = GKD_ABLATIONS[method]
+    return str(out)
+
+
+def run_rl(run, variant: str) -> str:
+    """PPO with a critic from the student (`ppo`) or from the KD cold start with the teacher as reference and
+    DGPO's selective KL (`dgpo`), and the ablation variants (dgpo_lib/rl.py)."""
+    from ..rl import train_rl
+
+    v = rl_variant(variant).with_beta(run.cfg.rl.beta)
+    name = f"rl_{variant}"
+    if v.start == "kd" and run.cfg.rl.cold_start:  # a released cold-start checkpoint (rl.cold_start)
+        start_path = resolve_model_path(run.cfg.rl.cold_start, "student")
+    else:
+        start_path = run.stage("kd_kd") if v.start == "kd" else run.stage("student")
+    run.stage("teacher")
+    out = run.stage_dir(name) / "model"
+    with run.records.running(name) as info:
+        teacher, tok = run.load("teacher")
+        seed_everything(run.cfg.seed)
+        actor, _ = load_model(start_path, run.cfg.models.dtype, run.device)
+        train_rl(v, actor, tok, start_path, teacher, run.train_questions(),
+                 lambda a, q: run.env(a, tok, greedy=False).run(q), run.cfg, run.stage_dir(name),
+                 progress=run.progress, out_dir=out, val_fn=run.val_fn(tok))
+        info["variant"] = v.__dict__
+    return str(out)
+
+
+def run_eval(run, row: str) -> dict:
+    """Greedy EM of a results-table row on every evaluation set (per-question records kept)."""
+    from ..evaluate import evaluate
+
+    name = f"eval_{row}"
+    run.stage(row_stage(row))
+    with run.records.running(name):
+        model, tok = run.load(row)
+        seed_everything(run.cfg.seed)
+        summary = evaluate(model, tok, run.retriever(), run.eval_sets(), run.cfg, run.stage_dir(name), row,
+                           progress=run.progress, model_path=run.model_path(row))
+    return summary
