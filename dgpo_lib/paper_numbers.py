@@ -25,6 +25,7 @@ ROW_LABELS = {"student": "Student (no training)", "teacher": "Teacher", "ppo": "
 
 
 def row_label(r: str) -> str:
-    if r.startswith("dgpo_beta_"):
-        return f"DGPO, beta = {r.removeprefix('dgpo_beta_')}"
-    return ROW_LABELS.get(r, r)
+    """A results row's name in tables; an RL row pinned to a checkpoint (`dgpo@final`) says which."""
+    r, _, ckpt = r.partition("@")
+    label = f"DGPO, beta = {r.removeprefix('dgpo_beta_')}" if r.startswith("dgpo_beta_") else ROW_LABELS.get(r, r)
+    return f"{label} ({'last step' if ckpt == 'final' else 'selected on validation'})" if ckpt else label
