@@ -387,6 +387,12 @@ def performance_targets(preset: str = "cpu", folder=None) -> pd.DataFrame:
         pad = tr["padding_share"]["bucketed"]
         add("padding < 20% of computed tokens in training batches (length buckets)",
             f"{pad:.1%} (arrival order: {tr['padding_share']['arrival_order']:.1%})", pad < 0.2)
+    pm = _bench(folder, f"peak_memory_{preset}")
+    if pm:
+        for r in pm["rows"]:
+            if r["micro_batch"] == pm["preset_micro_batch"]:
+                add(f"teacher SFT step <= 12 GiB at the preset's micro-batch ({r['micro_batch']} of {r['batch']}, "
+                    f"longest oracle batch)", f"{r['peak_rss_gib']:.2f} GiB", r["peak_rss_gib"] <= 12)
     e2e = _bench(folder, f"end_to_end_{preset}")
     if e2e:
         work = lambda r: r.get("work_s", r["wall_s"])  # noqa: E731  (older files have no pauses recorded)
