@@ -159,6 +159,21 @@ def plot_val_curves(val: dict[str, list[dict]]):
                                                          "val_searches": "searches per question"})
 
 
+def val_table(val: dict[str, list[dict]]) -> pd.DataFrame:
+    """Per run, from its validation curve: greedy EM before training, its best point (and step), the last point,
+    and at the last point the searches per question and the share of episodes whose retrieved text held a gold
+    answer (search worked) beside EM (the answer was read out)."""
+    rows = []
+    for name, v in val.items():
+        if not v:
+            continue
+        best = max(v, key=lambda r: r["val_em"])
+        rows.append({"run": row_label(name), "before training": v[0]["val_em"], "best": best["val_em"],
+                     "at step": best["step"], "last": v[-1]["val_em"], "last step": v[-1]["step"],
+                     "searches (last)": v[-1]["val_searches"], "answer retrieved (last)": v[-1].get("val_hit_ratio")})
+    return pd.DataFrame(rows)
+
+
 def selected_checkpoints(run, variants: Sequence[str]) -> pd.DataFrame:
     """Per RL run: the step selected on validation EM (its `selected.json`), its EM, and the last step's EM."""
     import json
