@@ -1,5 +1,5 @@
-"""Where a step's time goes, by operator: one KD step (teacher forward, student forward and backward, forward KL,
-AdamW) and a run of continuous-generator decode steps, under torch.profiler. Time outside every operator is Python
+"""Where a step's time goes, by operator: two KD steps (teacher forward, student forward and backward, forward KL,
+AdamW) and the student's continuous generator (a 32-row prefill, then decode steps), under torch.profiler. Time outside every operator is Python
 and framework overhead.
 
     .venv/bin/python benchmarks/profile_step.py [--preset cpu] [--top 12]
