@@ -63,9 +63,6 @@ class Run:
     def upstream(self, name: str) -> list[str]:
         return keys.upstream(self.cfg, name)
 
-    def row_stage(self, row: str) -> str:
-        return keys.row_stage(row)
-
     def rl_checkpoint(self, row: str) -> str:
         return keys.rl_checkpoint(self.cfg, row)
 
@@ -84,11 +81,9 @@ class Run:
         """Stage `name`'s output (a model folder, the TGO dataset, an evaluation summary), running it and the
         stages it reads first if they have not finished."""
         kind, _, what = name.partition("_")
-        if name == "student" and not self.cfg.models.heal_steps:
-            return self.pruned_student_path()  # no healing: the pruned base is the student
-        if name == "teacher" and self.cfg.teacher.source == "pretrained":
-            m = self.cfg.models
-            return resolve_model_path(m.teacher, "teacher", None, m.tiny_hidden, m.tiny_layers, self.cfg.seed)
+        base = self._untrained_model(name)
+        if base is not None:
+            return base
         if self.is_done(name):
             return self._output(name)
         if name in ("student", "teacher", "tgo"):
@@ -96,6 +91,16 @@ class Run:
         if kind in ("kd", "rl", "eval") and what:
             return getattr(stages, f"run_{kind}")(self, what)
         raise ValueError(f"unknown stage {name!r}")
+
+    def _untrained_model(self, name: str) -> str | None:
+        """The model folder of a stage that trains nothing under this config (no healing: the pruned base is the
+        student; a pretrained teacher), else None."""
+        if name == "student" and not self.cfg.models.heal_steps:
+            return self.pruned_student_path()
+        if name == "teacher" and self.cfg.teacher.source == "pretrained":
+            m = self.cfg.models
+            return resolve_model_path(m.teacher, "teacher", None, m.tiny_hidden, m.tiny_layers, self.cfg.seed)
+        return None
 
     def _output(self, name: str):
         folder = self.stage_dir(name)
@@ -203,10 +208,9 @@ class Run:
         """Checkpoint folder of a results-table row whose stage has finished (`ppo@best_val`: the RL run's
         checkpoint selected on validation)."""
         stage = keys.row_stage(row)
-        if stage in ("student", "teacher") and (
-                (stage == "student" and not self.cfg.models.heal_steps) or
-                (stage == "teacher" and self.cfg.teacher.source == "pretrained")):
-            return self.stage(stage)  # nothing to train: a path to the base model
+        base = self._untrained_model(stage)
+        if base is not None:
+            return base
         if not self.is_done(stage):
             raise StageNotDone(f"row {row!r}: stage {stage} has not finished "
                                f"(run it: python -m dgpo_lib.stage {stage} --preset {self.cfg.preset})")
