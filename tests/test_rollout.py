@@ -140,6 +140,19 @@ def test_kv_sampling_respects_top_p():
     assert sample_next(logits, 0.0, 1.0).tolist() == [0] * 200
 
 
+def test_sampling_draws_each_token_with_its_probability_and_never_a_zero_one():
+    import torch
+    from dgpo_lib.kv_generation import inverse_cdf_sample
+    torch.manual_seed(0)
+    p = torch.tensor([0.0, 0.5, 0.0, 0.2, 0.3, 0.0])
+    n = 200_000
+    picks = inverse_cdf_sample(p.repeat(n, 1))
+    freq = torch.bincount(picks, minlength=6).double() / n
+    assert freq[[0, 2, 5]].tolist() == [0.0, 0.0, 0.0]  # zero mass: never drawn, first and last included
+    assert torch.allclose(freq, p.double(), atol=4e-3)   # 4 standard errors at n = 200k
+    assert inverse_cdf_sample(torch.tensor([[2.0, 0.0, 6.0]])).item() in (0, 2)  # unnormalised rows work
+
+
 def test_vllm_generator_falls_back_without_vllm_or_for_a_trained_policy(tiny, smoke_cfg):
     import copy
     from dgpo_lib.kv_generation import KVGenerator

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from dgpo_lib.report import claims_frame
+from dgpo_lib.report import claims_frame, targets_frame
 from dgpo_lib.stats import paired_bootstrap, verdict
 
 
@@ -108,3 +108,25 @@ def test_dgpo_must_beat_each_kd_row_not_just_the_best():
     res = _res({"dgpo": dgpo, "kd": best})
     row = claims_frame(res, n_boot=1000).set_index("claim (paper)").filter(like="every KD", axis=0).iloc[0]
     assert row["holds here"] == "yes"
+
+
+def test_targets_are_measured_on_the_answer_bearing_sets_only():
+    """TriviaQA (no answer-bearing passages) is left out; the teacher's 0.4 there would not count."""
+    sets = {"nq_ctx": 100, "triviaqa": 100, "bamboogle": 100}
+    teacher = {"nq_ctx": [1] * 40 + [0] * 60, "triviaqa": [1] * 100, "bamboogle": [1] * 30 + [0] * 70}  # 0.35 on two
+    kd = {"nq_ctx": [1] * 20 + [0] * 80, "triviaqa": [0] * 100, "bamboogle": [1] * 16 + [0] * 84}     # 0.18: > half
+    dgpo = {"nq_ctx": [1] * 40 + [0] * 60, "triviaqa": [0] * 100, "bamboogle": [1] * 36 + [0] * 64}  # +0.20 over KD
+    student = {s: [0] * n for s, n in sets.items()}
+    res = {**_res({"teacher": teacher, "student": student, "kd": kd, "dgpo@final": dgpo}), "eval_sets": list(sets)}
+    t = targets_frame(res, n_boot=1000).set_index("goal")
+    assert t.loc["a teacher that searches well", "measured [95% CI]"].startswith("0.350")
+    assert t["met"].tolist() == ["yes"] * 4 + ["no"]  # 100 questions a set leave intervals wider than +-0.03
+    assert t.loc["the best KD baseline reaches half the teacher", "measured [95% CI]"].startswith("KD: +0.005")
+    assert t.loc["DGPO's RL stage moves its cold start", "measured [95% CI]"].startswith("DGPO (last step)")
+
+
+def test_a_cold_start_left_unchanged_by_rl_does_not_move():
+    same = {"nq_ctx": [1] * 10 + [0] * 90}
+    res = {**_res({"kd": same, "dgpo": same}), "eval_sets": ["nq_ctx"]}
+    t = targets_frame(res, n_boot=200).set_index("goal")
+    assert t.loc["DGPO's RL stage moves its cold start", "met"] == "no"

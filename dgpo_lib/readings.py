@@ -1,0 +1,82 @@
+"""What the learning curves say, in sentences computed from them (the chapters show these under their plots, so
+the prose about a run always matches that run's numbers)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from .paper_numbers import row_label
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def _span(values: Sequence[float], fmt) -> str:
+    lo, hi = min(values), max(values)
+    return fmt(lo) if fmt(lo) == fmt(hi) else f"{fmt(lo)}-{fmt(hi)}"
+
+
+def val_reading(val: dict[str, list[dict]]) -> str:
+    """Markdown bullets reading validation curves (rows of `val_metrics.jsonl`, one list per run): the ranking by
+    best EM, whether the best came late (still rising) or early, the protocol (searches, answered) and the gap
+    between finding a gold answer in the retrieved text and reading it out."""
+    val = {k: v for k, v in val.items() if v}
+    if not val:
+        return ""
+    best = {k: max(v, key=lambda r: r["val_em"]) for k, v in val.items()}
+    order = sorted(val, key=lambda k: -best[k]["val_em"])
+    out = ["- **Ranking on the validation slice** (best greedy EM, at step): " + "; ".join(
+        f"{row_label(k)} {best[k]['val_em']:.3f} (step {best[k]['step']}, last {val[k][-1]['val_em']:.3f})"
+        for k in order) + "."]
+    late = [k for k in val if best[k]["step"] > 2 * val[k][-1]["step"] / 3]
+    early = [k for k in val if k not in late]
+    if late:
+        out.append(f"- **Still rising?** {len(late)} of {len(val)} runs reach their best in the last third of "
+                   f"training ({', '.join(row_label(k) for k in late)})"
+                   + (f"; {', '.join(row_label(k) for k in early)} peaked earlier." if early else "."))
+    else:
+        out.append("- **Still rising?** No: every run peaked in the first two thirds of its training.")
+    last = [v[-1] for v in val.values()]
+    out.append(f"- **The protocol** at the last point: {_span([r['val_searches'] for r in last], '{:.2f}'.format)} "
+               f"searches per question, {_span([r['val_answered'] for r in last], _pct)} of episodes end in an "
+               "`<answer>`.")
+    hits = [r.get("val_hit_ratio") for r in last if r.get("val_hit_ratio") is not None]
+    if hits:
+        ems = [r["val_em"] for r in last]
+        gap = "far more often than" if max(ems) < min(hits) / 2 else "about as often as"
+        out.append(f"- **Finding vs reading**: a retrieved passage held a gold answer in "
+                   f"{_span(hits, _pct)} of episodes while EM was {_span(ems, '{:.3f}'.format)}: the students find "
+                   f"the answer {gap} they write it out.")
+    return "\n".join(out)
+
+
+def rollouts_per_step(rc, variant: str) -> int:
+    """Sampled trajectories in one RL step of `variant` (config section `rl`): `prompts_per_step`, times the group
+    size for GRPO unless `grpo_same_trajectories` keeps the count equal to PPO's (single process)."""
+    if variant.endswith("grpo") and not rc.grpo_same_trajectories:
+        return rc.prompts_per_step * rc.grpo_group
+    if variant.endswith("grpo"):
+        return rc.prompts_per_step // rc.grpo_group * rc.grpo_group
+    return rc.prompts_per_step
+
+
+def rl_reading(curves: dict[str, list[dict]], val: dict[str, list[dict]], rc) -> str:
+    """Markdown bullets reading RL runs: how many sampled training rollouts earned a reward (the signal PPO has to
+    follow), the KL to the teacher from first to last step, and validation EM from step 0 to the best and last."""
+    out = []
+    for k, c in curves.items():
+        if not c:
+            continue
+        n = rollouts_per_step(rc, k)
+        rewarded = round(sum(r["em"] for r in c) * n)
+        total = len(c) * n
+        line = (f"- **{row_label(k)}**: {rewarded} of {total} sampled training rollouts earned a reward "
+                f"({_pct(rewarded / total)}); KL to the teacher {c[0]['kl_teacher']:.2f} -> {c[-1]['kl_teacher']:.2f} "
+                "nats per token")
+        v = val.get(k) or []
+        if v:
+            b = max(v, key=lambda r: r["val_em"])
+            line += (f"; validation EM {v[0]['val_em']:.3f} at step 0, best {b['val_em']:.3f} at step {b['step']}, "
+                     f"last {v[-1]['val_em']:.3f}")
+        out.append(line + ".")
+    return "\n".join(out)
