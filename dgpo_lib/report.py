@@ -243,6 +243,17 @@ def behaviour_frame(records: dict[str, dict[str, list[dict]]], gold_titles: dict
     return pd.DataFrame(rows)
 
 
+def reading_frame(beh: pd.DataFrame) -> pd.DataFrame:
+    """Per method (rows of `behaviour_frame`): episodes, the share whose retrieved text held a gold answer, and EM
+    among those (reading the answer out) and among the rest (knowing it without the evidence)."""
+    def part(g: pd.DataFrame) -> pd.Series:
+        hit = g["hit"].astype(bool)
+        return pd.Series({"episodes": len(g), "answer retrieved": hit.mean(),
+                          "EM when retrieved": g.loc[hit, "em"].mean() if hit.any() else float("nan"),
+                          "EM when not retrieved": g.loc[~hit, "em"].mean() if (~hit).any() else float("nan")})
+    return pd.DataFrame({m: part(g) for m, g in beh.groupby("method", sort=False)}).T
+
+
 def claims_frame(res: dict, n_boot: int = 5000) -> pd.DataFrame:
     """The paper's headline claims, each checked against this run's numbers (no judgement typed by hand).
 

@@ -53,3 +53,13 @@ def test_table_shows_counts_as_counts():
     html = table({"all": {"n": 1600, "em": 0.44625}, "kept": {"n": 714, "em": 1.0}}, index="trajectories").to_html()
     assert "1,600" in html and "1600.000" not in html and "0.446" in html and "1.000" in html
     assert "0.000" in table(pd.DataFrame({"EM": [0.0, 1.0]}, index=["a", "b"])).to_html()  # scores stay scores
+
+
+def test_reading_frame_splits_episodes_by_whether_the_answer_was_retrieved():
+    import pandas as pd
+    from dgpo_lib.report import reading_frame
+    beh = pd.DataFrame({"method": ["KD"] * 4 + ["Teacher"] * 2, "hit": [True, True, False, False, True, True],
+                        "em": [1.0, 0.0, 0.0, 1.0, 1.0, 1.0]})
+    r = reading_frame(beh)
+    assert r.loc["KD"].tolist() == [4, 0.5, 0.5, 0.5]
+    assert r.loc["Teacher", "EM when retrieved"] == 1.0 and pd.isna(r.loc["Teacher", "EM when not retrieved"])
