@@ -50,26 +50,15 @@ def val_reading(val: dict[str, list[dict]]) -> str:
     return "\n".join(out)
 
 
-def rollouts_per_step(rc, variant: str) -> int:
-    """Sampled trajectories in one RL step of `variant` (config section `rl`): `prompts_per_step`, times the group
-    size for GRPO unless `grpo_same_trajectories` keeps the count equal to PPO's (single process)."""
-    if variant.endswith("grpo") and not rc.grpo_same_trajectories:
-        return rc.prompts_per_step * rc.grpo_group
-    if variant.endswith("grpo"):
-        return rc.prompts_per_step // rc.grpo_group * rc.grpo_group
-    return rc.prompts_per_step
-
-
-def rl_reading(curves: dict[str, list[dict]], val: dict[str, list[dict]], rc) -> str:
+def rl_reading(curves: dict[str, list[dict]], val: dict[str, list[dict]]) -> str:
     """Markdown bullets reading RL runs: how many sampled training rollouts earned a reward (the signal PPO has to
     follow), the KL to the teacher from first to last step, and validation EM from step 0 to the best and last."""
     out = []
     for k, c in curves.items():
         if not c:
             continue
-        n = rollouts_per_step(rc, k)
-        rewarded = round(sum(r["em"] for r in c) * n)
-        total = len(c) * n
+        rewarded = round(sum(r["em"] * r["rollouts"] for r in c))
+        total = round(sum(r["rollouts"] for r in c))
         line = (f"- **{row_label(k)}**: {rewarded} of {total} sampled training rollouts earned a reward "
                 f"({_pct(rewarded / total)}); KL to the teacher {c[0]['kl_teacher']:.2f} -> {c[-1]['kl_teacher']:.2f} "
                 "nats per token")

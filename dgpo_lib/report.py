@@ -521,6 +521,7 @@ def group_frame(res: dict, rows: Sequence[str]) -> pd.DataFrame:
     df.index.name = "method"
     return df
 
+
 def answer_bearing_sets(res: dict) -> list[str]:
     """The benchmarks whose questions have answer-bearing passages in the corpus (`_ctx` sets, Bamboogle)."""
     return [s for s in res["eval_sets"] if s.endswith("_ctx") or s == "bamboogle"]
@@ -537,38 +538,39 @@ def targets_frame(res: dict, n_boot: int = 5000) -> pd.DataFrame:
 
     per_q, sets = res["em_per_question"], answer_bearing_sets(res)
     on = lambda r: {s: per_q[r][s] for s in sets}  # noqa: E731
-    zero = lambda r: {s: [0.0] * len(per_q[r][s]) for s in sets}  # noqa: E731
 
-    def avg(r, weight=1.0, other=None) -> dict:
-        return paired_bootstrap(on(r), on(other) if other else zero(r), weight_b=weight, n_boot=n_boot)
+    def against(r, other, weight=1.0) -> dict:
+        return paired_bootstrap(on(r), on(other), weight_b=weight, n_boot=n_boot)
 
-    def ci(b: dict) -> str:
-        return f"{b['diff']:.3f} [{b['lo']:.3f}, {b['hi']:.3f}]"
+    def ci(b: dict, sign: str = "") -> str:
+        return f"{b['diff']:{sign}.3f} [{b['lo']:{sign}.3f}, {b['hi']:{sign}.3f}]"
 
+    # each row's average with its interval: the bootstrap of the row against a row of zeros, computed once
+    alone = {r: paired_bootstrap(on(r), {s: [0.0] * len(v) for s, v in on(r).items()}, n_boot=n_boot)
+             for r in per_q}
     rows = []
 
     def add(goal, target, measured, met):
         rows.append({"goal": goal, "target": target, "measured [95% CI]": measured, "met": "yes" if met else "no"})
 
-    if "teacher" in per_q:
-        b = avg("teacher")
-        add("a teacher that searches well", "average EM >= 0.35", ci(b), b["diff"] >= 0.35)
-    if "student" in per_q:
-        b = avg("student")
-        add("the untrained student near zero", "average EM <= 0.05", ci(b), b["diff"] <= 0.05)
+    if "teacher" in alone:
+        add("a teacher that searches well", "average EM >= 0.35", ci(alone["teacher"]), alone["teacher"]["diff"] >= 0.35)
+    if "student" in alone:
+        add("the untrained student near zero", "average EM <= 0.05", ci(alone["student"]),
+            alone["student"]["diff"] <= 0.05)
     kd_rows = [r for r in KD_METHODS if r in per_q]
     if kd_rows and "teacher" in per_q:
-        best = max(kd_rows, key=lambda r: avg(r)["diff"])
-        b = avg(best, 0.5, "teacher")
+        best = max(kd_rows, key=lambda r: alone[r]["diff"])
+        b = against(best, "teacher", 0.5)
         add("the best KD baseline reaches half the teacher", "EM(best KD) - 0.5 x EM(teacher) >= 0",
-            f"{row_label(best)}: {b['diff']:+.3f} [{b['lo']:+.3f}, {b['hi']:+.3f}]", b["diff"] >= 0)
+            f"{row_label(best)}: {ci(b, '+')}", b["diff"] >= 0)
     final = next((r for r in ("dgpo@final", "dgpo") if r in per_q), None)
     if final and "kd" in per_q:
-        b = avg(final, 1.0, "kd")
+        b = against(final, "kd")
         add("DGPO's RL stage moves its cold start", "the 95% interval of EM(DGPO) - EM(KD) excludes 0",
-            f"{row_label(final)} - KD: {b['diff']:+.3f} [{b['lo']:+.3f}, {b['hi']:+.3f}]", b["lo"] > 0 or b["hi"] < 0)
-    if per_q:
-        half = {r: (lambda b: (b["hi"] - b["lo"]) / 2)(avg(r)) for r in per_q}
+            f"{row_label(final)} - KD: {ci(b, '+')}", b["lo"] > 0 or b["hi"] < 0)
+    if alone:
+        half = {r: (b["hi"] - b["lo"]) / 2 for r, b in alone.items()}
         widest = max(half, key=half.get)
         add("every row's average known to +-0.03", "95% interval half-width <= 0.03",
             f"widest: {row_label(widest)} +-{half[widest]:.3f}", half[widest] <= 0.03)

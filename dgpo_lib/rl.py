@@ -291,6 +291,7 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
         m = {**rollout_stats(trajs), **{k: v / max(n_updates, 1) for k, v in stats.items()},
              "kl_ref": float(R.masked_mean(k1[needed], mask[needed])) if needed else 0.0,
              "tokens_per_s": n_tok / max(time.perf_counter() - t0, 1e-9), "rollout_s": t_roll,
+             "rollouts": float(len(trajs) * world),  # trajectories this step, every process's together
              "sequence_tokens": float(sum(len(t.prompt_ids) + len(t.response_ids) for t in trajs))}
         if teacher is not None:  # always present, so every DDP process reduces the same keys; NaN = not scored
             m["kl_teacher"] = float(R.masked_mean(old_lp[teach_rows] - teach_lp[teach_rows], mask[teach_rows])) \

@@ -149,7 +149,7 @@ def test_sampling_draws_each_token_with_its_probability_and_never_a_zero_one():
     picks = inverse_cdf_sample(p.repeat(n, 1))
     freq = torch.bincount(picks, minlength=6).double() / n
     assert freq[[0, 2, 5]].tolist() == [0.0, 0.0, 0.0]  # zero mass: never drawn, first and last included
-    assert torch.allclose(freq, p.double(), atol=4e-3)   # 4 standard errors at n = 200k
+    assert torch.allclose(freq, p.double(), atol=4e-3)   # about 3.5 standard errors at n = 200k
     assert inverse_cdf_sample(torch.tensor([[2.0, 0.0, 6.0]])).item() in (0, 2)  # unnormalised rows work
 
 
