@@ -330,9 +330,11 @@ def benchmark_tables(folder=None) -> dict:
         prov = d.get("provenance", {})
         note = f"{p.name}, preset {prov.get('preset')}, {prov.get('machine', {}).get('cpus')} CPU cores, " \
                f"{prov.get('created')}"
-        if "rows" not in d and "stages" not in d:
+        # the first list of records the script wrote ("rows" is a count in some scripts, not a table)
+        records = next((d[k] for k in ("rows", "stages", "results") if isinstance(d.get(k), list)), None)
+        if records is None:
             continue
-        df = pd.DataFrame(d.get("rows", d.get("stages"))).round(4)
+        df = pd.DataFrame(records).round(4)
         if p.stem.startswith("compare_runs"):  # the columns that say whether a rerun reproduced each stage
             df = df[[c for c in ("stage", "what", "equal", "of", "identical", "work_s_a", "work_s_b") if c in df]]
         out[p.stem] = (df, note)

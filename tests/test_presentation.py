@@ -63,3 +63,19 @@ def test_reading_frame_splits_episodes_by_whether_the_answer_was_retrieved():
     r = reading_frame(beh)
     assert r.loc["KD"].tolist() == [4, 0.5, 0.5, 0.5]
     assert r.loc["Teacher", "EM when retrieved"] == 1.0 and pd.isna(r.loc["Teacher", "EM when not retrieved"])
+
+
+def test_benchmark_tables_reads_every_committed_result_and_skips_counts(tmp_path):
+    """A script may write `rows` as a count (sampling.py) with its table under `results`; every committed JSON in
+    benchmarks/results must read as a table, since chapter 09 shows them all."""
+    import json
+
+    from dgpo_lib.data import REPO_ROOT
+    from dgpo_lib.report import benchmark_tables
+
+    (tmp_path / "a.json").write_text(json.dumps({"rows": 32, "results": [{"sampler": "x", "ms": 1.0}]}))
+    (tmp_path / "b.json").write_text(json.dumps({"rows": 32}))
+    got = benchmark_tables(tmp_path)
+    assert list(got) == ["a"] and list(got["a"][0].columns) == ["sampler", "ms"]
+    committed = benchmark_tables(REPO_ROOT / "benchmarks" / "results")
+    assert "sampling_cpu" in committed and "rollout_cpu" in committed
