@@ -43,7 +43,7 @@ def load_tokenizer(path: str | Path):
 
     p = Path(path)
     # A local tokenizer.json is loaded as is: AutoTokenizer would rebuild a Qwen2 pre-tokenizer from
-    # config.json and silently change the ids of a locally trained tokenizer (offline_assets.md, pitfall 1).
+    # config.json and silently change the ids of a locally trained tokenizer.
     tok = PreTrainedTokenizerFast.from_pretrained(p) if (p / "tokenizer.json").exists() else \
         AutoTokenizer.from_pretrained(str(path))
     tok.padding_side = "left"

@@ -15,8 +15,8 @@ INVALID_ACTION = (
     "If I want to give the final answer, I should put the answer between <answer> and </answer>. Let me try again.\n"
 )
 
-# One worked trajectory for models that only follow the protocol when shown it (SmolLM2, see
-# research/offline_assets.md). Its passage is a real wiki-18 style passage; it is in the prompt, so it is
+# One worked trajectory for models that only follow the protocol when shown it (SmolLM2-135M writes no
+# <search> tag from the instruction alone). Its passage is a real wiki-18 style passage; it is in the prompt, so it is
 # masked from every loss like any prompt token.
 FEW_SHOT_EXAMPLE = (
     "Question: Which country is the Eiffel Tower in?\n"
