@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .data import QAExample
-from .io_utils import atomic_write_json, provenance
+from .io_utils import atomic_path, atomic_write_json, provenance
 from .generators import make_generator
 from .rollout import RolloutSettings, SearchEnv, Trajectory, run_batched
 from .trajectories import write_records
@@ -43,4 +43,18 @@ def evaluate(model, tokenizer, retriever, eval_sets: dict[str, list[QAExample]],
                "timing": {**env.gen.stats, **env.stats}, "provenance": provenance(cfg)}
     if out_dir is not None:
         atomic_write_json(Path(out_dir) / "summary.json", summary)
+    return summary
+
+
+def copy_evaluation(src_dir: Path, out_dir: Path, name: str, same_as: str) -> dict:
+    """Row `name`'s evaluation when its checkpoint holds exactly the weights of the already evaluated row `same_as`
+    (greedy decoding of the same weights gives the same records): its records and summary, relabelled."""
+    import json
+
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    for f in sorted(src_dir.glob("records_*.jsonl")):
+        with atomic_path(out_dir / f.name) as dst:
+            dst.write(f.read_text(encoding="utf-8"))
+    summary = {**json.loads((src_dir / "summary.json").read_text()), "method": name, "same_weights_as": same_as}
+    atomic_write_json(out_dir / "summary.json", summary)
     return summary

@@ -232,3 +232,23 @@ def count_parameters(model) -> int:
             seen.add(id(p))
             total += p.numel()
     return total
+
+
+def same_weights(a: str | Path, b: str | Path) -> bool:
+    """Whether two saved model folders hold the same tensors: the same names, dtypes, shapes and values."""
+    from safetensors import safe_open
+
+    files_a, files_b = sorted(Path(a).glob("*.safetensors")), sorted(Path(b).glob("*.safetensors"))
+    if not files_a or not files_b:
+        return False
+    opened_a = [safe_open(str(f), "pt") for f in files_a]
+    opened_b = [safe_open(str(f), "pt") for f in files_b]
+    where_a = {k: h for h in opened_a for k in h.keys()}
+    where_b = {k: h for h in opened_b for k in h.keys()}
+    if where_a.keys() != where_b.keys():
+        return False
+    for k, h in where_a.items():
+        ta, tb = h.get_tensor(k), where_b[k].get_tensor(k)
+        if ta.dtype != tb.dtype or not torch.equal(ta, tb):
+            return False
+    return True

@@ -84,3 +84,44 @@ def test_paths_and_models_of_unfinished_stages_are_never_trained_on_the_way(smok
         with pytest.raises(StageNotDone, match=f"python -m dgpo_lib.stage {stage} --preset smoke"):
             run.load(row)
     assert not any(tmp_path.iterdir())  # nothing was trained or written
+
+
+def test_an_rl_checkpoint_with_the_weights_of_an_evaluated_row_reuses_its_evaluation(smoke_cfg, tiny, tmp_path):
+    """DGPO's validation picking step 0 selects the KD cold start itself: its greedy evaluation is KD's, copied and
+    relabelled; a checkpoint with other weights is not matched."""
+    import json
+    import time
+
+    import torch
+
+    from dgpo_lib.models import same_weights
+    from dgpo_lib.pipeline.stages import same_weights_row
+    from dgpo_lib.rl import best_val_dir
+
+    c = copy.deepcopy(smoke_cfg)
+    c.run_root, c.eval.rl_checkpoint = str(tmp_path), "best_val"
+    run = Run(c, progress=False)
+    model, tok = tiny
+    kd, final = run.stage_dir("kd_kd") / "model", run.stage_dir("rl_dgpo") / "model"
+    model.save_pretrained(kd)
+    model.save_pretrained(best_val_dir(final))
+    (best_val_dir(final) / "selected.json").write_text(json.dumps({"step": 0}))
+    moved = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    model.save_pretrained(final)
+    model.load_state_dict(moved)
+    ev = run.stage_dir("eval_kd")
+    ev.mkdir(parents=True)
+    (ev / "records_nq_ctx.jsonl").write_text('{"id": "1", "em": 1.0}\n')
+    (ev / "summary.json").write_text(json.dumps({"method": "kd", "avg_em": 0.5, "per_set": {}}))
+    for stage in ("kd_kd", "rl_dgpo", "eval_kd"):
+        run.records.mark_done(stage, time.time())
+
+    assert same_weights(kd, best_val_dir(final)) and not same_weights(kd, final)
+    assert same_weights_row(run, "dgpo") == "kd" and same_weights_row(run, "dgpo@final") is None
+    summary = run.stage("eval_dgpo")
+    assert summary["method"] == "dgpo" and summary["avg_em"] == 0.5 and summary["same_weights_as"] == "kd"
+    out = run.stage_dir("eval_dgpo")
+    assert (out / "records_nq_ctx.jsonl").read_text() == '{"id": "1", "em": 1.0}\n'
+    assert run.stage_info("eval_dgpo")["same_weights_as"] == "eval_kd"

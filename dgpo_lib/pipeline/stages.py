@@ -171,13 +171,35 @@ def run_rl(run, variant: str) -> str:
     return str(out)
 
 
+def same_weights_row(run, row: str) -> str | None:
+    """An already evaluated row whose checkpoint holds exactly the weights of RL row `row`, else None. An RL run
+    whose validation picks its first or its last step selects its starting model or its final checkpoint, and the
+    greedy evaluation of those weights is on disk."""
+    from ..models import same_weights
+
+    if not row_stage(row).startswith("rl_"):
+        return None
+    base = row.partition("@")[0]
+    start = "kd" if rl_variant(base).start == "kd" else "student"
+    path = run.model_path(row)
+    for other in (base, f"{base}@final", f"{base}@best_val", start):
+        if other != row and run.is_done(f"eval_{other}") and same_weights(run.model_path(other), path):
+            return other
+    return None
+
+
 def run_eval(run, row: str) -> dict:
     """Greedy EM of a results-table row on every evaluation set (per-question records kept)."""
-    from ..evaluate import evaluate
+    from ..evaluate import copy_evaluation, evaluate
 
     name = f"eval_{row}"
     run.stage(row_stage(row))
-    with run.records.running(name):
+    with run.records.running(name) as info:
+        twin = same_weights_row(run, row)
+        if twin is not None:
+            log.info("%s: the checkpoint holds the weights of row %s; its evaluation is reused", name, twin)
+            info["same_weights_as"] = f"eval_{twin}"
+            return copy_evaluation(run.stage_dir(f"eval_{twin}"), run.stage_dir(name), row, twin)
         model, tok = run.load(row)
         seed_everything(run.cfg.seed)
         summary = evaluate(model, tok, run.retriever(), run.eval_sets(), run.cfg, run.stage_dir(name), row,
