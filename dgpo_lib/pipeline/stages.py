@@ -130,7 +130,7 @@ def run_kd(run, method: str) -> str:
 
         held_out = []
         if loss == "distillm":
-            held_out_dir = tgo.parent / "val_dataset"
+            held_out_dir = run.stage_dir("tgo") / "val_dataset"
             held_out = load_seqs(held_out_dir) if held_out_dir.exists() else []
             if not held_out:  # the teacher solved no validation question: hold out some of its training text
                 n = min(cfg.kd.distillm_val_seqs, len(seqs) // 4)
