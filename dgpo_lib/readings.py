@@ -69,3 +69,25 @@ def rl_reading(curves: dict[str, list[dict]], val: dict[str, list[dict]]) -> str
                      f"last {v[-1]['val_em']:.3f}")
         out.append(line + ".")
     return "\n".join(out)
+
+
+def probe_reading(probe, reference: str = "teacher") -> str:
+    """Markdown bullets reading `probes.protocol_frame` (rows = the runs' names, `reference` among them): which
+    models give a tag little probability where the teacher writes it (greedy decoding then never writes it), and
+    how far below the reference each puts the answer's words."""
+    if reference not in probe.index or len(probe) < 2:
+        return ""
+    ref = probe.loc[reference]
+    others = [r for r in probe.index if r != reference]
+    out = []
+    for kind, what in (("opens a search", "search"), ("opens the answer", "answer")):
+        low = [r for r in others if probe.loc[r, kind] < 0.5]
+        if low:
+            out.append(f"- **The `<{what}>` tag below one half** where the {row_label(reference).lower()} writes "
+                       f"it ({ref[kind]:.3f}): " + ", ".join(f"{row_label(r)} ({probe.loc[r, kind]:.3f})" for r in low)
+                       + ". Greedy decoding rarely writes a tag that is not the most probable token.")
+    words = sorted(others, key=lambda r: -probe.loc[r, "answer words"])
+    out.append(f"- **Reading the answer out:** the {row_label(reference).lower()} gives the answer's words "
+               f"{ref['answer words']:.3f} per token; " + "; ".join(
+                   f"{row_label(r)} {probe.loc[r, 'answer words']:.3f}" for r in words) + ".")
+    return "\n".join(out)

@@ -54,3 +54,19 @@ def test_rl_keeps_the_best_validation_checkpoint_and_rows_can_pin_it(smoke_cfg, 
     assert selected_checkpoints(run, ["ppo"])["selected step"].tolist() == [picked["step"]]
     assert run.stage_key("eval_ppo@best_val") != run.stage_key("eval_ppo@final")
     assert run.evaluate("ppo@best_val")["avg_em"] >= 0.0
+
+
+def test_probe_reading_names_the_models_that_give_a_tag_little_probability():
+    import pandas as pd
+
+    from dgpo_lib.readings import probe_reading
+
+    probe = pd.DataFrame({"opens a search": [0.0, 0.99, 1.0], "opens the answer": [0.0, 0.2, 1.0],
+                          "answer words": [0.2, 0.55, 0.9], "other tokens": [0.1, 0.9, 0.97]},
+                         index=["student", "kd", "teacher"])
+    text = probe_reading(probe)
+    search, answer, words = text.split("\n")
+    assert "`<search>`" in search and "Student (no training) (0.000)" in search and "KD" not in search
+    assert "`<answer>`" in answer and "KD (0.200)" in answer
+    assert words.index("KD 0.550") < words.index("Student (no training) 0.200") and "0.900" in words
+    assert probe_reading(probe.drop("teacher")) == ""
