@@ -44,7 +44,8 @@ def main():
     for name, d in run.stage_records().items():
         work = work_s(d)
         finished[name] = datetime.fromisoformat(d["created"]).timestamp()
-        rows.append({"stage": name, "wall_s": d.get("wall_s", 0.0), "paused_s": d.get("paused_s", 0),
+        rows.append({"stage": name, "wall_s": d.get("wall_s", 0.0), "earlier_s": d.get("earlier_processes_s", 0.0),
+                     "paused_s": d.get("paused_s", 0),
                      "work_s": work, "peak_rss_gib": d.get("peak_rss_gib"), "budget_share": work / BUDGET_S})
     rows.sort(key=lambda r: -r["work_s"])
     total = sum(r["work_s"] for r in rows)
@@ -64,7 +65,7 @@ def main():
     # run stage by stage (python -m dgpo_lib.stage, e.g. across sessions), every stage finished before the notebooks
     # started, so they only read cached results: the one-pass main job is then the stages' work plus the notebooks
     stages_before = bool(finished) and nb_started is not None and max(finished.values()) < nb_started
-    print(table(rows, ["stage", "wall_s", "paused_s", "work_s", "budget_share", "peak_rss_gib"]))
+    print(table(rows, ["stage", "wall_s", "earlier_s", "paused_s", "work_s", "budget_share", "peak_rss_gib"]))
     print(f"stages total {total / 60:.1f} min of work (wall time less recorded pauses); "
           f"peak RSS of any stage {max([r['peak_rss_gib'] or 0 for r in rows] + [0]):.2f} GiB")
     if notebooks:

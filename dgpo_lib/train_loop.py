@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from .data import shown_path
-from .io_utils import append_jsonl, atomic_write_jsonl, read_jsonl_tolerant
+from .io_utils import append_jsonl, atomic_write_json, atomic_write_jsonl, read_jsonl_tolerant
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,11 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
         atomic_write_jsonl(metrics_path, rows)
         if val_fn is not None and val_every:
             atomic_write_jsonl(val_path, val_rows)
+        (run_dir / "resumed.json").unlink(missing_ok=True)
+        if start:  # the steps and validations done by earlier processes: the stage record adds them to its wall time
+            atomic_write_json(run_dir / "resumed.json", {
+                "resumed_at_step": start, "earlier_loop_s": round(
+                    sum(r.get("step_s", 0.0) for r in rows) + sum(r.get("val_s", 0.0) for r in val_rows), 1)})
     barrier()
 
     def validate(step: int) -> None:

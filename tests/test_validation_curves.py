@@ -30,6 +30,13 @@ def test_kd_writes_a_validation_curve_and_resumes_it(smoke_cfg, tmp_path, monkey
     rows2 = [json.loads(x) for x in path.read_text().splitlines()]
     assert [r["step"] for r in rows2] == [0, 2, 3]
     assert [r["val_em"] for r in rows2] == [r["val_em"] for r in rows]
+    # the record counts the steps and validations the first process did up to the checkpoint resumed from
+    kept = [json.loads(x) for x in (run.stage_dir("kd_seqkd") / "metrics.jsonl").read_text().splitlines()][:2]
+    earlier = sum(r["step_s"] for r in kept) + sum(r["val_s"] for r in rows[:2])
+    info = again.stage_info("kd_seqkd")
+    assert abs(info["earlier_processes_s"] - round(earlier, 1)) <= 0.1
+    from dgpo_lib.pipeline.records import work_s
+    assert work_s(info) == info["wall_s"] + info["earlier_processes_s"]
     # once done, the stage's resumable checkpoints are removed and its model kept
     assert not (run.stage_dir("kd_seqkd") / "ckpt").exists()
     assert (run.stage_dir("kd_seqkd") / "model" / "model.safetensors").exists()

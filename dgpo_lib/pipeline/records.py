@@ -43,6 +43,10 @@ class StageRecords:
     def mark_done(self, name: str, started: float, **info) -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB, process peak so far
         folder = self.folder_of(name)
+        # a stage resumed from a checkpoint: the training steps and validations that earlier processes did
+        earlier = sum(json.loads(p.read_text())["earlier_loop_s"] for p in folder.rglob("resumed.json"))
+        if earlier:
+            info = {"earlier_processes_s": round(earlier, 1), **info}
         atomic_write_json(folder / "done.json",
                           provenance(self.cfg, stage=name, stage_key=stage_key(self.cfg, name),
                                      wall_s=round(time.time() - started, 1), peak_rss_gib=round(peak, 2), **info))
@@ -64,5 +68,6 @@ class StageRecords:
 
 
 def work_s(record: dict) -> float:
-    """A stage record's work time: wall time less a recorded pause (SIGSTOP while something else had the cores)."""
-    return record.get("wall_s", 0.0) - record.get("paused_s", 0)
+    """A stage record's work time: its wall time, plus the training loop time of earlier processes when it resumed
+    from a checkpoint, less a recorded pause (SIGSTOP while something else had the cores)."""
+    return record.get("wall_s", 0.0) + record.get("earlier_processes_s", 0.0) - record.get("paused_s", 0)
