@@ -125,3 +125,12 @@ def test_an_rl_checkpoint_with_the_weights_of_an_evaluated_row_reuses_its_evalua
     out = run.stage_dir("eval_dgpo")
     assert (out / "records_nq_ctx.jsonl").read_text() == '{"id": "1", "em": 1.0}\n'
     assert run.stage_info("eval_dgpo")["same_weights_as"] == "eval_kd"
+
+
+def test_the_last_step_of_each_rl_row_is_a_stage_when_the_table_shows_selected_checkpoints(smoke_cfg):
+    c = copy.deepcopy(smoke_cfg)
+    c.eval.rl_checkpoint = "final"
+    assert not any(n.endswith("@final") for n in Run(c, progress=False).stage_names())
+    c.eval.rl_checkpoint = "best_val"
+    finals = [n for n in Run(c, progress=False).stage_names() if n.endswith("@final")]
+    assert finals == [f"eval_{r}@final" for r in c.eval.methods if r in ("ppo", "dgpo")]

@@ -98,9 +98,17 @@ def stage_key(cfg: Config, name: str) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def final_rows(cfg: Config) -> list[str]:
+    """`<row>@final` for the RL rows of the results table when the table shows the checkpoints selected on
+    validation (`eval.rl_checkpoint: best_val`): the results chapter shows their last step beside them."""
+    if cfg.eval.rl_checkpoint != "best_val":
+        return []
+    return [f"{r}@final" for r in cfg.eval.methods if row_stage(r).startswith("rl_")]
+
+
 def stage_names(cfg: Config) -> list[str]:
     """Every stage this config's results table and ablations need, upstream first."""
     rows = list(dict.fromkeys([*cfg.eval.methods, *cfg.eval.ablations]))
     trained = [f"kd_{m}" for m in KD_ROWS] + [f"kd_{r}" for r in rows if r in GKD_ABLATIONS] + \
         [f"rl_{r}" for r in rows if not kd_stage(r) and r not in ("student", "teacher")]
-    return ["student", "teacher", "tgo", *trained, *(f"eval_{r}" for r in rows)]
+    return ["student", "teacher", "tgo", *trained, *(f"eval_{r}" for r in rows + final_rows(cfg))]
