@@ -406,12 +406,27 @@ def pinned_versions() -> dict[str, str]:
     return dict(d.split("==", 1) for d in deps if "==" in d)
 
 
+def _older(have: str, want: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+    try:
+        return Version(have) < Version(want)
+    except InvalidVersion:
+        return False
+
+
 def software_checks(cfg, m: Machine) -> list[Check]:
     out, tested = [], pinned_versions()
     for name in ("torch", "transformers", "accelerate"):
         have, want = m.packages.get(name), tested.get(name)
         out.append(Check("software", name, OK if have else MISSING,
                          f"{have} (pinned: {want})" if have else "not installed", "" if have else "bash scripts/setup.sh"))
+    have, want = m.packages.get("transformers"), tested.get("transformers")
+    if have and want and cfg.rollout.generator == "continuous" and _older(have, want):
+        # the continuous generator's per-slot KV cache implements transformers' Cache API; with 5.17 (seen on a
+        # GPU machine's image, CPU and CUDA alike) the first decode step fails with a shape mismatch in its update
+        out[[c.item for c in out].index("transformers")] = Check("software", "transformers", MISSING,
+                        f"{have}, older than the pinned {want}: the continuous generator's KV cache needs its Cache API",
+                        f"pip install transformers=={want} (or rollout.generator=hf)")
     if cfg.preset == "paper":
         cuda = bool(m.gpus)
         out.append(Check("software", "CUDA torch", OK if cuda else MISSING,

@@ -147,3 +147,14 @@ def test_missing_hub_model_at_run_time_names_the_fix(monkeypatch):
 def test_cpu_preset_report_on_this_machine_names_every_area():
     checks, _ = P.run_checks(load_config("cpu"), P.Machine.probe(Path("runs")))
     assert {c.area for c in checks} == {"models", "data", "hardware", "software"}
+
+
+def test_transformers_older_than_the_pin_stops_the_continuous_generator():
+    cfg = load_config("cpu")
+    machine = fake_machine()
+    machine.packages = {**machine.packages, "transformers": "5.17.0"}
+    tf = next(c for c in P.software_checks(cfg, machine) if c.item == "transformers")
+    assert tf.status == P.MISSING and "older than the pinned 5.23.0" in tf.detail and "rollout.generator=hf" in tf.fix
+    cfg.rollout.generator = "hf"
+    assert next(c for c in P.software_checks(cfg, machine) if c.item == "transformers").status == P.OK
+    assert next(c for c in P.software_checks(load_config("cpu"), fake_machine()) if c.item == "transformers").status == P.OK
