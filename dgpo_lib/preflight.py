@@ -418,15 +418,15 @@ def software_checks(cfg, m: Machine) -> list[Check]:
     out, tested = [], pinned_versions()
     for name in ("torch", "transformers", "accelerate"):
         have, want = m.packages.get(name), tested.get(name)
-        out.append(Check("software", name, OK if have else MISSING,
-                         f"{have} (pinned: {want})" if have else "not installed", "" if have else "bash scripts/setup.sh"))
-    have, want = m.packages.get("transformers"), tested.get("transformers")
-    if have and want and cfg.rollout.generator == "continuous" and _older(have, want):
-        # the continuous generator's per-slot KV cache implements transformers' Cache API; with 5.17 (seen on a
-        # GPU machine's image, CPU and CUDA alike) the first decode step fails with a shape mismatch in its update
-        out[[c.item for c in out].index("transformers")] = Check("software", "transformers", MISSING,
-                        f"{have}, older than the pinned {want}: the continuous generator's KV cache needs its Cache API",
-                        f"pip install transformers=={want} (or rollout.generator=hf)")
+        check = Check("software", name, OK if have else MISSING, f"{have} (pinned: {want})" if have else "not installed",
+                      "" if have else "bash scripts/setup.sh")
+        if name == "transformers" and have and want and cfg.rollout.generator == "continuous" and _older(have, want):
+            # the continuous generator's per-slot KV cache implements transformers' Cache API; with 5.17 its
+            # first decode step fails with a shape mismatch in the cache update (CPU and CUDA alike)
+            check = Check("software", name, MISSING,
+                          f"{have}, older than the pinned {want}: the continuous generator's KV cache needs its Cache API",
+                          f"pip install transformers=={want} (or rollout.generator=hf)")
+        out.append(check)
     if cfg.preset == "paper":
         cuda = bool(m.gpus)
         out.append(Check("software", "CUDA torch", OK if cuda else MISSING,

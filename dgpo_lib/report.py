@@ -577,3 +577,13 @@ def targets_frame(res: dict, n_boot: int = 5000) -> pd.DataFrame:
         add("every row's average known to +-0.03", "95% interval half-width <= 0.03",
             f"widest: {row_label(widest)} +-{half[widest]:.3f}", half[widest] <= 0.03)
     return pd.DataFrame(rows)
+
+
+def probe_table(probe: pd.DataFrame):
+    """`probes.protocol_frame` as the book shows it: a row per method, one column per kind of token."""
+    from .probes import KINDS
+
+    df = probe[list(KINDS)].rename(index=row_label)
+    return table(df, f"Mean probability each model gives the teacher's tokens, by kind, on "
+                 f"{probe.attrs['n_trajectories']} of the teacher's correct trajectories for "
+                 f"{probe.attrs['source']} (retrieved passages are context, never scored).", "{:.3f}", "method")
