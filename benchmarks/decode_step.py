@@ -16,7 +16,7 @@ import torch
 from common import table, write
 
 from dgpo_lib.config import load_config
-from dgpo_lib.continuous import ContinuousGenerator, _Episodes
+from dgpo_lib.generation.continuous import ContinuousGenerator, _Episodes
 from dgpo_lib.models import load_model
 from dgpo_lib.pipeline import Run
 from dgpo_lib.precision import amp

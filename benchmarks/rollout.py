@@ -18,10 +18,11 @@ from training import linear_weights
 from dgpo_lib.config import load_config
 from dgpo_lib.models import count_parameters
 from dgpo_lib.pipeline import Run
-from dgpo_lib.kv_generation import KVGenerator
+from dgpo_lib.generation.kv import KVGenerator
 from dgpo_lib.precision import compute_dtype
-from dgpo_lib.continuous import ContinuousGenerator
-from dgpo_lib.rollout import HFGenerator, run_batched
+from dgpo_lib.generation.continuous import ContinuousGenerator
+from dgpo_lib.generation.hf import HFGenerator
+from dgpo_lib.rollout import run_batched
 
 
 def measure(run: Run, row: str, questions, batch: int, generator: str) -> dict:

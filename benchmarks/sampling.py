@@ -1,4 +1,4 @@
-"""Drawing one token per row at temperature 1: the rollouts' inverse-CDF sampler (`kv_generation.sample_next`)
+"""Drawing one token per row at temperature 1: the rollouts' inverse-CDF sampler (`generation.kv.sample_next`)
 against `torch.multinomial`, which it replaced, on next-token probabilities of the preset's vocabulary size.
 
     .venv/bin/python benchmarks/sampling.py [--preset cpu] [--rows 32] [--reps 50]
@@ -13,7 +13,7 @@ import torch
 from common import table, write
 
 from dgpo_lib.config import load_config
-from dgpo_lib.kv_generation import sample_next
+from dgpo_lib.generation.kv import sample_next
 from dgpo_lib.pipeline import Run
 
 

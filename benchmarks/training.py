@@ -21,7 +21,7 @@ from common import matmul_flops, table, write
 
 from dgpo_lib import kd, rl
 from dgpo_lib.config import load_config
-from dgpo_lib.kd import length_buckets, padding_share
+from dgpo_lib.batching import length_buckets, padding_share
 from dgpo_lib.models import load_model
 from dgpo_lib.pipeline import Run
 from dgpo_lib.trajectories import OracleGenerator, seqs_of

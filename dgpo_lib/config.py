@@ -102,8 +102,8 @@ class RolloutConfig:
     top_p: float = _f(1.0, "nucleus sampling during training rollouts")
     batch_size: int = _f(32, "questions generated together")
     generator: str = _f("kv", "continuous: a fixed number of slots, each refilled with the next question as soon as its "
-                        "trajectory ends, every row running its own turns (dgpo_lib.continuous); "
-                        "kv: batches in lock step, keeping each trajectory's KV cache across turns (dgpo_lib.kv_generation); hf: "
+                        "trajectory ends, every row running its own turns (dgpo_lib.generation.continuous); "
+                        "kv: batches in lock step, keeping each trajectory's KV cache across turns (dgpo_lib.generation.kv); hf: "
                         "transformers' generate, re-encoding the context every turn; vllm: vLLM for frozen models "
                         "(evaluation, teacher rollouts) when installed on a GPU, else kv")
 

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from .data import QAExample
 from .io_utils import atomic_path, atomic_write_json, provenance
-from .generators import make_generator
+from .generation import make_generator
 from .rollout import RolloutSettings, SearchEnv, Trajectory, run_batched
 from .trajectories import write_records
 

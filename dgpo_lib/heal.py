@@ -21,10 +21,9 @@ from typing import Sequence
 import torch
 
 from . import losses
+from .batching import collate
 from .config import val_interval
-from .kd import chunked_loss_backward
 from .policy import action_logits, save_policy
-from .rollout import collate
 from .train_loop import linear_warmup, run_training
 
 log = logging.getLogger(__name__)
@@ -81,7 +80,7 @@ def heal_student(student, base, tok, texts: Sequence[str], held_out: Sequence[st
         s_logits, targets, _ = action_logits(student, b)
         with torch.no_grad():
             t_logits = action_logits(base, b)[0].to(s_logits.device)
-        loss = chunked_loss_backward(s_logits, lambda s, t, _: losses.forward_kl(s, t), t_logits, targets,
+        loss = losses.chunked_loss_backward(s_logits, lambda s, t, _: losses.forward_kl(s, t), t_logits, targets,
                                      len(targets), backward=True)
         gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
         opt.step()

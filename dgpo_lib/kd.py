@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
 from . import losses
+from .batching import Seq, collate_seqs, length_buckets
 from .config import val_interval
 from .policy import action_logits, add_lora, save_policy
-from .rollout import collate
 from .train_loop import kd_schedule, run_training
 
 log = logging.getLogger(__name__)
@@ -32,28 +31,6 @@ KD_METHODS = {
     "distillm": lambda s, t, y, k, taid_t: losses.skew_reverse_kl(s, t, k.skew_alpha),
     "taid": lambda s, t, y, k, taid_t: losses.taid_loss(s, t, taid_t),
 }
-
-
-@dataclass
-class Seq:
-    prompt_ids: list[int]
-    response_ids: list[int]
-    action_mask: list[int]
-
-    @property
-    def length(self) -> int:
-        return len(self.prompt_ids) + len(self.response_ids)
-
-
-def length_buckets(lengths: Sequence[int], micro: int) -> list[list[int]]:
-    """Micro-batches of similar length (sorted, then chunked): far less padding than arrival order."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[i:i + micro] for i in range(0, len(order), micro)]
-
-
-def padding_share(lengths: Sequence[int], buckets: list[list[int]]) -> float:
-    computed = sum(max(lengths[i] for i in b) * len(b) for b in buckets)
-    return 1 - sum(lengths) / computed if computed else 0.0
 
 
 class ReplayBuffer:
@@ -110,31 +87,6 @@ class AdaptiveSampling:
         self.threshold, self.prev = d["threshold"], d["prev"]
 
 
-LOSS_CHUNK = 512  # action positions per piece of a divergence over the vocabulary
-
-
-def chunked_loss_backward(s_logits, per_token: Callable, t_logits, targets, n_tok: int, backward: bool,
-                          chunk: int = LOSS_CHUNK) -> float:
-    """sum(per_token(...)) / n_tok, computed and back-propagated a slice of positions at a time.
-
-    A divergence over a 49k vocabulary makes several [positions, vocab] temporaries (softmaxes, mixtures, their
-    gradients); on-policy batches of long student rollouts have thousands of positions, so all at once they
-    cost gigabytes. The gradient w.r.t. the logits is accumulated slice by slice on a detached copy and sent
-    through the network once: the same gradient, a bounded peak."""
-    z = s_logits.detach().requires_grad_(backward)
-    total = 0.0
-    for a in range(0, len(z), chunk):
-        sl = slice(a, a + chunk)
-        with torch.set_grad_enabled(backward):
-            loss = per_token(z[sl], None if t_logits is None else t_logits[sl], targets[sl]).sum() / n_tok
-        if backward:
-            loss.backward()
-        total += loss.item()
-    if backward and z.grad is not None:
-        s_logits.backward(z.grad)
-    return total
-
-
 def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg, run_dir: Path,
              student_rollout: Callable[[int, int], list[Seq]] | None = None, progress: bool = True,
              stop_after: int | None = None, out_dir: Path | None = None,
@@ -175,7 +127,7 @@ def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg,
         n_tok = sum(sum(s.action_mask) for s in seqs) or 1
         total = 0.0
         for idx in length_buckets([s.length for s in seqs], t.micro_batch):
-            b = collate([(seqs[i].prompt_ids, seqs[i].response_ids, seqs[i].action_mask) for i in idx],
+            b = collate_seqs([seqs[i] for i in idx],
                         tokenizer.pad_token_id)
             with torch.set_grad_enabled(backward):
                 s_logits, targets, _ = action_logits(student, b)
@@ -183,7 +135,7 @@ def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg,
                 if method != "seqkd":
                     with torch.no_grad():
                         t_logits = action_logits(teacher, b)[0].to(s_logits.device)
-            total += chunked_loss_backward(s_logits, per_token, t_logits, targets, n_tok, backward)
+            total += losses.chunked_loss_backward(s_logits, per_token, t_logits, targets, n_tok, backward)
         return total, n_tok
 
     def student_batch(step: int) -> list[Seq]:

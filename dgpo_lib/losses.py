@@ -10,6 +10,7 @@ Notation: p_S = softmax(s), p_T = softmax(t); KL(p||q) = sum_v p_v (log p_v - lo
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -104,3 +105,28 @@ class TAIDSchedule:
 
     def load_state_dict(self, d: dict) -> None:
         self.t, self.m, self.prev_loss = d["t"], d["m"], d["prev_loss"]
+
+
+LOSS_CHUNK = 512  # action positions per piece of a divergence over the vocabulary
+
+
+def chunked_loss_backward(s_logits, per_token: Callable, t_logits, targets, n_tok: int, backward: bool,
+                          chunk: int = LOSS_CHUNK) -> float:
+    """sum(per_token(...)) / n_tok, computed and back-propagated a slice of positions at a time.
+
+    A divergence over a 49k vocabulary makes several [positions, vocab] temporaries (softmaxes, mixtures, their
+    gradients); on-policy batches of long student rollouts have thousands of positions, so all at once they
+    cost gigabytes. The gradient w.r.t. the logits is accumulated slice by slice on a detached copy and sent
+    through the network once: the same gradient, a bounded peak."""
+    z = s_logits.detach().requires_grad_(backward)
+    total = 0.0
+    for a in range(0, len(z), chunk):
+        sl = slice(a, a + chunk)
+        with torch.set_grad_enabled(backward):
+            loss = per_token(z[sl], None if t_logits is None else t_logits[sl], targets[sl]).sum() / n_tok
+        if backward:
+            loss.backward()
+        total += loss.item()
+    if backward and z.grad is not None:
+        s_logits.backward(z.grad)
+    return total

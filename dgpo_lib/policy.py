@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from .precision import amp
-from .rollout import Batch
+from .batching import Batch
 
 
 def predict_positions(batch: Batch) -> torch.Tensor:

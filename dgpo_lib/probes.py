@@ -12,9 +12,8 @@ from typing import Sequence
 
 import torch
 
-from .kd import Seq, length_buckets
+from .batching import Seq, collate_seqs, length_buckets
 from .policy import action_logits
-from .rollout import collate
 
 KINDS = ("opens a search", "opens the answer", "answer words", "other tokens")
 TAG_KINDS = {"<search>": "opens a search", "<answer>": "opens the answer"}
@@ -57,7 +56,7 @@ def protocol_probabilities(model, tokenizer, seqs: Sequence[Seq], micro_batch: i
     count = {k: 0 for k in KINDS}
     model.eval()
     for idx in length_buckets([s.length for s in seqs], micro_batch):
-        b = collate([(seqs[i].prompt_ids, seqs[i].response_ids, seqs[i].action_mask) for i in idx],
+        b = collate_seqs([seqs[i] for i in idx],
                     tokenizer.pad_token_id)
         logits, targets, counts = action_logits(model, b)
         lp = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1).cpu()
@@ -83,10 +82,10 @@ def protocol_frame(run, rows: Sequence[str], n_seqs: int = 64):
     teacher solved no validation question, its training trajectories stand in (`attrs["source"]` says which)."""
     import pandas as pd
 
-    from .trajectories import load_seqs
+    from .trajectories import load_seqs, val_dataset_dir
 
     folder = run.stage_dir("tgo")
-    seqs, source = load_seqs(folder / "val_dataset")[:n_seqs], "validation questions"
+    seqs, source = load_seqs(val_dataset_dir(folder))[:n_seqs], "validation questions"
     if not seqs:
         seqs, source = load_seqs(folder / "dataset")[:n_seqs], "training questions"
     frame = {}

@@ -23,9 +23,9 @@ import torch
 
 from . import rl_math as R
 from .config import val_interval
-from .kd import length_buckets
+from .batching import collate_seqs, length_buckets
 from .policy import ValueModel, action_logits, action_values, add_lora, logprobs_and_entropy, save_policy
-from .rollout import Trajectory, collate_trajectories
+from .rollout import Trajectory
 from .train_loop import linear_warmup, run_training
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def _flat_scores(model, trajs, pad_id, micro, need_grad=False, entropy=False):
     """Per-action-token log-probs (and entropies) for a list of trajectories, as [B, A] padded tensors."""
     lps, ents, counts = [None] * len(trajs), [None] * len(trajs), [0] * len(trajs)
     for idx in length_buckets([len(t.prompt_ids) + len(t.response_ids) for t in trajs], micro):
-        b = collate_trajectories([trajs[i] for i in idx], pad_id)
+        b = collate_seqs([trajs[i] for i in idx], pad_id)
         with torch.set_grad_enabled(need_grad):
             logits, tgt, cnt = action_logits(model, b)
             lp, ent = logprobs_and_entropy(logits, tgt)
@@ -94,7 +94,7 @@ def _flat_scores(model, trajs, pad_id, micro, need_grad=False, entropy=False):
 def _values(critic, trajs, pad_id, micro, need_grad=False):
     vals, counts = [None] * len(trajs), [0] * len(trajs)
     for idx in length_buckets([len(t.prompt_ids) + len(t.response_ids) for t in trajs], micro):
-        b = collate_trajectories([trajs[i] for i in idx], pad_id)
+        b = collate_seqs([trajs[i] for i in idx], pad_id)
         with torch.set_grad_enabled(need_grad):
             v = action_values(critic, b)
         cnt = b.action_mask[:, 1:].sum(1).tolist()

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from .data import QAExample
 from .io_utils import atomic_write_json, provenance
-from .kd import Seq
+from .batching import Seq
 from .rollout import SearchEnv, Trajectory
 
 COLUMNS = ("id", "dataset", "question", "prompt_ids", "response_ids", "action_mask", "em", "n_searches", "answer",
@@ -41,6 +41,12 @@ def save_dataset(ds, out: Path, cfg=None, **info) -> None:
     with atomic_dir(out) as tmp:
         ds.save_to_disk(str(tmp))
         atomic_write_json(tmp / "made_by.json", provenance(cfg, **info, config=cfg.to_dict() if cfg else None))
+
+
+def val_dataset_dir(tgo_dir: Path) -> Path:
+    """Where the TGO stage keeps the teacher's correct trajectories for the validation questions: no method trains on
+    them; DistiLLM's held-out loss and the protocol probe read them."""
+    return Path(tgo_dir) / "val_dataset"
 
 
 def load_seqs(folder: Path) -> list[Seq]:

@@ -1,8 +1,9 @@
-"""Continuous batching (dgpo_lib/continuous.py) must give the same greedy episodes as the lock-step environment,
+"""Continuous batching (dgpo_lib/generation/continuous.py) must give the same greedy episodes as the lock-step environment,
 whatever the number of slots, and the observation fitting must keep the closing tag."""
 import pytest
 
-from dgpo_lib.rollout import HFGenerator, RolloutSettings, SearchEnv, information_ids, run_batched
+from dgpo_lib.generation.hf import HFGenerator
+from dgpo_lib.rollout import RolloutSettings, SearchEnv, information_ids, run_batched
 
 
 @pytest.mark.parametrize("stops,slots,total", [(None, 3, None), (("e",), 2, None), (("a", "o"), 16, None),
@@ -10,7 +11,7 @@ from dgpo_lib.rollout import HFGenerator, RolloutSettings, SearchEnv, informatio
 def test_continuous_matches_lock_step_generate(tiny, dense, smoke_cfg, stops, slots, total):
     """Slots fewer than questions (refilled as trajectories end) or more; stop strings that random text hits
     often make rows end turns, searches and episodes at different steps; a small total cap ends some for length."""
-    from dgpo_lib.continuous import ContinuousGenerator
+    from dgpo_lib.generation.continuous import ContinuousGenerator
     from dgpo_lib.data import load_eval_sets
     model, tok = tiny
     model.set_attn_implementation("sdpa")
@@ -38,7 +39,7 @@ def test_continuous_matches_lock_step_generate(tiny, dense, smoke_cfg, stops, sl
 
 
 def test_run_batched_counts_questions_with_either_generator(tiny, dense, smoke_cfg):
-    from dgpo_lib.continuous import ContinuousGenerator
+    from dgpo_lib.generation.continuous import ContinuousGenerator
     from dgpo_lib.data import load_eval_sets
     model, tok = tiny
     qs = load_eval_sets(smoke_cfg)["nq_ctx"][:5]
@@ -71,7 +72,7 @@ def test_decode_attention_equals_sdpa_on_a_cache_view():
     import torch
     from types import SimpleNamespace
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
-    from dgpo_lib.kv_generation import decode_attention
+    from dgpo_lib.generation.kv import decode_attention
 
     torch.manual_seed(0)
     B, H, kvh, D, T, cap = 3, 6, 2, 8, 5, 9

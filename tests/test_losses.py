@@ -115,7 +115,7 @@ def test_taid_schedule_matches_sakana_update_t():
 def test_chunked_kd_loss_gives_the_same_loss_and_gradient(name):
     import torch
     from dgpo_lib import losses
-    from dgpo_lib.kd import chunked_loss_backward
+    from dgpo_lib.losses import chunked_loss_backward
     torch.manual_seed(0)
     fns = {"forward_kl": losses.forward_kl, "generalized_jsd": lambda s, t: losses.generalized_jsd(s, t, 0.1),
            "skew_reverse_kl": lambda s, t: losses.skew_reverse_kl(s, t, 0.1),

@@ -108,3 +108,15 @@ def test_readme_layout_names_every_module():
     named = set(re.findall(r"`(\w+)/?`", row)) - {"dgpo_lib"}
     modules = {name.split(".")[-1] for name in _library_modules()} - {"__init__"}
     assert named == modules, f"README names {sorted(named - modules)} and misses {sorted(modules - named)}"
+
+
+def test_pyproject_lists_every_subpackage():
+    """A non-editable install copies only the packages pyproject.toml names: every folder of dgpo_lib with code or
+    presets must be one of them."""
+    listed = set(re.search(r"^packages = \[(.*?)\]", (REPO_ROOT / "pyproject.toml").read_text(), re.M).group(1)
+                 .replace('"', "").replace(" ", "").split(","))
+    lib = REPO_ROOT / "dgpo_lib"
+    folders = {"dgpo_lib", *("dgpo_lib." + ".".join(d.relative_to(lib).parts) for d in lib.rglob("*")
+                             if d.is_dir() and d.name != "__pycache__" and any(d.glob("*.py")) | any(d.glob("*.yaml")))}
+    assert folders == listed, f"pyproject.toml packages miss {sorted(folders - listed)}, name {sorted(listed - folders)}"
+

@@ -1,9 +1,10 @@
 import pytest
 
+from dgpo_lib.batching import collate_seqs
 from dgpo_lib.data import QAExample
 from dgpo_lib.prompts import INVALID_ACTION
-from dgpo_lib.rollout import (HFGenerator, RolloutSettings, SearchEnv, collate_trajectories, cut_at_stop,
-                              parse_action)
+from dgpo_lib.generation.hf import HFGenerator, cut_at_stop
+from dgpo_lib.rollout import RolloutSettings, SearchEnv, parse_action
 
 
 def _q(i, ans="Paris"):
@@ -43,7 +44,7 @@ def test_batch_stops_at_different_turns_and_masks_exactly(tiny, dense, scripted)
         assert "<information>" not in tok.decode(gen_ids)
     assert tok.decode([i for i, m in zip(trajs[2].response_ids, trajs[2].action_mask) if m == 0]).count(
         "<information>") == 2
-    batch = collate_trajectories(trajs, tok.pad_token_id)
+    batch = collate_seqs(trajs, tok.pad_token_id)
     for b, t in enumerate(trajs):
         row = batch.input_ids[b][batch.action_mask[b] == 1].tolist()
         assert row == [i for i, m in zip(t.response_ids, t.action_mask) if m]
@@ -112,7 +113,7 @@ def test_kv_cached_generator_matches_plain_generate(tiny, dense, smoke_cfg, stop
     """Keeping the KV cache across turns (shared prompt prefix, dropped rows, masked overshoot) must not change
     greedy trajectories. Stop strings that random text hits often make rows stop at different steps."""
     from dgpo_lib.data import load_eval_sets
-    from dgpo_lib.kv_generation import KVGenerator
+    from dgpo_lib.generation.kv import KVGenerator
     model, tok = tiny
     print("attention:", model.config._attn_implementation)
     model.set_attn_implementation("sdpa")  # the default of real models; the KV generator swaps in its decode path
@@ -131,7 +132,7 @@ def test_kv_cached_generator_matches_plain_generate(tiny, dense, smoke_cfg, stop
 
 def test_kv_sampling_respects_top_p():
     import torch
-    from dgpo_lib.kv_generation import sample_next
+    from dgpo_lib.generation.kv import sample_next
     logits = torch.tensor([[5.0, 4.0, -10.0, -10.0]]).repeat(200, 1)
     torch.manual_seed(0)
     picks = sample_next(logits, 1.0, 0.5)
@@ -142,7 +143,7 @@ def test_kv_sampling_respects_top_p():
 
 def test_sampling_draws_each_token_with_its_probability_and_never_a_zero_one():
     import torch
-    from dgpo_lib.kv_generation import inverse_cdf_sample
+    from dgpo_lib.generation.kv import inverse_cdf_sample
     torch.manual_seed(0)
     p = torch.tensor([0.0, 0.5, 0.0, 0.2, 0.3, 0.0])
     n = 200_000
@@ -155,9 +156,9 @@ def test_sampling_draws_each_token_with_its_probability_and_never_a_zero_one():
 
 def test_vllm_generator_falls_back_without_vllm_or_for_a_trained_policy(tiny, smoke_cfg):
     import copy
-    from dgpo_lib.kv_generation import KVGenerator
-    from dgpo_lib.generators import make_generator
-    from dgpo_lib.vllm_generation import vllm_available
+    from dgpo_lib.generation.kv import KVGenerator
+    from dgpo_lib.generation import make_generator
+    from dgpo_lib.generation.vllm import vllm_available
     model, tok = tiny
     cfg = copy.deepcopy(smoke_cfg)
     cfg.rollout.generator = "vllm"

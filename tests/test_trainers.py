@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from dgpo_lib import kd, rl
+from dgpo_lib.batching import Seq
 from dgpo_lib.data import load_train_questions
 from dgpo_lib.io_utils import seed_everything
 from dgpo_lib.models import load_model
 from dgpo_lib.policy import ValueModel
-from dgpo_lib.rollout import HFGenerator, RolloutSettings, SearchEnv
+from dgpo_lib.generation.hf import HFGenerator
+from dgpo_lib.rollout import RolloutSettings, SearchEnv
 from dgpo_lib.trajectories import OracleGenerator, seqs_of
 
 
@@ -137,7 +139,7 @@ def test_distillm_adaptive_schedule_follows_taid():
 def test_replay_buffer_keeps_the_newest_and_round_trips():
     import random
     b = kd.ReplayBuffer(capacity=3)
-    b.add([kd.Seq([i], [i + 1], [1]) for i in range(5)])
+    b.add([Seq([i], [i + 1], [1]) for i in range(5)])
     assert [s.prompt_ids for s in b.items] == [[2], [3], [4]]
     c = kd.ReplayBuffer()
     c.load_state_dict(b.state_dict())

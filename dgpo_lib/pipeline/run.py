@@ -181,7 +181,7 @@ class Run:
 
     def env(self, model, tok, greedy: bool, model_path: str | None = None):
         """A Search-R1 environment; `model_path` marks a frozen model (vLLM may serve it)."""
-        from ..generators import make_generator
+        from ..generation import make_generator
         from ..rollout import RolloutSettings, SearchEnv
         return SearchEnv(make_generator(model, tok, self.cfg, model_path), self.retriever(), tok,
                          RolloutSettings.from_config(self.cfg, greedy))

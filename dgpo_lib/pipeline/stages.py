@@ -75,7 +75,7 @@ def run_tgo(run):
     """Teacher-generated outputs: the teacher's greedy trajectories on training questions, the correct ones kept
     (the KD data), and the same on the validation questions (held-out teacher text, never trained on)."""
     from ..rollout import run_batched
-    from ..trajectories import save_dataset, summarize, trajectories_to_dataset, write_records
+    from ..trajectories import save_dataset, summarize, trajectories_to_dataset, val_dataset_dir, write_records
 
     c, name = run.cfg, "tgo"
     out = run.stage_dir(name) / "dataset"
@@ -94,7 +94,7 @@ def run_tgo(run):
         val = [t for t in run_batched(env, run.val_questions(), c.rollout.batch_size,
                                       desc="teacher rollouts (validation)", progress=run.progress) if t.em == 1.0]
         if val:
-            save_dataset(trajectories_to_dataset(val), run.stage_dir(name) / "val_dataset", c,
+            save_dataset(trajectories_to_dataset(val), val_dataset_dir(run.stage_dir(name)), c,
                          n_questions=len(run.val_questions()))
         info.update(all=summarize(trajs), kept=summarize(correct), val_kept=len(val))
     return out
@@ -103,7 +103,7 @@ def run_tgo(run):
 def run_kd(run, method: str) -> str:
     """A KD baseline on the TGO data, or one of the GKD ablations (on-policy GKD from GKD_ABLATIONS' start)."""
     from ..kd import train_kd
-    from ..trajectories import load_seqs, seqs_of
+    from ..trajectories import load_seqs, seqs_of, val_dataset_dir
 
     name = f"kd_{method}"
     cfg, loss, start_path = run.cfg, method, None
@@ -130,8 +130,7 @@ def run_kd(run, method: str) -> str:
 
         held_out = []
         if loss == "distillm":
-            held_out_dir = run.stage_dir("tgo") / "val_dataset"
-            held_out = load_seqs(held_out_dir) if held_out_dir.exists() else []
+            held_out = load_seqs(val_dataset_dir(run.stage_dir("tgo")))
             if not held_out:  # the teacher solved no validation question: hold out some of its training text
                 n = min(cfg.kd.distillm_val_seqs, len(seqs) // 4)
                 seqs, held_out = (seqs[:-n], seqs[-n:]) if n else (seqs, seqs[:1])

@@ -2,7 +2,7 @@
 
 vLLM is not a dependency (it needs a CUDA GPU); `rollout.generator: vllm` uses it when it is installed and falls
 back to the KV-cached generator otherwise, with a log line saying so. Its automatic prefix caching plays the role
-of `kv_generation`: every turn of a trajectory extends the previous context, so only new tokens are encoded.
+of `generation.kv`: every turn of a trajectory extends the previous context, so only new tokens are encoded.
 The RL actor changes every step, so its rollouts stay on the in-process generator (no weight sync to vLLM).
 """
 from __future__ import annotations
@@ -12,7 +12,8 @@ import logging
 import time
 from typing import Sequence
 
-from .prompts import STOP_STRINGS
+from ..prompts import STOP_STRINGS
+from .hf import cut_at_stop
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,6 @@ class VLLMGenerator:
                  top_p: float = 1.0) -> list[list[int]]:
         from vllm import SamplingParams
 
-        from .rollout import cut_at_stop
 
         if max_new_tokens <= 0:
             return [[] for _ in contexts]

@@ -20,8 +20,8 @@ from typing import Sequence
 
 import torch
 
-from .precision import amp
-from .prompts import STOP_STRINGS
+from ..precision import amp
+from ..prompts import STOP_STRINGS
 
 
 @functools.lru_cache(maxsize=1)
@@ -121,7 +121,7 @@ def _may_complete_stop(tokenizer, stops: tuple, vocab_size: int) -> torch.Tensor
     return torch.tensor(flags + [False] * max(0, vocab_size - len(flags)))
 
 
-def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
+def common_prefix(rows: Sequence[Sequence[int]]) -> int:
     n = min(len(r) for r in rows)
     first = rows[0]
     for i in range(n):
@@ -225,7 +225,7 @@ class KVSession:
 
     def _start(self, rows: list[int], contexts: list[list[int]]) -> None:
         """Encode the prefix shared by every row once and copy it to each row."""
-        p = min(_common_prefix(contexts), min(len(c) for c in contexts) - 1)
+        p = min(common_prefix(contexts), min(len(c) for c in contexts) - 1)
         self.rows = list(rows)
         for r in rows:
             self.tokens[r], self.cols[r] = [], []
@@ -263,7 +263,7 @@ class KVSession:
         new: list[list[int]] = []
         for b, (r, ctx) in enumerate(zip(rows, contexts)):
             have = self.tokens[r]
-            k = _common_prefix([have, ctx]) if have else 0
+            k = common_prefix([have, ctx]) if have else 0
             k = min(k, len(ctx) - 1)  # the last context token is always fed, for the next-token logits
             if k < len(have):
                 self.attn[b, self.cols[r][k:]] = 0

@@ -1,21 +1,26 @@
-"""Which generator a rollout uses (`rollout.generator`): one place that knows every backend, so the environment
-(`rollout.py`) and the backends (`kv_generation.py`, `continuous.py`, `vllm_generation.py`) need not know each other."""
+"""The generators a rollout can use, and `make_generator`, the one place that picks one (`rollout.generator`), so
+the environment (`rollout.py`) and the backends need not know each other:
+
+- `hf`: `model.generate` over the whole context every turn (the reference the others are tested against);
+- `kv`: a batch in lock step, each trajectory's KV cache kept across turns;
+- `continuous`: continuous batching of whole episodes, a slot refilled as soon as its trajectory ends;
+- `vllm`: vLLM on a GPU, for frozen models (optional)."""
 from __future__ import annotations
 
 import logging
 
-from .rollout import HFGenerator
+from .hf import HFGenerator
 
 log = logging.getLogger(__name__)
 
 
 def make_generator(model, tokenizer, cfg, model_path: str | None = None):
-    """The configured generator. `kv` keeps each trajectory's KV cache across turns (kv_generation.py); `hf`
+    """The configured generator. `kv` keeps each trajectory's KV cache across turns (generation/kv.py); `hf`
     re-encodes the context with `model.generate` every turn; `vllm` (frozen models given by `model_path`:
     evaluation, teacher rollouts) runs vLLM when it and a GPU are there, else falls back to `kv`."""
     kind = cfg.rollout.generator
     if kind == "vllm":
-        from .vllm_generation import VLLMGenerator, vllm_available
+        from .vllm import VLLMGenerator, vllm_available
         if model_path is not None and vllm_available():
             return VLLMGenerator(model_path, tokenizer, max_model_len=cfg.rollout.max_total_tokens, seed=cfg.seed)
         log.info("rollout.generator=vllm: %s; using continuous batching",
@@ -25,7 +30,7 @@ def make_generator(model, tokenizer, cfg, model_path: str | None = None):
         from .continuous import ContinuousGenerator
         return ContinuousGenerator(model, tokenizer)
     if kind == "kv":
-        from .kv_generation import KVGenerator
+        from .kv import KVGenerator
         return KVGenerator(model, tokenizer)
     if kind == "hf":
         return HFGenerator(model, tokenizer)

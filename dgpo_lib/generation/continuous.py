@@ -23,8 +23,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from .kv_generation import KVGenerator, _common_prefix, sample_next
-from .precision import amp
+from ..precision import amp
+from ..rollout import Trajectory
+from .kv import KVGenerator, common_prefix, sample_next
 
 
 class RaggedCache:
@@ -103,7 +104,6 @@ class ContinuousGenerator(KVGenerator):
 
 class _Episodes:
     def __init__(self, gen: ContinuousGenerator, env, questions, slots: int, on_done):
-        from .rollout import Trajectory
 
         self.g, self.env, self.on_done = gen, env, on_done
         self.s = env.s
@@ -190,7 +190,7 @@ class _Episodes:
     def _encode_prefix(self) -> None:
         """The prompt prefix every question shares (the instruction) is encoded once, at batch 1."""
         prompts = [t.prompt_ids for t in self.trajs]
-        self.p = max(0, min(_common_prefix(prompts), min(len(p) for p in prompts) - 1))
+        self.p = max(0, min(common_prefix(prompts), min(len(p) for p in prompts) - 1))
         self.prefix = RaggedCache(1, self.device)
         if self.p:
             pos = torch.arange(self.p)[None]
