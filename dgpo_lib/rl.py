@@ -1,10 +1,11 @@
 """PPO with a critic, DGPO, and the GRPO ablation, on multi-turn Search-R1 rollouts.
 
-One iteration (Search-R1 / DGPO `ray_trainer.fit`):
-  rollouts (student, T=1)  ->  old log-probs, reference log-probs, values (no grad)
-  ->  r_t = EM * 1[last] - beta * gate * (log pi - log pi_ref)      (DGPO: gate = 1[EM=0], ref = teacher)
-  ->  GAE (gamma = lambda = 1), whitened advantages
-  ->  PPO-clip actor update (+ entropy bonus), clipped value update.
+One iteration (Search-R1 / DGPO `ray_trainer.fit`; `train_rl`'s `step_fn` calls these in order):
+  rollouts (student, T=1)
+  ->  `score_rollouts`: EM, old log-probs, reference log-probs where the KL gate is open, values (no grad)
+  ->  `advantages`: r_t = EM * 1[last] - beta * gate * (log pi - log pi_ref)  (DGPO: gate = 1[EM=0], ref = teacher),
+      then GAE (gamma = lambda = 1) and whitened advantages
+  ->  `ppo_update`: PPO-clip actor update (+ entropy bonus), clipped value update.
 GRPO (the paper's ablation) is what the authors' code runs when only `algorithm.adv_estimator` changes: no critic;
 the same gated k1 KL stays in the token rewards, and each trajectory's advantage is its summed reward
 (EM - beta * gate * sum_t k1_t) normalised within its question's group of `rl.grpo_group` rollouts.
@@ -111,6 +112,53 @@ def rollout_stats(trajs: Sequence[Trajectory]) -> dict:
             "wrong_share": sum(t.em < 0.1 for t in trajs) / n, "searches": sum(t.n_searches for t in trajs) / n,
             "answered": sum(t.answer is not None for t in trajs) / n,
             "response_tokens": sum(sum(t.action_mask) for t in trajs) / n}
+
+
+@dataclass
+class ScoredRollouts:
+    """One step's rollouts, scored before any update. `old_lp` [B, A] holds the actor's log-prob of each action
+    token when it was sampled (`mask` marks the real ones); `ref_lp` the reference's on the trajectories that pay the
+    KL (`gated`) and a copy of `old_lp` elsewhere, so the log-ratio there is 0; `old_v` the critic's values (PPO).
+    `teacher_rows`/`teacher_lp`: the teacher's log-probs on some trajectories, for the KL-to-teacher curve."""
+    scores: torch.Tensor
+    old_lp: torch.Tensor
+    ref_lp: torch.Tensor
+    mask: torch.Tensor
+    old_v: torch.Tensor | None
+    gated: list[int]
+    teacher_rows: list[int]
+    teacher_lp: torch.Tensor
+
+
+def _logprobs_on(fn, trajs, rows: list[int], fill: torch.Tensor) -> torch.Tensor:
+    """fn's log-probs on the trajectories `rows` only, `fill` elsewhere: the reference forward is skipped where its
+    value cannot matter (DGPO's correct trajectories pay no KL)."""
+    out = fill.clone()
+    if rows:
+        lp = fn([trajs[i] for i in rows])
+        out[rows, : lp.shape[1]] = lp
+    return out
+
+
+@torch.no_grad()
+def score_rollouts(setup: RLVariant, trajs: Sequence[Trajectory], actor, critic, ref_logprobs: Callable, teacher,
+                   pad: int, micro: int) -> ScoredRollouts:
+    """EM per trajectory, then the forward passes the update needs: the actor's log-probs, the reference's where
+    the KL gate (`rl_math.kl_penalty_mask`) is open, and the critic's values. `ref_logprobs(trajs)` is the
+    reference policy's log-probs (the teacher for DGPO, the starting policy for PPO)."""
+    dev = next(actor.parameters()).device
+    scores = torch.tensor([t.em for t in trajs], dtype=torch.float32, device=dev)
+    old_lp, _, mask = _flat_scores(actor, trajs, pad, micro)
+    kl_mode = setup.kl_mode if setup.beta > 0 else "none"
+    gated = [i for i, g in enumerate(R.kl_penalty_mask(scores, kl_mode).tolist()) if g > 0]
+    ref_lp = _logprobs_on(ref_logprobs, trajs, gated, old_lp)
+    if setup.reference == "teacher":  # the KL-to-teacher curve: over the trajectories scored
+        teacher_rows, teacher_lp = gated, ref_lp
+    else:  # logging only: the teacher on a fixed-size sample of the batch
+        teacher_rows = list(range(min(len(trajs), 8))) if teacher is not None else []
+        teacher_lp = _logprobs_on(lambda t: _flat_scores(teacher, t, pad, micro)[0], trajs, teacher_rows, old_lp)
+    old_v = _values(critic, trajs, pad, micro) if setup.algo == "ppo" else None
+    return ScoredRollouts(scores, old_lp, ref_lp, mask, old_v, gated, teacher_rows, teacher_lp)
 
 
 def advantages(setup: RLVariant, rc, scores, logp, ref_logp, mask, values, group=None, moments=None):
@@ -242,15 +290,6 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
                 return _flat_scores(actor, trajs, pad, micro)[0]
         return _flat_scores(reference, trajs, pad, micro)[0]
 
-    def scores_on(fn, trajs, rows, fill):
-        """fn's log-probs on the trajectories `rows` only, `fill` elsewhere: the reference forward is skipped
-        where its value cannot matter (DGPO's correct trajectories pay no KL)."""
-        out = fill.clone()
-        if rows:
-            lp = fn([trajs[i] for i in rows])
-            out[rows, : lp.shape[1]] = lp
-        return out
-
     def step_fn(step: int) -> dict:
         rng = random.Random(f"{cfg.seed}:rl:{step}")
         wanted = rc.prompts_per_step
@@ -268,20 +307,11 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
         actor.eval()
         trajs = [t for t in make_rollout(actor, qs)]
         t_roll = time.perf_counter() - t0
-        scores = torch.tensor([t.em for t in trajs], dtype=torch.float32, device=dev)
+        scored = score_rollouts(setup, trajs, actor, critic, ref_logprobs, teacher, pad, micro)
+        old_lp, mask, old_v, gated = scored.old_lp, scored.mask, scored.old_v, scored.gated
         with torch.no_grad():
-            old_lp, _, mask = _flat_scores(actor, trajs, pad, micro)
-            kl_mode = setup.kl_mode if setup.beta > 0 else "none"
-            needed = [i for i, g in enumerate(R.kl_penalty_mask(scores, kl_mode).tolist()) if g > 0]
-            ref_lp = scores_on(ref_logprobs, trajs, needed, old_lp)
-            if setup.reference == "teacher":  # the KL-to-teacher curve: over the trajectories scored
-                teach_rows, teach_lp = needed, ref_lp
-            else:  # logging only: the teacher on a fixed-size sample of the batch
-                teach_rows = list(range(min(len(trajs), 8))) if teacher is not None else []
-                teach_lp = scores_on(lambda t: _flat_scores(teacher, t, pad, micro)[0], trajs, teach_rows, old_lp)
-            old_v = _values(critic, trajs, pad, micro) if setup.algo == "ppo" else None
             moments = (lambda x, m: _global_moments(acc, x, m)) if world > 1 else None
-            k1, adv, returns = advantages(setup, rc, scores, old_lp, ref_lp, mask, old_v, group, moments)
+            k1, adv, returns = advantages(setup, rc, scored.scores, old_lp, scored.ref_lp, mask, old_v, group, moments)
         stats, n_updates = ppo_update(actor, critic, optims, trajs, old_lp, adv, old_v, returns, mask, rc, tc,
                                       pad, micro, world, seed=f"{cfg.seed}:rl:{step}")
         for sc in scheds.values():
@@ -289,13 +319,14 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
         actor.eval()
         n_tok = float(mask.sum())
         m = {**rollout_stats(trajs), **{k: v / max(n_updates, 1) for k, v in stats.items()},
-             "kl_ref": float(R.masked_mean(k1[needed], mask[needed])) if needed else 0.0,
+             "kl_ref": float(R.masked_mean(k1[gated], mask[gated])) if gated else 0.0,
              "tokens_per_s": n_tok / max(time.perf_counter() - t0, 1e-9), "rollout_s": t_roll,
              "rollouts": float(len(trajs) * world),  # trajectories this step, every process's together
              "sequence_tokens": float(sum(len(t.prompt_ids) + len(t.response_ids) for t in trajs))}
         if teacher is not None:  # always present, so every DDP process reduces the same keys; NaN = not scored
-            m["kl_teacher"] = float(R.masked_mean(old_lp[teach_rows] - teach_lp[teach_rows], mask[teach_rows])) \
-                if teach_rows else float("nan")
+            tr = scored.teacher_rows
+            m["kl_teacher"] = float(R.masked_mean(old_lp[tr] - scored.teacher_lp[tr], mask[tr])) \
+                if tr else float("nan")
         if world > 1:  # metrics are means over every process's rollouts
             keys = sorted(m)
             vals = acc.reduce(torch.tensor([m[k] for k in keys], device=acc.device), "mean")
