@@ -101,6 +101,34 @@ def test_rl_steps_change_actor_and_critic(setup, smoke_cfg, tiny_teacher, dense,
         assert rows[-1]["vf_loss"] > 0
 
 
+def test_score_rollouts_asks_the_teacher_only_about_wrong_trajectories(smoke_cfg, tiny_teacher, kd_data, questions,
+                                                                      tmp_path):
+    """DGPO's gate before the arithmetic: the reference forward runs on the EM = 0 trajectories alone, and a
+    correct trajectory's reference log-probs are its own, so its log-ratio (its KL) is exactly 0."""
+    from dgpo_lib.rollout import Trajectory
+    actor, tok = _fresh(smoke_cfg)
+    teacher, _ = tiny_teacher
+    trajs = [Trajectory(questions[i], s.prompt_ids, s.response_ids, s.action_mask, em=em)
+             for i, (s, em) in enumerate(zip(kd_data[:3], (1.0, 0.0, 1.0)))]
+    asked = []
+
+    def teacher_logprobs(ts):
+        asked.extend(ts)
+        return rl._flat_scores(teacher, ts, tok.pad_token_id, 2)[0]
+
+    actor.save_pretrained(tmp_path / "init")
+    critic = ValueModel.from_causal_lm(str(tmp_path / "init"))
+    dgpo = rl.RL_VARIANTS["dgpo"].with_beta(1e-3)
+    s = rl.score_rollouts(dgpo, trajs, actor, critic, teacher_logprobs, teacher, tok.pad_token_id, 2)
+    assert asked == [trajs[1]] and s.gated == [1]
+    assert s.scores.tolist() == [1.0, 0.0, 1.0] and s.old_v is not None
+    ratio = (s.old_lp - s.ref_lp) * s.mask
+    assert ratio[0].abs().sum() == 0 and ratio[2].abs().sum() == 0
+    assert ratio[1].abs().sum() > 0
+    n = int(s.mask[1].sum())
+    assert torch.allclose(s.ref_lp[1, :n], teacher_logprobs([trajs[1]])[0, :n])
+
+
 def _strip(rows):
     return [{k: v for k, v in r.items() if k not in ("step_s", "tokens_per_s", "rollout_s")} for r in rows]
 
