@@ -64,9 +64,15 @@ def rl_reading(curves: dict[str, list[dict]], val: dict[str, list[dict]]) -> str
                 "nats per token")
         v = val.get(k) or []
         if v:
-            b = max(v, key=lambda r: r["val_em"])
-            line += (f"; validation EM {v[0]['val_em']:.3f} at step 0, best {b['val_em']:.3f} at step {b['step']}, "
-                     f"last {v[-1]['val_em']:.3f}")
+            b = max(v, key=lambda r: r["val_em"])  # the earliest of equal bests, as the checkpoint selection keeps
+            if all(r["val_em"] == b["val_em"] for r in v):
+                line += f"; validation EM {b['val_em']:.3f} at every point"
+            else:
+                line += (f"; validation EM {v[0]['val_em']:.3f} at step 0, best {b['val_em']:.3f} at step "
+                         f"{b['step']}, last {v[-1]['val_em']:.3f}")
+            if b["step"] == 0:
+                line += (", so the selected checkpoint is the model RL started from, and its row in the table is "
+                         "that model's")
         out.append(line + ".")
     return "\n".join(out)
 

@@ -77,3 +77,18 @@ def test_probe_reading_names_the_models_that_give_a_tag_little_probability():
     assert "`<answer>`" in answer and "KD (0.200)" in answer
     assert words.index("KD 0.550") < words.index("Student (no training) 0.200") and "0.900" in words
     assert probe_reading(probe.drop("teacher")) == ""
+
+
+def test_rl_reading_counts_rewards_and_says_when_the_selected_checkpoint_is_the_start():
+    from dgpo_lib.readings import rl_reading
+    step = lambda em, kl: {"em": em, "rollouts": 32.0, "kl_teacher": kl}  # noqa: E731
+    curves = {"ppo": [step(0.0, 2.0), step(0.0, 1.9)], "dgpo": [step(1 / 32, 0.8), step(2 / 32, 0.7)]}
+    val = {"ppo": [{"step": 0, "val_em": 0.0}, {"step": 2, "val_em": 0.0}],
+           "dgpo": [{"step": 0, "val_em": 0.08}, {"step": 1, "val_em": 0.05}, {"step": 2, "val_em": 0.03}]}
+    text = rl_reading(curves, val)
+    ppo, dgpo = text.splitlines()
+    assert "0 of 64 sampled training rollouts" in ppo and "0.000 at every point" in ppo
+    assert "3 of 64" in dgpo and "0.080 at step 0, best 0.080 at step 0, last 0.030" in dgpo
+    assert all("the model RL started from" in line for line in (ppo, dgpo))
+    val["dgpo"][1]["val_em"] = 0.09
+    assert "the model RL started from" not in rl_reading(curves, val).splitlines()[1]
