@@ -1,5 +1,6 @@
-"""Training throughput: tokens/s (every token of the step's sequences, prompt and observations included) of a KD
-step and a PPO/DGPO update without its rollout (full and LoRA) against a plain TRL SFTTrainer step on the same
+"""Training throughput of every training stage: tokens/s (every token of the step's sequences, prompt and
+observations included) of a healing step, a teacher SFT step, a step of each KD method on teacher text (KD also
+with LoRA), a PPO/DGPO update without its rollout (full and LoRA), against a plain TRL SFTTrainer step on the same
 sequences, and the padding share with and without length bucketing.
 
 Model-FLOPs utilisation (MFU): the step's linear-layer FLOPs (2 per weight per token for a forward pass, 4 more
@@ -20,9 +21,11 @@ from pathlib import Path
 from common import matmul_flops, table, write
 
 from dgpo_lib import kd, rl
-from dgpo_lib.config import load_config
 from dgpo_lib.batching import length_buckets, padding_share
-from dgpo_lib.models import load_model
+from dgpo_lib.config import load_config
+from dgpo_lib.heal import heal_student
+from dgpo_lib.io_utils import read_jsonl_tolerant
+from dgpo_lib.models import load_model, load_role
 from dgpo_lib.pipeline import Run
 from dgpo_lib.trajectories import OracleGenerator, seqs_of
 
@@ -44,6 +47,34 @@ def linear_weights(model) -> int:
 def step_time(rows) -> float:
     ts = [r["step_s"] - r.get("rollout_s", 0.0) for r in rows[1:]] or [rows[0]["step_s"]]
     return sum(ts) / len(ts)
+
+
+def heal_row(run: Run, cfg, tok, steps: int) -> dict:
+    """Healing steps (the pruned student distilled from the unpruned base on corpus text), as the stage runs them."""
+    c = copy.deepcopy(cfg)
+    c.models.heal_steps, c.train.save_every = steps, 10 ** 6
+    student, _ = load_model(run.pruned_student_path())
+    base, _ = load_model(run.pruned_student_path(pruned=False))
+    texts, held_out, _ = run.healing_texts()
+    with tempfile.TemporaryDirectory() as d:
+        heal_student(student, base, tok, texts, held_out[:2], c, Path(d) / "run", Path(d) / "out", progress=False)
+        m = read_jsonl_tolerant(Path(d) / "run" / "metrics.jsonl")
+    t = step_time(m)
+    return {"step": "Healing", "s_per_step": t, "tokens_per_s": sum(r["tokens"] for r in m) / len(m) / t}
+
+
+def kd_row(name: str, method: str, student, tok, teacher, seqs, cfg, steps: int, lora: bool = False,
+           micro_batch: int | None = None) -> dict:
+    """Steps of a KD method on teacher text (GKD's and DistiLLM's student-generated batches switched off: what is
+    timed is the method's loss and backward, not a rollout)."""
+    c = copy.deepcopy(cfg)
+    c.kd.steps, c.train.lora, c.train.save_every = steps, lora, 10 ** 6
+    c.kd.gkd_lambda, c.kd.distillm_val_every = 0.0, 10 ** 6
+    c.train.micro_batch = micro_batch or c.train.micro_batch
+    with tempfile.TemporaryDirectory() as d:
+        m = kd.train_kd(method, student, tok, teacher, seqs, c, Path(d), progress=False, held_out=seqs[:1])
+    t = step_time(m)
+    return {"step": name, "s_per_step": t, "tokens_per_s": sum(s.length for s in seqs[:c.kd.batch_size]) / t}
 
 
 def trl_sft_step(path: str, seqs, batch: int, steps: int, bf16: bool) -> float:
@@ -85,15 +116,15 @@ def main():
     seqs = oracle_seqs(run, tok, 4 * cfg.kd.batch_size)
     batch = cfg.kd.batch_size
     tokens_per_step = sum(s.length for s in seqs[:batch])
-    rows = []
-    for lora in (False, True):
-        c = copy.deepcopy(cfg)
-        c.kd.steps, c.train.lora, c.train.save_every = a.steps, lora, 10 ** 6
-        student, _ = load_model(run.student())
-        with tempfile.TemporaryDirectory() as d:
-            m = kd.train_kd("kd", student, tok, teacher, seqs, c, Path(d), progress=False)
-        t = step_time(m)
-        rows.append({"step": f"KD ({'LoRA' if lora else 'full'})", "s_per_step": t, "tokens_per_s": tokens_per_step / t})
+    rows = [heal_row(run, cfg, tok, a.steps)]
+    # the teacher's SFT: SeqKD's loss on the teacher itself, in its own micro-batches (the stage's settings)
+    rows.append(kd_row("Teacher SFT (full)", "seqkd", load_role(cfg, "teacher")[0], tok, None, seqs, cfg,
+                       a.steps, micro_batch=cfg.teacher.sft_micro_batch))
+    names = {"kd": "KD", "seqkd": "SeqKD", "gkd": "GKD", "distillm": "DistiLLM", "taid": "TAID"}
+    for method in kd.KD_METHODS:
+        for lora in (False, True) if method == "kd" else (False,):
+            rows.append(kd_row(f"{names[method]} ({'LoRA' if lora else 'full'})", method, load_model(run.student())[0],
+                               tok, teacher if method != "seqkd" else None, seqs, cfg, a.steps, lora))
     for lora in (False, True):
         c = copy.deepcopy(cfg)
         c.rl.steps, c.train.lora, c.train.save_every = a.steps, lora, 10 ** 6
@@ -120,11 +151,14 @@ def main():
     import torch
     gemm = matmul_flops(torch.bfloat16)
     ws, wt = linear_weights(load_model(run.student())[0]), linear_weights(teacher)
-    # passes per token: KD = student forward + backward, teacher forward; a PPO/DGPO update (one epoch) = actor
-    # forward for the old log-probs, then forward + backward, the critic the same, the teacher forward (DGPO's
-    # reference, on the wrong trajectories only: counted on all, an upper bound when some are right)
-    per_token = {"KD (full)": 6 * ws + 2 * wt, "DGPO update (full)": 16 * ws + 2 * wt,
-                 "TRL SFTTrainer (full)": 6 * ws}
+    # passes per token: healing = student forward + backward, the unpruned base (the teacher's size) forward; the
+    # teacher's SFT = its forward + backward; a KD method = student forward + backward, teacher forward (SeqKD: no
+    # teacher); a PPO/DGPO update (one epoch) = actor forward for the old log-probs, then forward + backward, the
+    # critic the same, the teacher forward (DGPO's reference, on the wrong trajectories only: counted on all, an
+    # upper bound when some are right)
+    per_token = {"Healing": 6 * ws + 2 * wt, "Teacher SFT (full)": 6 * wt, "SeqKD (full)": 6 * ws,
+                 **{f"{n} (full)": 6 * ws + 2 * wt for n in ("KD", "GKD", "DistiLLM", "TAID")},
+                 "DGPO update (full)": 16 * ws + 2 * wt, "TRL SFTTrainer (full)": 6 * ws}
     for r in rows:
         if r["step"] in per_token:
             r["mfu"] = per_token[r["step"]] * r["tokens_per_s"] / gemm

@@ -127,8 +127,7 @@ def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg,
         n_tok = sum(sum(s.action_mask) for s in seqs) or 1
         total = 0.0
         for idx in length_buckets([s.length for s in seqs], t.micro_batch):
-            b = collate_seqs([seqs[i] for i in idx],
-                        tokenizer.pad_token_id)
+            b = collate_seqs([seqs[i] for i in idx], tokenizer.pad_token_id)
             with torch.set_grad_enabled(backward):
                 s_logits, targets, _ = action_logits(student, b)
                 t_logits = None

@@ -56,8 +56,7 @@ def protocol_probabilities(model, tokenizer, seqs: Sequence[Seq], micro_batch: i
     count = {k: 0 for k in KINDS}
     model.eval()
     for idx in length_buckets([s.length for s in seqs], micro_batch):
-        b = collate_seqs([seqs[i] for i in idx],
-                    tokenizer.pad_token_id)
+        b = collate_seqs([seqs[i] for i in idx], tokenizer.pad_token_id)
         logits, targets, counts = action_logits(model, b)
         lp = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1).cpu()
         for j, row_t, row_lp in zip(idx, targets.cpu().split(counts.tolist()), lp.split(counts.tolist())):
