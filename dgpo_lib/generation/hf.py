@@ -1,5 +1,6 @@
-"""The plain generator: `model.generate` over the whole context at every turn, and the token-exact stop cut that
-every generator shares. The reference the faster generators are tested against (greedy outputs token for token)."""
+"""The plain generator: `model.generate` over the whole context at every turn, and the token-exact cut at a stop
+string (vLLM's outputs are cut the same way). The reference the faster generators are tested against: greedy
+outputs equal token for token."""
 from __future__ import annotations
 
 import time
