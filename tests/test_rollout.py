@@ -154,6 +154,28 @@ def test_sampling_draws_each_token_with_its_probability_and_never_a_zero_one():
     assert inverse_cdf_sample(torch.tensor([[2.0, 0.0, 6.0]])).item() in (0, 2)  # unnormalised rows work
 
 
+def test_two_level_sampler_draws_what_a_whole_vocabulary_cumsum_draws():
+    """The blocked cumulative sum picks the same token as one float64 cumsum over the vocabulary for the same
+    uniform draw, on peaked and flat rows, a vocabulary the block does not divide, and zero-mass tails."""
+    import torch
+    from dgpo_lib.generation.kv import inverse_cdf_sample
+
+    def one_level(probs):
+        cdf = probs.cumsum(-1, dtype=torch.float64)
+        u = torch.rand(probs.shape[0], 1, dtype=torch.float64) * cdf[:, -1:]
+        return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1).squeeze(-1)
+
+    g = torch.Generator().manual_seed(0)
+    for vocab, scale in ((4096, 4.0), (1000, 0.5), (777, 8.0)):
+        probs = torch.softmax(torch.randn(2048, vocab, generator=g) * scale, -1)
+        probs[:, -50:] = 0.0  # a zero-mass tail, never drawn
+        torch.manual_seed(1)
+        ours = inverse_cdf_sample(probs)
+        torch.manual_seed(1)
+        assert torch.equal(ours, one_level(probs)), vocab
+        assert int(ours.max()) < vocab - 50
+
+
 def test_vllm_generator_falls_back_without_vllm_or_for_a_trained_policy(tiny, smoke_cfg):
     import copy
     from dgpo_lib.generation.kv import KVGenerator
