@@ -50,6 +50,11 @@ def val_reading(val: dict[str, list[dict]]) -> str:
     return "\n".join(out)
 
 
+def rewarded_rollouts(curve: list[dict]) -> tuple[int, int]:
+    """(sampled training rollouts that earned a reward, all of them) over an RL run's steps: the signal PPO has."""
+    return round(sum(r["em"] * r["rollouts"] for r in curve)), round(sum(r["rollouts"] for r in curve))
+
+
 def rl_reading(curves: dict[str, list[dict]], val: dict[str, list[dict]]) -> str:
     """Markdown bullets reading RL runs: how many sampled training rollouts earned a reward (the signal PPO has to
     follow), the KL to the teacher from first to last step, and validation EM from step 0 to the best and last."""
@@ -57,8 +62,7 @@ def rl_reading(curves: dict[str, list[dict]], val: dict[str, list[dict]]) -> str
     for k, c in curves.items():
         if not c:
             continue
-        rewarded = round(sum(r["em"] * r["rollouts"] for r in c))
-        total = round(sum(r["rollouts"] for r in c))
+        rewarded, total = rewarded_rollouts(c)
         line = (f"- **{row_label(k)}**: {rewarded} of {total} sampled training rollouts earned a reward "
                 f"({_pct(rewarded / total)}); KL to the teacher {c[0]['kl_teacher']:.2f} -> {c[-1]['kl_teacher']:.2f} "
                 "nats per token")
