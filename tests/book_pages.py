@@ -33,11 +33,14 @@ def check_page(chromium: str, page: Path, profile: Path, shot: Path | None = Non
         text = text.replace("</body>", f'<script id="page-check-js">{CHECK_JS.read_text()}</script></body>')
         page.write_text(text, encoding="utf-8")
     flags = chromium_flags(profile)
-    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
-                         timeout=180).stdout
-    m = re.search(r'id="page-check" data-report="([^"]*)"', dom)
-    if m is None:
-        return {"error": "the page never finished loading", "tables": 0, "images": 0}
+    for attempt in range(2):  # a headless Chromium now and then returns before the page's scripts ran: once more
+        dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                             timeout=180).stdout
+        m = re.search(r'id="page-check" data-report="([^"]*)"', dom)
+        if m is not None:
+            break
+    else:
+        return {"error": "the page never finished loading (twice)", "tables": 0, "images": 0}
     report = json.loads(html_lib.unescape(m.group(1)))
     report["tables"], report["images"] = dom.count("<table"), dom.count("<img")
     if shot is not None:
