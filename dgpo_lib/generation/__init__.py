@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 def make_generator(model, tokenizer, cfg, model_path: str | None = None):
     """The configured generator. `kv` keeps each trajectory's KV cache across turns (generation/kv.py); `hf`
     re-encodes the context with `model.generate` every turn; `vllm` (frozen models given by `model_path`:
-    evaluation, teacher rollouts) runs vLLM when it and a GPU are there, else falls back to `kv`."""
+    evaluation, teacher rollouts) runs vLLM when it and a GPU are there, else falls back to `continuous`."""
     kind = cfg.rollout.generator
     if kind == "vllm":
         from .vllm import VLLMGenerator, vllm_available

@@ -155,7 +155,7 @@ def inverse_cdf_sample(probs: torch.Tensor, block: int = CDF_BLOCK) -> torch.Ten
 
     The cumulative mass is found in two levels: float64 sums of blocks of `block` tokens and their running total
     pick the block the draw lands in, then a running sum inside that block alone picks the token. A float64 cumsum
-    over the whole vocabulary, on CPU, costs as much as a sixth of a decode step; the two levels give the same
+    over the whole vocabulary is slow on CPU (benchmarks/sampling.py times both); the two levels give the same
     cumulative values up to float64 rounding, so the same draws (tests compare them with the one-level sum)."""
     R, V = probs.shape
     nb = -(-V // block)
