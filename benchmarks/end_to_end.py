@@ -25,7 +25,7 @@ from common import table, write
 
 from dgpo_lib.config import load_config
 from dgpo_lib.data import REPO_ROOT
-from dgpo_lib.pipeline import Run, work_s
+from dgpo_lib.pipeline import Run, row_stage, work_s
 from dgpo_lib.report import stage_kind
 
 BUDGET_S = 8 * 3600  # the cpu preset's whole run on 2 cores, peak memory at most 12 GiB
@@ -83,6 +83,10 @@ def main():
     print(f"main job ({what}): {whole / 60:.1f} min wall; peak RSS {peak:.2f} GiB "
           f"(targets: {BUDGET_S / 3600:.0f} h, 12 GiB)")
     split = split_by_kind(rows)
+    parts_of_run = split_by_part(rows, cfg.eval.ablations)
+    print(f"the results table's stages {parts_of_run['table']['work_s'] / 60:.1f} min "
+          f"({parts_of_run['table']['stages']} stages); the ablations' own stages "
+          f"{parts_of_run['ablations']['work_s'] / 60:.1f} min ({parts_of_run['ablations']['stages']})")
     floor = whole - split["training"]["work_s"] if stages_before else None
     if floor is not None:
         # evaluation size is fixed by the protocol (rows x questions); what is left of the budget is training's
@@ -93,7 +97,7 @@ def main():
     write(f"end_to_end_{a.preset}", {"stages": rows, "total_stage_s": total, "notebooks": notebooks,
                                      "stages_before_notebooks": stages_before, "parts": parts,
                                      "main_job_wall_s": whole or None, "peak_rss_gib": peak or None,
-                                     "by_kind": split, "without_training_s": floor,
+                                     "by_kind": split, "by_part": parts_of_run, "without_training_s": floor,
                                      "budget_s": BUDGET_S}, cfg)
 
 
@@ -102,6 +106,18 @@ def split_by_kind(rows: list[dict]) -> dict:
     out = {k: {"stages": 0, "work_s": 0.0} for k in ("evaluation", "training")}
     for r in rows:
         k = out[stage_kind(r["stage"])]
+        k["stages"] += 1
+        k["work_s"] += r["work_s"]
+    return out
+
+
+def split_by_part(rows: list[dict], ablations: list[str]) -> dict:
+    """Work time of the stages the results table needs and of those only the ablations need (each ablation's
+    training stage and its evaluations)."""
+    own = {row_stage(v) for v in ablations} | {f"eval_{v}" for v in ablations} | {f"eval_{v}@final" for v in ablations}
+    out = {k: {"stages": 0, "work_s": 0.0} for k in ("table", "ablations")}
+    for r in rows:
+        k = out["ablations" if r["stage"] in own else "table"]
         k["stages"] += 1
         k["work_s"] += r["work_s"]
     return out
