@@ -1,4 +1,4 @@
-"""What the learning curves say, in sentences computed from them (the chapters show these under their plots, so
+"""What the learning curves and the benchmarks say, in sentences computed from them (the chapters show these under their plots, so
 the prose about a run always matches that run's numbers)."""
 from __future__ import annotations
 
@@ -101,3 +101,38 @@ def probe_reading(probe, reference: str = "teacher") -> str:
                f"{ref['answer words']:.3f} per token; " + "; ".join(
                    f"{row_label(r)} {probe.loc[r, 'answer words']:.3f}" for r in words) + ".")
     return "\n".join(out)
+
+
+def performance_reading(bench: dict[str, dict | None]) -> str:
+    """Markdown bullets on what bounds the measured rates, from the benchmark scripts' JSON (`training`, `profile`,
+    `rollout`; any may be None): each training step's model-FLOPs utilisation against where a profiled KD step
+    spends its time, and a rollout's time outside the forward passes and its prefill rate."""
+    out = []
+    tr, prof, ro = bench.get("training"), bench.get("profile"), bench.get("rollout")
+    mfu = {r["step"]: r["mfu"] for r in (tr or {}).get("rows", [])  # this library's steps (not the TRL peer)
+           if r.get("mfu") is not None and not r["step"].startswith("TRL")}
+    if mfu:
+        low = [s for s, m in mfu.items() if m < 0.5]
+        line = (f"- **Training** runs at {_span(list(mfu.values()), _pct)} of the bf16 GEMM rate measured in the same "
+                f"run ({tr['gemm_bf16_flops'] / 1e9:.0f} GFLOP/s), counting linear layers' FLOPs only; "
+                + (f"{len(low)} of {len(mfu)} steps are under 50%." if low else "every step reaches 50%."))
+        kd = (prof or {}).get("kd_steps")
+        if kd and low:
+            share = {o["operator"]: o["share_of_wall"] for o in kd["operators"]}
+            mm = sum(v for k, v in share.items() if k in ("aten::mm", "aten::bmm", "aten::addmm"))
+            attn = sum(v for k, v in share.items() if "attention" in k)
+            line += (f" A profiled KD step says why: matrix multiplications take {_pct(mm)} of its time, attention "
+                     f"{_pct(attn)} (forward and backward; its FLOPs are not in the count), and the remaining "
+                     f"{_pct(1 - mm - attn)} goes to elementwise work, copies and Python between operators "
+                     f"({_pct(kd['outside_operators_share'])} outside any operator). With the multiplications "
+                     f"running {_pct(mm)} of the time, the count cannot exceed about {_pct(mm)} of the rate even "
+                     "if each ran at the full rate.")
+        out.append(line)
+    rows = [r for r in (ro or {}).get("rows", []) if r.get("outside_forward_share") is not None
+            and r["generator"] == "continuous"]
+    for r in rows:
+        out.append(f"- **{r['model'].capitalize()} rollouts** (continuous batching, {r['batch']} slots): "
+                   f"{100 * r['outside_forward_share']:.1f}% of their time is outside the forward passes (retrieval, "
+                   f"tokenising, sampling and bookkeeping; the target is under 10%), and prefill runs at "
+                   f"{_pct(r['prefill_share_of_gemm'])} of the GEMM rate (the target is 50%).")
+    return "\n".join(out) or "No training, profile or rollout benchmark results for this preset yet."

@@ -360,6 +360,11 @@ def profile_tables(preset: str = "cpu", folder=None) -> list[tuple[pd.DataFrame,
     return out
 
 
+def benchmark_json(name: str, folder=None) -> dict | None:
+    """What benchmark script `name` (e.g. `training_cpu`) last wrote to benchmarks/results/, or None."""
+    return _bench(folder, name)
+
+
 def _bench(folder, name):
     import json
     from pathlib import Path

@@ -92,3 +92,25 @@ def test_rl_reading_counts_rewards_and_says_when_the_selected_checkpoint_is_the_
     assert all("the model RL started from" in line for line in (ppo, dgpo))
     val["dgpo"][1]["val_em"] = 0.09
     assert "the model RL started from" not in rl_reading(curves, val).splitlines()[1]
+
+
+def test_performance_reading_bounds_mfu_by_the_profiled_matmul_share():
+    """Training MFU is read against the profiled share of matrix multiplications (the TRL peer left out), and a
+    rollout's outside-forward share is given to one decimal, so 10.5% does not read as meeting "under 10%"."""
+    from dgpo_lib.readings import performance_reading
+
+    bench = {"training": {"gemm_bf16_flops": 4e11, "rows": [{"step": "KD (full)", "mfu": 0.35},
+                                                           {"step": "SeqKD (full)", "mfu": 0.30},
+                                                           {"step": "TRL SFTTrainer (full)", "mfu": 0.12}]},
+             "profile": {"kd_steps": {"outside_operators_share": 0.08, "operators": [
+                 {"operator": "aten::mm", "share_of_wall": 0.45}, {"operator": "aten::bmm", "share_of_wall": 0.05},
+                 {"operator": "aten::_scaled_dot_product_flash_attention_for_cpu", "share_of_wall": 0.2}]}},
+             "rollout": {"rows": [{"model": "student", "generator": "continuous", "batch": 32,
+                                   "outside_forward_share": 0.105, "prefill_share_of_gemm": 0.41},
+                                  {"model": "student", "generator": "hf", "batch": 32}]}}
+    text = performance_reading(bench)
+    assert "30%-35% of the bf16 GEMM rate" in text and "(400 GFLOP/s)" in text and "2 of 2 steps" in text
+    assert "matrix multiplications take 50%" in text and "attention 20%" in text and "remaining 30%" in text
+    assert "10.5% of their time" in text and "41% of the GEMM rate" in text
+    assert text.count("rollouts") == 1
+    assert performance_reading({}).startswith("No training")
