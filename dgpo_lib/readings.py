@@ -1,5 +1,5 @@
-"""What the learning curves and the benchmarks say, in sentences computed from them (the chapters show these under their plots, so
-the prose about a run always matches that run's numbers)."""
+"""What the learning curves and the benchmarks say, in sentences computed from them (the chapters show these under
+their plots and tables, so the prose about a run always matches that run's numbers)."""
 from __future__ import annotations
 
 from typing import Sequence
