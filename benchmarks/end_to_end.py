@@ -101,26 +101,26 @@ def main():
                                      "budget_s": BUDGET_S}, cfg)
 
 
-def split_by_kind(rows: list[dict]) -> dict:
-    """Work time of the evaluation stages and of the training ones (`report.stage_kind`)."""
-    out = {k: {"stages": 0, "work_s": 0.0} for k in ("evaluation", "training")}
+def work_by(rows: list[dict], group, names: tuple[str, ...]) -> dict:
+    """{name: stages and their summed work time} for each stage's `group(stage)`."""
+    out = {k: {"stages": 0, "work_s": 0.0} for k in names}
     for r in rows:
-        k = out[stage_kind(r["stage"])]
+        k = out[group(r["stage"])]
         k["stages"] += 1
         k["work_s"] += r["work_s"]
     return out
+
+
+def split_by_kind(rows: list[dict]) -> dict:
+    """Work time of the evaluation stages and of the training ones (`report.stage_kind`)."""
+    return work_by(rows, stage_kind, ("evaluation", "training"))
 
 
 def split_by_part(rows: list[dict], ablations: list[str]) -> dict:
     """Work time of the stages the results table needs and of those only the ablations need (each ablation's
     training stage and its evaluations)."""
     own = {row_stage(v) for v in ablations} | {f"eval_{v}" for v in ablations} | {f"eval_{v}@final" for v in ablations}
-    out = {k: {"stages": 0, "work_s": 0.0} for k in ("table", "ablations")}
-    for r in rows:
-        k = out["ablations" if r["stage"] in own else "table"]
-        k["stages"] += 1
-        k["work_s"] += r["work_s"]
-    return out
+    return work_by(rows, lambda stage: "ablations" if stage in own else "table", ("table", "ablations"))
 
 
 def parse_time_log(path: Path) -> tuple[float | None, float | None]:

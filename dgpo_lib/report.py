@@ -343,7 +343,7 @@ def benchmark_tables(folder=None) -> dict:
 
 def profile_tables(preset: str = "cpu", folder=None) -> list[tuple[pd.DataFrame, str]]:
     """(operators table, caption) for each step benchmarks/profile_step.py profiled."""
-    prof = _bench(folder, f"profile_{preset}")
+    prof = benchmark_json(f"profile_{preset}", folder)
     if not prof:
         return []
     names = {"kd_steps": "two KD steps (teacher forward, student forward and backward, forward KL, AdamW)",
@@ -361,11 +361,7 @@ def profile_tables(preset: str = "cpu", folder=None) -> list[tuple[pd.DataFrame,
 
 
 def benchmark_json(name: str, folder=None) -> dict | None:
-    """What benchmark script `name` (e.g. `training_cpu`) last wrote to benchmarks/results/, or None."""
-    return _bench(folder, name)
-
-
-def _bench(folder, name):
+    """What benchmark script `name` (e.g. `training_cpu`) last wrote to benchmarks/results/ (or `folder`), or None."""
     import json
     from pathlib import Path
 
@@ -381,7 +377,7 @@ def performance_targets(preset: str = "cpu", folder=None) -> pd.DataFrame:
     def add(target, measured, met):
         rows.append({"target": target, "measured": measured, "met": "yes" if met else "no"})
 
-    ro = _bench(folder, f"rollout_{preset}")
+    ro = benchmark_json(f"rollout_{preset}", folder)
     if ro:
         for r in ro["rows"]:
             if r["generator"] in ("kv", "continuous") and r["batch"] > 1:
@@ -406,13 +402,13 @@ def performance_targets(preset: str = "cpu", folder=None) -> pd.DataFrame:
                     f"{r['outside_forward_share']:.0%}", r["outside_forward_share"] < 0.1)
                 add(f"{r['model']}: prefill >= 50% of the bf16 GEMM rate (continuous)",
                     f"{r['prefill_share_of_gemm']:.0%}", r["prefill_share_of_gemm"] >= 0.5)
-    ds = _bench(folder, f"decode_step_{preset}")
+    ds = benchmark_json(f"decode_step_{preset}", folder)
     if ds:
         for r in ds["rows"]:
             add(f"{r['model']}: decode step within 1.3x of a bare StaticCache loop ({r['rows']} rows, "
                 f"{r['context']}-token context)", f"{r['continuous_over_static']:.2f}x ({r['continuous_ms']:.1f} vs "
                 f"{r['static_cache_ms']:.1f} ms)", r["continuous_over_static"] <= 1.3)
-    tr = _bench(folder, f"training_{preset}")
+    tr = benchmark_json(f"training_{preset}", folder)
     if tr:
         for r in tr["rows"]:
             if r.get("mfu") is not None:
@@ -421,13 +417,13 @@ def performance_targets(preset: str = "cpu", folder=None) -> pd.DataFrame:
         pad = tr["padding_share"]["bucketed"]
         add("padding < 20% of computed tokens in training batches (length buckets)",
             f"{pad:.1%} (arrival order: {tr['padding_share']['arrival_order']:.1%})", pad < 0.2)
-    pm = _bench(folder, f"peak_memory_{preset}")
+    pm = benchmark_json(f"peak_memory_{preset}", folder)
     if pm:
         for r in pm["rows"]:
             if r["micro_batch"] == pm["preset_micro_batch"]:
                 add(f"teacher SFT step <= 12 GiB at the preset's micro-batch ({r['micro_batch']} of {r['batch']}, "
                     f"longest oracle batch)", f"{r['peak_rss_gib']:.2f} GiB", r["peak_rss_gib"] <= 12)
-    e2e = _bench(folder, f"end_to_end_{preset}")
+    e2e = benchmark_json(f"end_to_end_{preset}", folder)
     if e2e:
         work = lambda r: r.get("work_s", r["wall_s"])  # noqa: E731  (older files have no pauses recorded)
         budget = _budget_words(e2e["budget_s"])
@@ -467,7 +463,7 @@ def plot_stage_times(preset: str = "cpu", folder=None):
     """Horizontal bars: minutes of work per stage (benchmarks/end_to_end.py), the run's budget marked."""
     import matplotlib.pyplot as plt
 
-    e2e = _bench(folder, f"end_to_end_{preset}")
+    e2e = benchmark_json(f"end_to_end_{preset}", folder)
     if not e2e or not e2e["stages"]:
         return None
     rows = sorted(e2e["stages"], key=lambda r: r.get("work_s", r["wall_s"]))
@@ -497,7 +493,7 @@ def plot_rollout_throughput(preset: str = "cpu", folder=None):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    ro = _bench(folder, f"rollout_{preset}")
+    ro = benchmark_json(f"rollout_{preset}", folder)
     if not ro:
         return None
     df = pd.DataFrame(ro["rows"])
