@@ -50,17 +50,24 @@ def load_tokenizer(path: str | Path):
     return tok
 
 
+def fix_pad_token(tok) -> bool:
+    """Give `tok` a pad token distinct from EOS (pad == eos would hide real EOS tokens behind the pad mask): an
+    existing, never-generated token where there is one. True when a new token had to be added (the model's
+    embeddings must grow by one)."""
+    if tok.pad_token is not None and tok.pad_token_id != tok.eos_token_id:
+        return False
+    for cand in ("<|endoftext|>", "<|fim_pad|>", "<pad>"):
+        tid = tok.convert_tokens_to_ids(cand)
+        if tid is not None and tok.convert_ids_to_tokens(tid) == cand and tid != tok.eos_token_id:
+            tok.pad_token = cand
+            return False
+    tok.add_special_tokens({"pad_token": "<|pad|>"})
+    return True
+
+
 def _fix_special_tokens(model, tok) -> None:
-    if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
-        # pad == eos would hide real EOS tokens behind the pad mask; use a distinct, never-generated token.
-        for cand in ("<|endoftext|>", "<|fim_pad|>", "<pad>"):
-            tid = tok.convert_tokens_to_ids(cand)
-            if tid is not None and tok.convert_ids_to_tokens(tid) == cand and tid != tok.eos_token_id:
-                tok.pad_token = cand
-                break
-        else:
-            tok.add_special_tokens({"pad_token": "<|pad|>"})
-            model.resize_token_embeddings(len(tok))
+    if fix_pad_token(tok):
+        model.resize_token_embeddings(len(tok))
     model.config.pad_token_id = tok.pad_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
@@ -223,6 +230,15 @@ def load_role(cfg, role: str, path: str | None = None):
         path = resolve_model_path(name, role, layers, m.tiny_hidden, m.tiny_layers, cfg.seed)
     device = "cuda" if torch.cuda.is_available() else None
     return load_model(path, m.dtype, device)
+
+
+def count_parameters_of(path: str) -> int:
+    """Parameters of the model in folder (or hub id) `path`, counted on the meta device: no weights are read."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = from_hub(AutoConfig.from_pretrained, str(path))
+    with torch.device("meta"):
+        return count_parameters(AutoModelForCausalLM.from_config(config))
 
 
 def count_parameters(model) -> int:

@@ -6,8 +6,10 @@ it; one that finds the answer but does not read it out gives the answer's words 
 passage holding them is in its context."""
 from __future__ import annotations
 
+import json
 import math
 import re
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -75,22 +77,61 @@ def protocol_probabilities(model, tokenizer, seqs: Sequence[Seq], micro_batch: i
     return {**out, **{f"n {k}": count[k] for k in KINDS}}
 
 
+PROBE_FILE = "probe.json"  # in the folder of the stage that trained the row's model; kept with the results
+
+
 def protocol_frame(run, rows: Sequence[str], n_seqs: int = 64):
-    """`protocol_probabilities` of each finished row's model on the teacher's correct trajectories for the
-    validation questions (the TGO stage keeps them apart; no method trains on them), a row per model. When the
-    teacher solved no validation question, its training trajectories stand in (`attrs["source"]` says which)."""
+    """`protocol_probabilities` of each row's model on the teacher's correct trajectories for the validation
+    questions (the TGO stage keeps them apart; no method trains on them), a row per model. When the teacher solved
+    no validation question, its training trajectories stand in (`attrs["source"]` says which).
+
+    Each row's probe is kept in its stage's folder (`probe.json`, for this TGO stage and `n_seqs`), so it outlives
+    the weights: a run restored from committed results shows the probes kept with them. A row with neither a kept
+    probe nor its trained weights is left out and named in `attrs["missing"]`."""
     import pandas as pd
 
+    from .io_utils import atomic_write_json
+    from .pipeline.keys import row_stage
+
+    inputs = {"tgo_key": run.stage_key("tgo"), "n_seqs": n_seqs}
+    frame, missing, attrs, seqs = {}, [], {}, None
+    for row in rows:
+        file = run.stage_dir(row_stage(row)) / PROBE_FILE
+        kept = json.loads(file.read_text()) if file.exists() else {}
+        rec = kept.get(row)
+        if rec is None or rec["inputs"] != inputs:
+            if not _has_weights(run, row):
+                missing.append(row)
+                continue
+            if seqs is None:
+                seqs, source = _probe_seqs(run, n_seqs)
+            model, tok = run.load(row)
+            rec = {"inputs": inputs, "source": source, "n_trajectories": len(seqs),
+                   "probabilities": protocol_probabilities(model, tok, seqs, run.cfg.train.micro_batch)}
+            atomic_write_json(file, {**kept, row: rec})
+        frame[row] = rec["probabilities"]
+        attrs = {"n_trajectories": rec["n_trajectories"], "source": rec["source"]}
+    df = pd.DataFrame(frame).T.reindex(columns=[*KINDS, *(f"n {k}" for k in KINDS)])
+    df.attrs.update(n_trajectories=attrs.get("n_trajectories", 0), source=attrs.get("source", ""), missing=missing)
+    return df
+
+
+def _has_weights(run, row: str) -> bool:
+    """Whether row's trained model is on this machine (a run restored from results has none)."""
+    from .models import _looks_like_path
+
+    try:
+        path = run.model_path(row)
+    except FileNotFoundError:  # a stage not finished, or an RL run without its selected checkpoint
+        return False
+    return Path(path).exists() or not _looks_like_path(path)  # a hub id (a pretrained teacher) loads anywhere
+
+
+def _probe_seqs(run, n_seqs: int):
     from .trajectories import load_seqs, val_dataset_dir
 
     folder = run.stage_dir("tgo")
     seqs, source = load_seqs(val_dataset_dir(folder))[:n_seqs], "validation questions"
     if not seqs:
         seqs, source = load_seqs(folder / "dataset")[:n_seqs], "training questions"
-    frame = {}
-    for row in rows:
-        model, tok = run.load(row)
-        frame[row] = protocol_probabilities(model, tok, seqs, run.cfg.train.micro_batch)
-    df = pd.DataFrame(frame).T
-    df.attrs.update(n_trajectories=len(seqs), source=source)
-    return df
+    return seqs, source

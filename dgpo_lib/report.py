@@ -584,7 +584,14 @@ def probe_table(probe: pd.DataFrame):
     """`probes.protocol_frame` as the book shows it: a row per method, one column per kind of token."""
     from .probes import KINDS
 
+    missing = ", ".join(row_label(r) for r in probe.attrs.get("missing") or [])
+    if probe.empty:
+        from IPython.display import Markdown
+        return Markdown(f"*No probe is kept with this run, and the trained weights that would compute one are not "
+                        f"here* ({missing}).")
+    left_out = f" Left out (no kept probe, no trained weights here): {missing}." if missing else ""
     df = probe[list(KINDS)].rename(index=row_label)
     return table(df, f"Mean probability each model gives the teacher's tokens, by kind, on "
                  f"{probe.attrs['n_trajectories']} of the teacher's correct trajectories for "
-                 f"{probe.attrs['source']} (retrieved passages are context, never scored).", "{:.3f}", "method")
+                 f"{probe.attrs['source']} (retrieved passages are context, never scored).{left_out}", "{:.3f}",
+                 "method")

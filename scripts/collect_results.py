@@ -3,8 +3,9 @@
     .venv/bin/python scripts/collect_results.py --preset cpu
 
 Kept: every stage's done.json (provenance, wall time, peak memory), training metrics.jsonl, evaluation
-summary.json and per-question records, results.json and config.json. The folder is replaced as a whole, so
-it never mixes files of two runs (an older config's stages would otherwise linger).
+summary.json and per-question records, results.json and config.json, and the protocol probes (probe.json). The
+folder is replaced as a whole, so it never mixes files of two runs (an older config's stages would otherwise linger).
+`restore_results.py` puts them back into a run root.
 """
 import argparse
 import shutil
@@ -16,7 +17,7 @@ from dgpo_lib.config import load_config  # noqa: E402
 from dgpo_lib.pipeline import Run  # noqa: E402
 
 KEEP = ("done.json", "metrics.jsonl", "val_metrics.jsonl", "summary.json", "records_*.jsonl", "results*.json", "config.json",
-        "all_records.jsonl", "made_by.json")
+        "all_records.jsonl", "made_by.json", "probe.json")
 
 
 def main():

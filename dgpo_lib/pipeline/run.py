@@ -14,7 +14,7 @@ import torch
 
 from .. import data as D
 from ..config import Config
-from ..models import count_parameters, load_model, load_role, resolve_model_path
+from ..models import count_parameters_of, fix_pad_token, load_model, load_role, load_tokenizer, resolve_model_path
 from ..precision import set_compute_dtype
 from . import keys, stages
 from .records import StageRecords
@@ -98,8 +98,7 @@ class Run:
         if name == "student" and not self.cfg.models.heal_steps:
             return self.pruned_student_path()
         if name == "teacher" and self.cfg.teacher.source == "pretrained":
-            m = self.cfg.models
-            return resolve_model_path(m.teacher, "teacher", None, m.tiny_hidden, m.tiny_layers, self.cfg.seed)
+            return self.base_path("teacher")
         return None
 
     def _output(self, name: str):
@@ -233,8 +232,22 @@ class Run:
                 self._models[row] = load_model(self.model_path(row), self.cfg.models.dtype, self.device)
         return self._models[row]
 
+    def base_path(self, role: str) -> str:
+        """The model a role starts from (the teacher's base; the pruned student): what training keeps of it are
+        its tokenizer and its architecture, so neither needs the trained weights."""
+        if role == "student":
+            return self.pruned_student_path()
+        m = self.cfg.models
+        return resolve_model_path(m.teacher, "teacher", None, m.tiny_hidden, m.tiny_layers, self.cfg.seed)
+
+    def tokenizer(self, role: str):
+        """The tokenizer of a role's models, with the pad token `load_model` gives them."""
+        tok = load_tokenizer(self.base_path(role))
+        fix_pad_token(tok)
+        return tok
+
     def parameter_counts(self) -> dict:
-        return {r: count_parameters(self.load(r)[0]) for r in ("teacher", "student")}
+        return {r: count_parameters_of(self.base_path(r)) for r in ("teacher", "student")}
 
     def metrics(self, stage: str, file: str = "metrics.jsonl") -> list[dict]:
         """A stage's training log (`stage` may name a part of it, e.g. `teacher/sft`); `val_metrics.jsonl` holds

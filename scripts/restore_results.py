@@ -1,0 +1,73 @@
+"""Put a committed run's small result files (what `collect_results.py` copied) back into a run root, so that the
+chapters execute over them without training: every stage found there counts as finished.
+
+    .venv/bin/python scripts/restore_results.py --preset cpu --src results/cpu
+
+The weights are not committed, so what needs a trained model (the protocol probe of chapters 04 and 08) shows
+only the models whose probe was kept with the results. A stage is restored only into the folder of its own cache
+key: its `done.json` names the key it ran under, and a stage whose key differs from this config's is refused (the
+config changed since) unless `--accept-key` names it. Nothing is overwritten: a stage already in the run root
+stays as it is.
+"""
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from dgpo_lib.config import load_config  # noqa: E402
+from dgpo_lib.pipeline import Run  # noqa: E402
+
+
+def restore(run: Run, src: Path, accept_key: set[str] = frozenset()) -> dict[str, str]:
+    """Copy each stage folder of `src` into `run.stage_dir(stage)`; returns stage -> what happened."""
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: no such results folder")
+    out = {}
+    for stage in run.stage_names():
+        done = src / stage / "done.json"
+        if not done.exists():
+            out[stage] = "not in the results"
+            continue
+        recorded = json.loads(done.read_text()).get("stage_key")
+        if recorded is None:
+            raise ValueError(f"{done}: no stage_key field (not written by this library's stages)")
+        if recorded != run.stage_key(stage) and stage not in accept_key:
+            out[stage] = f"refused: ran under key {recorded}, this config's is {run.stage_key(stage)}"
+            continue
+        dst = run.stage_dir(stage)
+        if (dst / "done.json").exists():
+            out[stage] = "already finished in the run root"
+            continue
+        tmp = dst.with_name(f".{dst.name}.restoring")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src / stage, tmp)
+        shutil.rmtree(dst, ignore_errors=True)  # an unfinished attempt of the stage: its checkpoints are older
+        tmp.rename(dst)
+        out[stage] = "restored" if recorded == run.stage_key(stage) else f"restored (key {recorded} accepted)"
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--src", type=Path, default=None, help="results folder (default results/<preset>)")
+    ap.add_argument("--accept-key", action="append", default=[], metavar="STAGE",
+                    help="restore STAGE although its recorded cache key differs from this config's")
+    ap.add_argument("overrides", nargs="*")
+    a = ap.parse_intermixed_args()
+    run = Run(load_config(a.preset, a.overrides), progress=False)
+    src = a.src or Path(__file__).resolve().parent.parent / "results" / a.preset
+    try:
+        report = restore(run, src, set(a.accept_key))
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"restore_results: {e}")
+    for stage, what in report.items():
+        print(f"{stage:28s} {what}")
+    if not any(w.startswith("restored") for w in report.values()):
+        sys.exit(f"restore_results: nothing restored from {src}")
+
+
+if __name__ == "__main__":
+    main()
