@@ -67,3 +67,15 @@ def test_restore_refuses_stages_of_another_config(collected, tmp_path, smoke_cfg
     again = _script("restore_results").restore(run, results, {"kd_kd"})
     assert again["student"] == "already finished in the run root" and again["kd_kd"].startswith("restored (key")
     assert json.loads((run.stage_dir("kd_kd") / "done.json").read_text())["stage"] == "kd_kd"
+
+
+def test_a_stage_that_reads_restored_weights_says_how_to_train_them(collected, tmp_path, smoke_cfg):
+    from dgpo_lib.pipeline.run import StageNotDone
+    _, _, results = collected
+    cfg = copy.deepcopy(smoke_cfg)
+    cfg.run_root = str(tmp_path)
+    run = Run(cfg, progress=False)
+    _script("restore_results").restore(run, results)
+    with pytest.raises(StageNotDone, match="kd_kd: finished, but its output is not on this machine"):
+        run.rl("dgpo")  # DGPO starts from the KD student, whose record came without its weights
+    assert not run.is_done("rl_dgpo") and not (run.stage_dir("rl_dgpo") / "done.json").exists()

@@ -92,6 +92,20 @@ class Run:
             return getattr(stages, f"run_{kind}")(self, what)
         raise ValueError(f"unknown stage {name!r}")
 
+    def output(self, name: str) -> str | Path:
+        """`stage(name)` for a stage whose output another stage reads: its model or dataset must be on disk. A
+        stage restored from committed results (`scripts/restore_results.py`) is finished without its weights."""
+        out = self.stage(name)
+        if self._untrained_model(name) is None and not Path(out).exists():  # (a hub id is not a folder)
+            raise self._no_weights(name)
+        return out
+
+    def _no_weights(self, name: str) -> StageNotDone:
+        done = D.shown_path(self.stage_dir(name) / "done.json")
+        return StageNotDone(f"{name}: finished, but its output is not on this machine (its record was restored from "
+                            f"committed results, which hold no weights); delete {done} to train it again, or run "
+                            f"in an empty run_root=")
+
     def _untrained_model(self, name: str) -> str | None:
         """The model folder of a stage that trains nothing under this config (no healing: the pruned base is the
         student; a pretrained teacher), else None."""
@@ -214,6 +228,8 @@ class Run:
             raise StageNotDone(f"row {row!r}: stage {stage} has not finished "
                                f"(run it: python -m dgpo_lib.stage {stage} --preset {self.cfg.preset})")
         final = self._output(stage)
+        if not Path(final).exists():
+            raise self._no_weights(stage)
         if not stage.startswith("rl_") or self.rl_checkpoint(row) == "final":
             return final
         from ..rl import best_val_dir

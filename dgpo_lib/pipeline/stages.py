@@ -79,7 +79,7 @@ def run_tgo(run):
 
     c, name = run.cfg, "tgo"
     out = run.stage_dir(name) / "dataset"
-    teacher_path = run.stage("teacher")
+    teacher_path = run.output("teacher")
     with run.records.running(name) as info:
         seed_everything(c.seed)
         teacher, tok = run.load("teacher")
@@ -110,12 +110,12 @@ def run_kd(run, method: str) -> str:
     if method in GKD_ABLATIONS:
         cfg, loss = copy.deepcopy(run.cfg), "gkd"
         cfg.kd.gkd_lambda = 1.0  # every batch on-policy: the student's generations, scored by the teacher
-        start_path = run.stage("kd_kd") if GKD_ABLATIONS[method] == "kd" else None
+        start_path = run.output("kd_kd") if GKD_ABLATIONS[method] == "kd" else None
     elif method not in KD_ROWS:
         raise ValueError(f"unknown KD stage {method!r} (known: {', '.join(KD_ROWS + tuple(GKD_ABLATIONS))})")
-    tgo = run.stage("tgo")
-    start_path = start_path or run.stage("student")
-    run.stage("teacher")
+    tgo = run.output("tgo")
+    start_path = start_path or run.output("student")
+    run.output("teacher")
     out = run.stage_dir(name) / "model"
     with run.records.running(name) as info:
         seqs = load_seqs(tgo)
@@ -156,8 +156,8 @@ def run_rl(run, variant: str) -> str:
     if v.start == "kd" and run.cfg.rl.cold_start:  # a released cold-start checkpoint (rl.cold_start)
         start_path = resolve_model_path(run.cfg.rl.cold_start, "student")
     else:
-        start_path = run.stage("kd_kd") if v.start == "kd" else run.stage("student")
-    run.stage("teacher")
+        start_path = run.output("kd_kd") if v.start == "kd" else run.output("student")
+    run.output("teacher")
     out = run.stage_dir(name) / "model"
     with run.records.running(name) as info:
         teacher, tok = run.load("teacher")
