@@ -65,6 +65,7 @@ def run_notebooks(preset: str = "cpu", seed: int | None = None, overrides: dict 
     import papermill as pm
 
     from .job_log import LOG_ENV, LogFollower
+    from .pipeline import Run
 
     overrides = overrides or {}
     seed = resolve_seed(seed, overrides)
@@ -83,6 +84,8 @@ def run_notebooks(preset: str = "cpu", seed: int | None = None, overrides: dict 
     os.environ[LOG_ENV] = str(log_file)  # the kernels inherit it
     follower = LogFollower(log_file).start() if progress else None
     known = reference_timings(preset, out)
+    stage_cost = reference_stage_work(preset)
+    run = Run(cfg, progress=False)
     say(f"reproduce: {len(books)} chapters, preset {preset}; log {shown_path(log_file)}")
     done, timings = [], {}
     import tempfile
@@ -90,8 +93,7 @@ def run_notebooks(preset: str = "cpu", seed: int | None = None, overrides: dict 
     try:
         for i, nb in enumerate(books, 1):
             left = [b.stem for b in books[i - 1:]]
-            eta = (f"; the reference run took {sum(known[b] for b in left) / 60:.0f} min from here (less where "
-                   f"stages are already done)") if all(b in known for b in left) else ""
+            eta = remaining_estimate(run, stage_cost, {b: known[b] for b in left if b in known})
             say(f"[{i}/{len(books)}] {nb.stem}{eta}", flush=True)
             t0 = time.time()
             target, running = out / nb.name, work / nb.name
@@ -147,13 +149,35 @@ def _hide_injected_parameters(raw: bytes) -> bytes:
 
 
 def reference_timings(preset: str, out: Path) -> dict:
-    """Wall seconds per chapter of the last complete run of this preset (out's record, else the book's)."""
+    """Wall seconds per chapter in the last run of this preset (out's record, else the book's): the chapters' own
+    time, which `remaining_estimate` adds to the stages they run."""
     for record in (out / "reproduce.json", REPO_ROOT / "book" / "executed" / "reproduce.json"):
         if record.exists():
             r = json.loads(record.read_text())
-            if r.get("preset") == preset and not r.get("rerun"):
+            if r.get("preset") == preset:
                 return r.get("notebook_wall_s", {})
     return {}
+
+
+def reference_stage_work(preset: str) -> dict[str, float]:
+    """Work seconds of each stage of the committed reference run of this preset (`results/<preset>/`)."""
+    from .pipeline import work_s
+    folder = REPO_ROOT / "results" / preset
+    return {p.parent.name: work_s(json.loads(p.read_text())) for p in folder.glob("*/done.json")}
+
+
+def remaining_estimate(run, stage_cost: dict[str, float], notebooks_left: dict[str, float]) -> str:
+    """What is left of the job, priced at the reference run's measured costs: the stages of this config that have
+    not finished (each at its work time there) and the chapters still to execute (their own wall time there)."""
+    todo = [s for s in run.stage_names() if not run.is_done(s)]
+    priced = [s for s in todo if s in stage_cost]
+    total = sum(stage_cost[s] for s in priced) + sum(notebooks_left.values())
+    if not priced and not notebooks_left:
+        return ""
+    when = f"{total / 3600:.1f} h" if total >= 5400 else f"{total / 60:.0f} min"
+    unpriced = f" and {len(todo) - len(priced)} it has no cost for" if len(priced) < len(todo) else ""
+    return (f"; about {when} of work left at the reference run's costs ({len(priced)} stages to run{unpriced}, "
+            f"{len(notebooks_left)} chapters)")
 
 
 def _executed_durations(out: Path, preset: str, skip: set) -> dict:

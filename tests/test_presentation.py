@@ -79,3 +79,20 @@ def test_benchmark_tables_reads_every_committed_result_and_skips_counts(tmp_path
     assert list(got) == ["a"] and list(got["a"][0].columns) == ["sampler", "ms"]
     committed = benchmark_tables(REPO_ROOT / "benchmarks" / "results")
     assert "sampling_cpu" in committed and "rollout_cpu" in committed
+
+
+def test_remaining_estimate_prices_unfinished_stages_and_chapters_at_the_reference_costs():
+    from dgpo_lib.reproduce import remaining_estimate
+
+    class FakeRun:
+        def stage_names(self):
+            return ["student", "teacher", "kd_kd", "rl_new"]
+
+        def is_done(self, name):
+            return name == "student"
+
+    cost = {"student": 3000.0, "teacher": 5400.0, "kd_kd": 1800.0}
+    got = remaining_estimate(FakeRun(), cost, {"04_kd": 60.0, "05_ppo_dgpo": 60.0})
+    assert got == ("; about 2.0 h of work left at the reference run's costs (2 stages to run and 1 it has no cost "
+                   "for, 2 chapters)")  # teacher + kd_kd + two chapters = 7,320 s
+    assert remaining_estimate(FakeRun(), {}, {}) == ""
