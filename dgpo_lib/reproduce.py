@@ -174,10 +174,12 @@ def remaining_estimate(run, stage_cost: dict[str, float], notebooks_left: dict[s
     total = sum(stage_cost[s] for s in priced) + sum(notebooks_left.values())
     if not priced and not notebooks_left:
         return ""
-    when = f"{total / 3600:.1f} h" if total >= 5400 else f"{total / 60:.0f} min"
+    when = f"about {total / 3600:.1f} h" if total >= 5400 else f"about {total / 60:.0f} min" if total >= 60 \
+        else "under a minute"
+    n = len(notebooks_left)
     unpriced = f" and {len(todo) - len(priced)} it has no cost for" if len(priced) < len(todo) else ""
-    return (f"; about {when} of work left at the reference run's costs ({len(priced)} stages to run{unpriced}, "
-            f"{len(notebooks_left)} chapters)")
+    return (f"; {when} of work left at the reference run's costs ({len(priced)} stages to run{unpriced}, "
+            f"{n} chapter{'s' if n != 1 else ''})")
 
 
 def _executed_durations(out: Path, preset: str, skip: set) -> dict:
