@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -118,13 +117,11 @@ def protocol_frame(run, rows: Sequence[str], n_seqs: int = 64):
 
 def _has_weights(run, row: str) -> bool:
     """Whether row's trained model is on this machine (a run restored from results has none)."""
-    from .models import _looks_like_path
-
     try:
-        path = run.model_path(row)
-    except FileNotFoundError:  # a stage not finished, or an RL run without its selected checkpoint
+        run.model_path(row)  # raises when the stage has not finished or its model folder is absent
+    except FileNotFoundError:
         return False
-    return Path(path).exists() or not _looks_like_path(path)  # a hub id (a pretrained teacher) loads anywhere
+    return True
 
 
 def _probe_seqs(run, n_seqs: int):

@@ -3,9 +3,9 @@
     .venv/bin/python scripts/collect_results.py --preset cpu
 
 Kept: every stage's done.json (provenance, wall time, peak memory), training metrics.jsonl, evaluation
-summary.json and per-question records, results.json and config.json, and the protocol probes (probe.json). The
-folder is replaced as a whole, so it never mixes files of two runs (an older config's stages would otherwise linger).
-`restore_results.py` puts them back into a run root.
+summary.json and per-question records, results.json and the protocol probes (probe.json), with the config.json they
+belong to. The folder is replaced as a whole, so it never mixes files of two runs (an older config's stages would
+otherwise linger). `restore_results.py` puts them back into a run root.
 """
 import argparse
 import shutil
@@ -14,9 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dgpo_lib.config import load_config  # noqa: E402
+from dgpo_lib.io_utils import atomic_write_json  # noqa: E402
 from dgpo_lib.pipeline import Run  # noqa: E402
 
-KEEP = ("done.json", "metrics.jsonl", "val_metrics.jsonl", "summary.json", "records_*.jsonl", "results*.json", "config.json",
+KEEP = ("done.json", "metrics.jsonl", "val_metrics.jsonl", "summary.json", "records_*.jsonl", "results*.json",
         "all_records.jsonl", "made_by.json", "probe.json")
 
 
@@ -48,6 +49,7 @@ def main():
     if n == 0:
         shutil.rmtree(out, ignore_errors=True)
         sys.exit(f"collect_results: nothing to copy in {run.dir} (has this preset run?)")
+    atomic_write_json(out / "config.json", run.cfg.to_dict())  # the config these files belong to, always
     shutil.rmtree(final, ignore_errors=True)
     out.rename(final)
     print(f"copied {n} files from {run.dir} to {final}")

@@ -30,11 +30,11 @@ def restore(run: Run, src: Path, accept_key: set[str] = frozenset()) -> dict[str
         if not done.exists():
             out[stage] = "not in the results"
             continue
-        recorded = json.loads(done.read_text()).get("stage_key")
+        recorded, key = json.loads(done.read_text()).get("stage_key"), run.stage_key(stage)
         if recorded is None:
             raise ValueError(f"{done}: no stage_key field (not written by this library's stages)")
-        if recorded != run.stage_key(stage) and stage not in accept_key:
-            out[stage] = f"refused: ran under key {recorded}, this config's is {run.stage_key(stage)}"
+        if recorded != key and stage not in accept_key:
+            out[stage] = f"refused: ran under key {recorded}, this config's is {key}"
             continue
         dst = run.stage_dir(stage)
         if (dst / "done.json").exists():
@@ -45,7 +45,7 @@ def restore(run: Run, src: Path, accept_key: set[str] = frozenset()) -> dict[str
         shutil.copytree(src / stage, tmp)
         shutil.rmtree(dst, ignore_errors=True)  # an unfinished attempt of the stage: its checkpoints are older
         tmp.rename(dst)
-        out[stage] = "restored" if recorded == run.stage_key(stage) else f"restored (key {recorded} accepted)"
+        out[stage] = "restored" if recorded == key else f"restored (key {recorded} accepted)"
     return out
 
 

@@ -24,7 +24,7 @@ def per_question(run, rows: list[str]) -> dict:
 
 
 def results(run, rows: list[str], file: str) -> dict:
-    """Evaluate every row (each a cached stage) and write `run.dir / file` and the config it belongs to."""
+    """Evaluate every row (each a cached stage) and write `run.dir / file`."""
     table = {r: run.evaluate(r) for r in rows}
     res = {"preset": run.cfg.preset, "eval_sets": list(run.cfg.data.eval_sets),
            "em": {r: {ds: v["em"] for ds, v in s["per_set"].items()} for r, s in table.items()},
@@ -32,5 +32,4 @@ def results(run, rows: list[str], file: str) -> dict:
            "searches": {r: {ds: v["searches"] for ds, v in s["per_set"].items()} for r, s in table.items()},
            **per_question(run, rows), "provenance": provenance(run.cfg)}
     atomic_write_json(run.dir / file, res)
-    atomic_write_json(run.dir / "config.json", run.cfg.to_dict())  # beside it, also when every stage was reused
     return res
