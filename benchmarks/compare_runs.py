@@ -32,12 +32,30 @@ def _same_rows(a: list[dict], b: list[dict]) -> tuple[int, int]:
     return sum(_untimed(x) == _untimed(y) for x, y in zip(a, b)), max(len(a), len(b))
 
 
+def _largest_gap(a: list[dict], b: list[dict], field: str = "loss") -> float | None:
+    """Largest |a - b| of `field` over the rows logged in both: how far apart two runs that are not identical are
+    (e.g. a batch passed in micro-batches sums its loss in another order)."""
+    gaps = [abs(x[field] - y[field]) for x, y in zip(a, b)
+            if isinstance(x.get(field), (int, float)) and isinstance(y.get(field), (int, float))]
+    return max(gaps) if gaps else None
+
+
 def _by_id(folder: Path) -> dict[str, dict]:
     out = {}
     for f in sorted(folder.glob("records_*.jsonl")):
         for r in read_jsonl_tolerant(f):
             out[f"{r['dataset']}/{r['id']}"] = r
     return out
+
+
+def _last_val(metrics_a: Path, metrics_b: Path) -> dict:
+    """Validation EM of both runs at the last step both validated (val_metrics.jsonl beside the metrics)."""
+    va, vb = ({r["step"]: r for r in read_jsonl_tolerant(m.with_name("val_metrics.jsonl"))}
+              if m.with_name("val_metrics.jsonl").exists() else {} for m in (metrics_a, metrics_b))
+    both = [s for s in sorted(set(va) & set(vb)) if "val_em" in va[s] and "val_em" in vb[s]]
+    if not both:  # no common step, or validation logs no EM (healing logs a held-out loss)
+        return {}
+    return {"val_step": both[-1], "val_em_a": va[both[-1]].get("val_em"), "val_em_b": vb[both[-1]].get("val_em")}
 
 
 def compare_stage(a: Path, b: Path) -> dict | None:
@@ -50,8 +68,13 @@ def compare_stage(a: Path, b: Path) -> dict | None:
     for name, what in (("metrics.jsonl", "training metrics"), ("sft/metrics.jsonl", "training metrics"),
                        ("all_records.jsonl", "teacher trajectories")):
         if (a / name).exists() and (b / name).exists():
-            equal, n = _same_rows(read_jsonl_tolerant(a / name), read_jsonl_tolerant(b / name))
-            return {"what": what, "equal": equal, "of": n}
+            ra, rb = read_jsonl_tolerant(a / name), read_jsonl_tolerant(b / name)
+            equal, n = _same_rows(ra, rb)
+            out = {"what": what, "equal": equal, "of": n}
+            if what == "training metrics":
+                out["loss_max_abs_diff"] = _largest_gap(ra, rb)
+                out.update(_last_val(a / name, b / name))
+            return out
     return None
 
 
@@ -93,8 +116,9 @@ def main():
     if not rows:
         raise SystemExit(f"compare_runs: no stage of {ref} has outputs in {other}")
     print(f"a = {ref}\nb = {other}")
-    print(table(rows, ["stage", "what", "equal", "of", "identical", "ran_again", "commit_b", "work_s_a", "work_s_b",
-                       "b_over_a"]))
+    print(table(rows, ["stage", "what", "equal", "of", "identical", "loss_max_abs_diff", "val_step", "val_em_a",
+                       "val_em_b", "ran_again", "commit_b",
+                       "work_s_a", "work_s_b", "b_over_a"]))
     again = [r for r in rows if r["ran_again"]]
     same = sum(r["identical"] for r in again)
     print(f"{same} of the {len(again)} stages run again are identical; {len(rows) - len(again)} stages were the same "

@@ -1,0 +1,31 @@
+"""benchmarks/compare_runs.py: two runs' training logs compared value for value, and how far apart they are."""
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from compare_runs import compare_stage  # noqa: E402
+
+
+def _write(folder: Path, name: str, rows: list[dict]):
+    (folder / name).parent.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_training_logs_equal_up_to_timings(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    _write(a, "metrics.jsonl", [{"step": 1, "loss": 2.0, "step_s": 3.0}, {"step": 2, "loss": 1.0, "step_s": 3.0}])
+    _write(b, "metrics.jsonl", [{"step": 1, "loss": 2.0, "step_s": 9.0}, {"step": 2, "loss": 1.0, "step_s": 1.0}])
+    c = compare_stage(a, b)
+    assert (c["equal"], c["of"], c["loss_max_abs_diff"]) == (2, 2, 0.0)
+
+
+def test_close_runs_report_the_largest_loss_gap_and_last_common_validation(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    _write(a, "sft/metrics.jsonl", [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}])
+    _write(b, "sft/metrics.jsonl", [{"step": 1, "loss": 2.25}, {"step": 2, "loss": 0.5}])
+    _write(a, "sft/val_metrics.jsonl", [{"step": 0, "val_em": 0.0}, {"step": 2, "val_em": 0.3}])
+    _write(b, "sft/val_metrics.jsonl", [{"step": 0, "val_em": 0.0}, {"step": 2, "val_em": 0.25}])
+    c = compare_stage(a, b)
+    assert (c["equal"], c["of"], c["loss_max_abs_diff"]) == (0, 2, 0.5)
+    assert (c["val_step"], c["val_em_a"], c["val_em_b"]) == (2, 0.3, 0.25)
