@@ -55,7 +55,8 @@ def _last_val(metrics_a: Path, metrics_b: Path) -> dict:
     both = [s for s in sorted(set(va) & set(vb)) if "val_em" in va[s] and "val_em" in vb[s]]
     if not both:  # no common step, or validation logs no EM (healing logs a held-out loss)
         return {}
-    return {"val_step": both[-1], "val_em_a": va[both[-1]].get("val_em"), "val_em_b": vb[both[-1]].get("val_em")}
+    last = both[-1]
+    return {"val_step": last, "val_em_a": va[last]["val_em"], "val_em_b": vb[last]["val_em"]}
 
 
 def compare_stage(a: Path, b: Path) -> dict | None:
@@ -117,8 +118,7 @@ def main():
         raise SystemExit(f"compare_runs: no stage of {ref} has outputs in {other}")
     print(f"a = {ref}\nb = {other}")
     print(table(rows, ["stage", "what", "equal", "of", "identical", "loss_max_abs_diff", "val_step", "val_em_a",
-                       "val_em_b", "ran_again", "commit_b",
-                       "work_s_a", "work_s_b", "b_over_a"]))
+                       "val_em_b", "ran_again", "commit_b", "work_s_a", "work_s_b", "b_over_a"]))
     again = [r for r in rows if r["ran_again"]]
     same = sum(r["identical"] for r in again)
     print(f"{same} of the {len(again)} stages run again are identical; {len(rows) - len(again)} stages were the same "
