@@ -6,8 +6,9 @@
 
 Compared, for each stage present in both: evaluation records (every field of every question's record: answer,
 EM, response text, queries), training metrics (every logged value except timings) and the teacher's cold-start
-trajectories. Timings (`*_s`, `tokens_per_s`) are compared as work time (wall less recorded pauses). A stage whose
-record has the same creation time in both folders was copied rather than run again, and is counted apart.
+trajectories (with the share each run's teacher answered right). Timings (`*_s`, `tokens_per_s`) are compared as
+work time (wall less recorded pauses). A stage whose record has the same creation time in both folders was copied
+rather than run again, and is counted apart.
 """
 from __future__ import annotations
 
@@ -75,6 +76,9 @@ def compare_stage(a: Path, b: Path) -> dict | None:
             if what == "training metrics":
                 out["loss_max_abs_diff"] = _largest_gap(ra, rb)
                 out.update(_last_val(a / name, b / name))
+            else:  # how often each teacher answered right, i.e. how many trajectories each run kept
+                out.update({f"em_{k}": sum(r["em"] for r in rows) / max(1, len(rows))
+                            for k, rows in (("a", ra), ("b", rb))})
             return out
     return None
 
@@ -117,7 +121,7 @@ def main():
     if not rows:
         raise SystemExit(f"compare_runs: no stage of {ref} has outputs in {other}")
     print(f"a = {ref}\nb = {other}")
-    print(table(rows, ["stage", "what", "equal", "of", "identical", "loss_max_abs_diff", "val_step", "val_em_a",
+    print(table(rows, ["stage", "what", "equal", "of", "identical", "em_a", "em_b", "loss_max_abs_diff", "val_step", "val_em_a",
                        "val_em_b", "ran_again", "commit_b", "work_s_a", "work_s_b", "b_over_a"]))
     again = [r for r in rows if r["ran_again"]]
     same = sum(r["identical"] for r in again)

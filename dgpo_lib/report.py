@@ -336,9 +336,9 @@ def benchmark_tables(folder=None) -> dict:
             continue
         df = pd.DataFrame(records).round(4)
         if p.stem.startswith("compare_runs"):  # the columns that say whether a rerun reproduced each stage
-            # (not the validation EM: two runs of different code may validate on different slices)
-            df = df[[c for c in ("stage", "what", "equal", "of", "identical", "loss_max_abs_diff", "work_s_a",
-                                 "work_s_b") if c in df]]
+            # (EM on the same questions; not the validation EM: runs of different code may validate on other slices)
+            df = df[[c for c in ("stage", "what", "equal", "of", "identical", "em_a", "em_b", "loss_max_abs_diff",
+                                 "work_s_a", "work_s_b") if c in df]]
         out[p.stem] = (df, note)
     return out
 

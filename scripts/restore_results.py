@@ -7,7 +7,7 @@ The weights are not committed, so what needs a trained model (the protocol probe
 only the models whose probe was kept with the results. A stage is restored only into the folder of its own cache
 key: its `done.json` names the key it ran under, and a stage whose key differs from this config's is refused (the
 config changed since) unless `--accept-key` names it. Nothing is overwritten: a stage already in the run root
-stays as it is.
+stays as it is. `--stage` restores only the stages it names (e.g. one evaluation another run root reuses).
 """
 import argparse
 import json
@@ -20,12 +20,16 @@ from dgpo_lib.config import load_config  # noqa: E402
 from dgpo_lib.pipeline import Run  # noqa: E402
 
 
-def restore(run: Run, src: Path, accept_key: set[str] = frozenset()) -> dict[str, str]:
-    """Copy each stage folder of `src` into `run.stage_dir(stage)`; returns stage -> what happened."""
+def restore(run: Run, src: Path, accept_key: set[str] = frozenset(), only: set[str] = frozenset()) -> dict[str, str]:
+    """Copy each stage folder of `src` (those in `only`, when given) into `run.stage_dir(stage)`; returns stage ->
+    what happened."""
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: no such results folder")
+    unknown = sorted(set(only) - set(run.stage_names()))
+    if unknown:
+        raise ValueError(f"--stage {', '.join(unknown)}: not a stage of this config ({', '.join(run.stage_names())})")
     out = {}
-    for stage in run.stage_names():
+    for stage in (s for s in run.stage_names() if not only or s in only):
         done = src / stage / "done.json"
         if not done.exists():
             out[stage] = "not in the results"
@@ -55,12 +59,14 @@ def main():
     ap.add_argument("--src", type=Path, default=None, help="results folder (default results/<preset>)")
     ap.add_argument("--accept-key", action="append", default=[], metavar="STAGE",
                     help="restore STAGE although its recorded cache key differs from this config's")
+    ap.add_argument("--stage", action="append", default=[], metavar="STAGE",
+                    help="restore only STAGE (repeatable; default: every stage found in --src)")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_intermixed_args()
     run = Run(load_config(a.preset, a.overrides), progress=False)
     src = a.src or Path(__file__).resolve().parent.parent / "results" / a.preset
     try:
-        report = restore(run, src, set(a.accept_key))
+        report = restore(run, src, set(a.accept_key), set(a.stage))
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"restore_results: {e}")
     for stage, what in report.items():

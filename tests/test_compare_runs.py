@@ -29,3 +29,11 @@ def test_close_runs_report_the_largest_loss_gap_and_last_common_validation(tmp_p
     c = compare_stage(a, b)
     assert (c["equal"], c["of"], c["loss_max_abs_diff"]) == (0, 2, 0.5)
     assert (c["val_step"], c["val_em_a"], c["val_em_b"]) == (2, 0.3, 0.25)
+
+
+def test_teacher_trajectories_report_each_runs_em(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    _write(a, "all_records.jsonl", [{"id": "q1", "em": 1.0}, {"id": "q2", "em": 0.0}])
+    _write(b, "all_records.jsonl", [{"id": "q1", "em": 1.0}, {"id": "q2", "em": 1.0}])
+    c = compare_stage(a, b)
+    assert (c["what"], c["equal"], c["of"], c["em_a"], c["em_b"]) == ("teacher trajectories", 1, 2, 0.5, 1.0)

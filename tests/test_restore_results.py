@@ -79,3 +79,15 @@ def test_a_stage_that_reads_restored_weights_says_how_to_train_them(collected, t
     with pytest.raises(StageNotDone, match="kd_kd: finished, but its output is not on this machine"):
         run.rl("dgpo")  # DGPO starts from the KD student, whose record came without its weights
     assert not run.is_done("rl_dgpo") and not (run.stage_dir("rl_dgpo") / "done.json").exists()
+
+
+def test_restore_can_be_limited_to_named_stages(collected, tmp_path, smoke_cfg):
+    _, _, results = collected
+    cfg = copy.deepcopy(smoke_cfg)
+    cfg.run_root = str(tmp_path)
+    run = Run(cfg, progress=False)
+    restore = _script("restore_results").restore
+    with pytest.raises(ValueError, match="--stage eval_nope: not a stage of this config"):
+        restore(run, results, only={"eval_nope"})
+    assert restore(run, results, only={"student"}) == {"student": "restored"}
+    assert run.is_done("student") and not run.is_done("teacher")
