@@ -5,7 +5,8 @@
     .venv/bin/python benchmarks/compare_runs.py --preset cpu --a results/cpu --b /elsewhere/runs/cpu-<hash>
 
 Compared, for each stage present in both: evaluation records (every field of every question's record: answer,
-EM, response text, queries), training metrics (every logged value except timings) and the teacher's cold-start
+EM, response text, queries; then each run's average EM over the benchmarks, the paired-bootstrap 95% interval of
+b - a and the searches per question), training metrics (every logged value except timings) and the teacher's cold-start
 trajectories (with the share each run's teacher answered right). Timings (`*_s`, `tokens_per_s`) are compared as
 work time (wall less recorded pauses). A stage whose record has the same creation time in both folders was copied
 rather than run again, and is counted apart.
@@ -22,6 +23,7 @@ from dgpo_lib.config import load_config
 from dgpo_lib.data import REPO_ROOT
 from dgpo_lib.io_utils import read_jsonl_tolerant
 from dgpo_lib.pipeline import Run, work_s
+from dgpo_lib.stats import paired_bootstrap
 
 
 def _untimed(row: dict) -> dict:
@@ -49,6 +51,19 @@ def _by_id(folder: Path) -> dict[str, dict]:
     return out
 
 
+def _per_set(records: dict[str, dict], field: str) -> dict[str, list[float]]:
+    """benchmark -> `field` of each question, in question-id order (so two runs' lists pair up)."""
+    out: dict[str, list[float]] = {}
+    for k in sorted(records):
+        out.setdefault(records[k]["dataset"], []).append(float(records[k].get(field, 0)))
+    return out
+
+
+def _set_mean(per_set: dict[str, list[float]]) -> float:
+    """The results table's average: the mean over benchmarks of each benchmark's mean."""
+    return sum(sum(v) / len(v) for v in per_set.values()) / max(1, len(per_set))
+
+
 def _last_val(metrics_a: Path, metrics_b: Path) -> dict:
     """Validation EM of both runs at the last step both validated (val_metrics.jsonl beside the metrics)."""
     va, vb = ({r["step"]: r for r in read_jsonl_tolerant(m.with_name("val_metrics.jsonl"))}
@@ -64,9 +79,14 @@ def compare_stage(a: Path, b: Path) -> dict | None:
     """Equal / compared counts of what the stage wrote, or None when neither folder holds outputs to compare."""
     if list(a.glob("records_*.jsonl")):
         ra, rb = _by_id(a), _by_id(b)
-        return {"what": "eval records", "equal": sum(ra[k] == rb.get(k) for k in ra), "of": len(set(ra) | set(rb)),
-                "em_a": sum(r["em"] for r in ra.values()) / max(1, len(ra)),
-                "em_b": sum(r["em"] for r in rb.values()) / max(1, len(rb))}
+        out = {"what": "eval records", "equal": sum(ra[k] == rb.get(k) for k in ra), "of": len(set(ra) | set(rb))}
+        if set(ra) == set(rb):  # the same questions: the table's average (over benchmarks) and how sure b - a is
+            em = {x: _per_set(r, "em") for x, r in (("a", ra), ("b", rb))}
+            boot = paired_bootstrap(em["b"], em["a"])
+            out.update(em_a=_set_mean(em["a"]), em_b=_set_mean(em["b"]), em_b_minus_a=boot["diff"],
+                       ci95_lo=boot["lo"], ci95_hi=boot["hi"], searches_a=_set_mean(_per_set(ra, "n_searches")),
+                       searches_b=_set_mean(_per_set(rb, "n_searches")))
+        return out
     for name, what in (("metrics.jsonl", "training metrics"), ("sft/metrics.jsonl", "training metrics"),
                        ("all_records.jsonl", "teacher trajectories")):
         if (a / name).exists() and (b / name).exists():
@@ -121,7 +141,8 @@ def main():
     if not rows:
         raise SystemExit(f"compare_runs: no stage of {ref} has outputs in {other}")
     print(f"a = {ref}\nb = {other}")
-    print(table(rows, ["stage", "what", "equal", "of", "identical", "em_a", "em_b", "loss_max_abs_diff", "val_step", "val_em_a",
+    print(table(rows, ["stage", "what", "equal", "of", "identical", "em_a", "em_b", "ci95_lo", "ci95_hi",
+                       "searches_a", "searches_b", "loss_max_abs_diff", "val_step", "val_em_a",
                        "val_em_b", "ran_again", "commit_b", "work_s_a", "work_s_b", "b_over_a"]))
     again = [r for r in rows if r["ran_again"]]
     same = sum(r["identical"] for r in again)

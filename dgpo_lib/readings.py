@@ -78,7 +78,31 @@ def rl_reading(curves: dict[str, list[dict]], val: dict[str, list[dict]]) -> str
                 line += (", so the selected checkpoint is the model RL started from, and its row in the table is "
                          "that model's")
         out.append(line + ".")
-    return "\n".join(out)
+    return "\n".join(out + start_reading({k: val[k] for k in curves if val.get(k)}))
+
+
+def start_reading(val: dict[str, list[dict]]) -> list[str]:
+    """A bullet for RL runs that the config starts from the same model but whose step-0 validation differs: the
+    same weights validate identically (greedy, same questions), so they started from different trainings of that
+    model, and each is read against its own step 0."""
+    from .rl import rl_variant
+    groups: dict[str, list[str]] = {}
+    for k, v in val.items():
+        if v and v[0]["step"] == 0:
+            groups.setdefault(rl_variant(k).start, []).append(k)
+    out = []
+    for start, runs in groups.items():
+        firsts = {k: (val[k][0]["val_em"], val[k][0].get("val_searches")) for k in runs}
+        if len(set(firsts.values())) > 1:
+            model = "the KD cold start" if start == "kd" else "the untrained student"
+            names = [row_label(k) for k in runs]
+            who = f"{names[0]} and {names[1]} both" if len(names) == 2 else f"{', '.join(names)} all"
+            out.append(f"- **Not the same start:** {who} start from {model}, "
+                       "but their step-0 validation differs (" + "; ".join(
+                           f"{row_label(k)} EM {em:.3f}" + (f", {se:.2f} searches" if se is not None else "")
+                           for k, (em, se) in firsts.items()) + "). The same weights validate identically, so "
+                       "they started from different trainings of it: read each against its own step 0.")
+    return out
 
 
 def probe_reading(probe, reference: str = "teacher") -> str:

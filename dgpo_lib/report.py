@@ -337,8 +337,9 @@ def benchmark_tables(folder=None) -> dict:
         df = pd.DataFrame(records).round(4)
         if p.stem.startswith("compare_runs"):  # the columns that say whether a rerun reproduced each stage
             # (EM on the same questions; not the validation EM: runs of different code may validate on other slices)
-            df = df[[c for c in ("stage", "what", "equal", "of", "identical", "em_a", "em_b", "loss_max_abs_diff",
-                                 "work_s_a", "work_s_b") if c in df]]
+            # ("identical" is equal == of; EM to 3 places, as the tables of results)
+            df = df[[c for c in ("stage", "what", "equal", "of", "em_a", "em_b", "loss_max_abs_diff", "work_s_a",
+                                 "work_s_b") if c in df]].round({"em_a": 3, "em_b": 3, "loss_max_abs_diff": 3})
         out[p.stem] = (df, note)
     return out
 

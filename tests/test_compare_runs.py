@@ -37,3 +37,16 @@ def test_teacher_trajectories_report_each_runs_em(tmp_path):
     _write(b, "all_records.jsonl", [{"id": "q1", "em": 1.0}, {"id": "q2", "em": 1.0}])
     c = compare_stage(a, b)
     assert (c["what"], c["equal"], c["of"], c["em_a"], c["em_b"]) == ("teacher trajectories", 1, 2, 0.5, 1.0)
+
+
+def test_eval_records_report_the_table_average_and_the_paired_interval(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    rec = lambda ds, i, em, n: {"dataset": ds, "id": f"q{i}", "em": em, "n_searches": n}  # noqa: E731
+    _write(a, "records_nq.jsonl", [rec("nq", 1, 1.0, 1), rec("nq", 2, 0.0, 1)])
+    _write(a, "records_popqa.jsonl", [rec("popqa", 3, 0.0, 1)])
+    _write(b, "records_nq.jsonl", [rec("nq", 1, 1.0, 2), rec("nq", 2, 1.0, 2)])
+    _write(b, "records_popqa.jsonl", [rec("popqa", 3, 0.0, 1)])
+    c = compare_stage(a, b)
+    assert (c["equal"], c["of"], c["em_a"], c["em_b"]) == (1, 3, 0.25, 0.5)  # means of per-benchmark means
+    assert c["em_b_minus_a"] == 0.25 and 0.0 <= c["ci95_lo"] <= c["ci95_hi"] <= 0.5
+    assert (c["searches_a"], c["searches_b"]) == (1.0, 1.5)

@@ -94,6 +94,27 @@ def test_rl_reading_counts_rewards_and_says_when_the_selected_checkpoint_is_the_
     assert "the model RL started from" not in rl_reading(curves, val).splitlines()[1]
 
 
+def test_rl_reading_flags_runs_of_one_start_whose_step_0_differs():
+    """DGPO and its GRPO ablation both start from the KD student; different step-0 validation means different
+    weights (two trainings of it), which the reading says; the same step 0 says nothing."""
+    from dgpo_lib.readings import start_reading
+    val = {"dgpo": [{"step": 0, "val_em": 0.08, "val_searches": 0.98}],
+           "dgpo_grpo": [{"step": 0, "val_em": 0.01, "val_searches": 1.92}],
+           "ppo": [{"step": 0, "val_em": 0.0, "val_searches": 0.0}],
+           "dgpo_no_coldstart": [{"step": 0, "val_em": 0.0, "val_searches": 0.0}]}
+    (line,) = start_reading(val)
+    assert line.startswith("- **Not the same start:** DGPO and DGPO with GRPO")
+    assert "both start from the KD cold start" in line
+    assert "EM 0.080, 0.98 searches" in line and "EM 0.010, 1.92 searches" in line
+    val["dgpo_grpo"][0].update(val_em=0.08, val_searches=0.98)
+    assert start_reading(val) == []
+    from dgpo_lib.readings import rl_reading  # GKD ablations have validation rows but no RL variant: left out
+    curves = {k: [{"em": 0.0, "rollouts": 32.0, "kl_teacher": 1.0}] for k in ("dgpo", "dgpo_grpo")}
+    val["dgpo_grpo"][0]["val_em"] = 0.01
+    val["gkd_onpolicy"] = [{"step": 0, "val_em": 0.0}]
+    assert "Not the same start" in rl_reading(curves, val).splitlines()[-1]
+
+
 def test_performance_reading_bounds_mfu_by_the_profiled_matmul_share():
     """Training MFU is read against the profiled share of matrix multiplications (the TRL peer left out), and a
     rollout's outside-forward share is given to one decimal, so 10.5% does not read as meeting "under 10%"."""
