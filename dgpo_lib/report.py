@@ -336,8 +336,8 @@ def benchmark_tables(folder=None) -> dict:
             continue
         df = pd.DataFrame(records).round(4)
         if p.stem.startswith("compare_runs"):  # the columns that say whether a rerun reproduced each stage
-            # (EM on the same questions; not the validation EM: runs of different code may validate on other slices)
-            # ("identical" is equal == of; EM to 3 places, as the tables of results)
+            # (EM on the same questions, to 3 places as in the results tables; not the validation EM, since runs of
+            # different code may validate on other slices; "identical" is equal == of)
             df = df[[c for c in ("stage", "what", "equal", "of", "em_a", "em_b", "loss_max_abs_diff", "work_s_a",
                                  "work_s_b") if c in df]].round({"em_a": 3, "em_b": 3, "loss_max_abs_diff": 3})
         out[p.stem] = (df, note)
