@@ -51,17 +51,18 @@ def _by_id(folder: Path) -> dict[str, dict]:
     return out
 
 
-def _per_set(records: dict[str, dict], field: str) -> dict[str, list[float]]:
-    """benchmark -> `field` of each question, in question-id order (so two runs' lists pair up)."""
+def _em_per_set(records: dict[str, dict]) -> dict[str, list[float]]:
+    """benchmark -> EM of each question, in question-id order (so two runs' lists pair up for the bootstrap)."""
     out: dict[str, list[float]] = {}
     for k in sorted(records):
-        out.setdefault(records[k]["dataset"], []).append(float(records[k].get(field, 0)))
+        out.setdefault(records[k]["dataset"], []).append(float(records[k]["em"]))
     return out
 
 
-def _set_mean(per_set: dict[str, list[float]]) -> float:
-    """The results table's average: the mean over benchmarks of each benchmark's mean."""
-    return sum(sum(v) / len(v) for v in per_set.values()) / max(1, len(per_set))
+def _summary(folder: Path) -> dict:
+    """An evaluation's own summary (evaluate.evaluate): the table's average EM and each benchmark's searches."""
+    s = json.loads((folder / "summary.json").read_text())
+    return {"em": s["avg_em"], "searches": sum(v["searches"] for v in s["per_set"].values()) / len(s["per_set"])}
 
 
 def _last_val(metrics_a: Path, metrics_b: Path) -> dict:
@@ -80,12 +81,11 @@ def compare_stage(a: Path, b: Path) -> dict | None:
     if list(a.glob("records_*.jsonl")):
         ra, rb = _by_id(a), _by_id(b)
         out = {"what": "eval records", "equal": sum(ra[k] == rb.get(k) for k in ra), "of": len(set(ra) | set(rb))}
-        if set(ra) == set(rb):  # the same questions: the table's average (over benchmarks) and how sure b - a is
-            em = {x: _per_set(r, "em") for x, r in (("a", ra), ("b", rb))}
-            boot = paired_bootstrap(em["b"], em["a"])
-            out.update(em_a=_set_mean(em["a"]), em_b=_set_mean(em["b"]), em_b_minus_a=boot["diff"],
-                       ci95_lo=boot["lo"], ci95_hi=boot["hi"], searches_a=_set_mean(_per_set(ra, "n_searches")),
-                       searches_b=_set_mean(_per_set(rb, "n_searches")))
+        if set(ra) == set(rb):  # the same questions: the table's averages and how sure b - a is
+            sa, sb = _summary(a), _summary(b)
+            boot = paired_bootstrap(_em_per_set(rb), _em_per_set(ra))
+            out.update(em_a=sa["em"], em_b=sb["em"], em_b_minus_a=boot["diff"], ci95_lo=boot["lo"], ci95_hi=boot["hi"],
+                       searches_a=sa["searches"], searches_b=sb["searches"])
         return out
     for name, what in (("metrics.jsonl", "training metrics"), ("sft/metrics.jsonl", "training metrics"),
                        ("all_records.jsonl", "teacher trajectories")):
@@ -96,9 +96,8 @@ def compare_stage(a: Path, b: Path) -> dict | None:
             if what == "training metrics":
                 out["loss_max_abs_diff"] = _largest_gap(ra, rb)
                 out.update(_last_val(a / name, b / name))
-            else:  # how often each teacher answered right, i.e. how many trajectories each run kept
-                out.update({f"em_{k}": sum(r["em"] for r in rows) / max(1, len(rows))
-                            for k, rows in (("a", ra), ("b", rb))})
+            else:  # how often each teacher answered right (its stage record's summary), i.e. how much it kept
+                out.update(em_a=record(a)["all"]["em"], em_b=record(b)["all"]["em"])
             return out
     return None
 

@@ -35,6 +35,8 @@ def test_teacher_trajectories_report_each_runs_em(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     _write(a, "all_records.jsonl", [{"id": "q1", "em": 1.0}, {"id": "q2", "em": 0.0}])
     _write(b, "all_records.jsonl", [{"id": "q1", "em": 1.0}, {"id": "q2", "em": 1.0}])
+    for folder, em in ((a, 0.5), (b, 1.0)):  # the tgo stage's record summarises its rollouts
+        (folder / "done.json").write_text(json.dumps({"all": {"n": 2, "em": em}}))
     c = compare_stage(a, b)
     assert (c["what"], c["equal"], c["of"], c["em_a"], c["em_b"]) == ("teacher trajectories", 1, 2, 0.5, 1.0)
 
@@ -46,6 +48,9 @@ def test_eval_records_report_the_table_average_and_the_paired_interval(tmp_path)
     _write(a, "records_popqa.jsonl", [rec("popqa", 3, 0.0, 1)])
     _write(b, "records_nq.jsonl", [rec("nq", 1, 1.0, 2), rec("nq", 2, 1.0, 2)])
     _write(b, "records_popqa.jsonl", [rec("popqa", 3, 0.0, 1)])
+    for folder, nq_em, nq_searches in ((a, 0.5, 1.0), (b, 1.0, 2.0)):  # as evaluate.evaluate summarises them
+        per_set = {"nq": {"em": nq_em, "searches": nq_searches}, "popqa": {"em": 0.0, "searches": 1.0}}
+        (folder / "summary.json").write_text(json.dumps({"per_set": per_set, "avg_em": nq_em / 2}))
     c = compare_stage(a, b)
     assert (c["equal"], c["of"], c["em_a"], c["em_b"]) == (1, 3, 0.25, 0.5)  # means of per-benchmark means
     assert c["em_b_minus_a"] == 0.25 and 0.0 <= c["ci95_lo"] <= c["ci95_hi"] <= 0.5
