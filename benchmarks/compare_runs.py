@@ -20,10 +20,10 @@ from pathlib import Path
 from common import table, write
 
 from dgpo_lib.config import load_config
-from dgpo_lib.data import REPO_ROOT
+from dgpo_lib.data.loaders import REPO_ROOT
 from dgpo_lib.io_utils import read_jsonl_tolerant
 from dgpo_lib.pipeline import Run, work_s
-from dgpo_lib.stats import paired_bootstrap
+from dgpo_lib.evaluation.stats import paired_bootstrap
 
 
 def _untimed(row: dict) -> dict:

@@ -17,10 +17,10 @@ from common import table, write
 
 from dgpo_lib.config import load_config
 from dgpo_lib.generation.continuous import ContinuousGenerator, _Episodes
-from dgpo_lib.models import load_model
+from dgpo_lib.models.loading import load_model
 from dgpo_lib.pipeline import Run
-from dgpo_lib.precision import amp
-from dgpo_lib.rollout import RolloutSettings
+from dgpo_lib.models.precision import amp
+from dgpo_lib.env.rollout import RolloutSettings
 
 
 def bare_loop(path: str, ids: torch.Tensor, steps: int, static: bool) -> float:

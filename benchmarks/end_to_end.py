@@ -3,15 +3,15 @@ pipeline writes (`done.json`) and the runner's log; prints each stage's share of
 `cpu` run's 8-hour budget.
 
     /usr/bin/time -v bash scripts/setup.sh 2> runs/setup.time
-    /usr/bin/time -v .venv/bin/python -m dgpo_lib.reproduce --preset cpu 2> runs/reproduce-cpu.time
+    /usr/bin/time -v .venv/bin/python -m dgpo_lib.book.reproduce --preset cpu 2> runs/reproduce-cpu.time
     /usr/bin/time -v .venv/bin/jupyter-book build . -W 2> runs/book.time
     .venv/bin/python benchmarks/end_to_end.py --preset cpu --time-log setup=runs/setup.time \
         reproduce=runs/reproduce-cpu.time book=runs/book.time
 
-Stages run one by one before the notebooks (python -m dgpo_lib.stage): their records are summed, and the index
+Stages run one by one before the notebooks (python -m dgpo_lib.pipeline.run_stage): their records are summed, and the index
 build, which no stage record holds, is timed on its own (into an empty run_root, so that it builds):
 
-    /usr/bin/time -v .venv/bin/python -m dgpo_lib.stage index --preset cpu run_root=runs/fresh 2> runs/index.time
+    /usr/bin/time -v .venv/bin/python -m dgpo_lib.pipeline.run_stage index --preset cpu run_root=runs/fresh 2> runs/index.time
 """
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from pathlib import Path
 from common import table, write
 
 from dgpo_lib.config import load_config
-from dgpo_lib.data import REPO_ROOT
+from dgpo_lib.data.loaders import REPO_ROOT
 from dgpo_lib.pipeline import Run, row_stage, work_s
-from dgpo_lib.report import stage_kind
+from dgpo_lib.book.benchmarks import stage_kind
 
 BUDGET_S = 8 * 3600  # the cpu preset's whole run on 2 cores, peak memory at most 12 GiB
 
@@ -62,7 +62,7 @@ def main():
         if r.get("config_hash") == cfg.hash():
             notebooks = r.get("notebook_wall_s", {})
             nb_started = datetime.fromisoformat(r["created"]).timestamp() - r.get("total_wall_s", 0)
-    # run stage by stage (python -m dgpo_lib.stage, e.g. across sessions), every stage finished before the notebooks
+    # run stage by stage (python -m dgpo_lib.pipeline.run_stage, e.g. across sessions), every stage finished before the notebooks
     # started, so they only read cached results: the one-pass main job is then the stages' work plus the notebooks
     stages_before = bool(finished) and nb_started is not None and max(finished.values()) < nb_started
     print(table(rows, ["stage", "wall_s", "earlier_s", "paused_s", "work_s", "budget_share", "peak_rss_gib"]))
@@ -74,7 +74,7 @@ def main():
         print(table(parts, ["part", "wall_s", "budget_share", "peak_rss_gib"]))
     nb_total = sum(notebooks.values())
     # the index is built outside every stage record (it is shared by runs over the same passages): when the stages
-    # ran one by one, time its build too (`--time-log index=...` around `python -m dgpo_lib.stage index`)
+    # ran one by one, time its build too (`--time-log index=...` around `python -m dgpo_lib.pipeline.run_stage index`)
     extra = [p for p in parts if p["part"] in ("setup", "book") or (stages_before and p["part"] == "index")]
     whole = (total if stages_before else 0) + nb_total + sum(p["wall_s"] or 0 for p in extra)
     peak = max([r["peak_rss_gib"] or 0 for r in rows] + [p["peak_rss_gib"] or 0 for p in parts] + [0])

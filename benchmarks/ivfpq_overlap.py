@@ -21,9 +21,9 @@ import numpy as np
 from common import RESULTS, table, write
 
 from dgpo_lib.config import load_config
-from dgpo_lib.data_card import top3_answer_hit
+from dgpo_lib.data.card import top3_answer_hit
 from dgpo_lib.pipeline import Run
-from dgpo_lib.retrieval import DenseRetriever, make_faiss_index
+from dgpo_lib.env.retrieval import DenseRetriever, make_faiss_index
 
 
 def render(payload: dict) -> str:

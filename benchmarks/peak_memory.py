@@ -23,9 +23,9 @@ from dgpo_lib.pipeline import Run
 
 def one_setting(preset: str, micro: int, overrides: list[str]) -> dict:
     """Two SFT steps of the teacher's base model on the longest oracle batch; this process's peak RSS."""
-    from dgpo_lib.kd import train_kd
-    from dgpo_lib.models import load_role
-    from dgpo_lib.trajectories import load_seqs
+    from dgpo_lib.train.kd import train_kd
+    from dgpo_lib.models.loading import load_role
+    from dgpo_lib.train.trajectories import load_seqs
 
     cfg = load_config(preset, overrides)
     run = Run(cfg, progress=False)

@@ -19,9 +19,9 @@ from common import table, write
 from decode_step import continuous_step
 from training import oracle_seqs
 
-from dgpo_lib import kd
+from dgpo_lib.train import kd
 from dgpo_lib.config import load_config
-from dgpo_lib.models import load_model
+from dgpo_lib.models.loading import load_model
 from dgpo_lib.pipeline import Run
 
 

@@ -12,9 +12,9 @@ import numpy as np
 from common import table, write
 
 from dgpo_lib.config import load_config
-from dgpo_lib.data_card import top3_answer_hit
+from dgpo_lib.data.card import top3_answer_hit
 from dgpo_lib.pipeline import Run
-from dgpo_lib.retrieval import BM25Retriever, ExactNumpyRetriever, recall_at_k
+from dgpo_lib.env.retrieval import BM25Retriever, ExactNumpyRetriever, recall_at_k
 
 
 def main():

@@ -16,13 +16,13 @@ from common import decode_limit, matmul_flops, memory_bandwidth, table, write
 from training import linear_weights
 
 from dgpo_lib.config import load_config
-from dgpo_lib.models import count_parameters
+from dgpo_lib.models.loading import count_parameters
 from dgpo_lib.pipeline import Run
 from dgpo_lib.generation.kv import KVGenerator
-from dgpo_lib.precision import compute_dtype
+from dgpo_lib.models.precision import compute_dtype
 from dgpo_lib.generation.continuous import ContinuousGenerator
 from dgpo_lib.generation.hf import HFGenerator
-from dgpo_lib.rollout import run_batched
+from dgpo_lib.env.rollout import run_batched
 
 
 def measure(run: Run, row: str, questions, batch: int, generator: str) -> dict:

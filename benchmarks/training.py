@@ -20,14 +20,14 @@ from pathlib import Path
 
 from common import matmul_flops, table, write
 
-from dgpo_lib import kd, rl
-from dgpo_lib.batching import length_buckets, padding_share
+from dgpo_lib.train import kd, rl
+from dgpo_lib.train.batching import length_buckets, padding_share
 from dgpo_lib.config import load_config
-from dgpo_lib.heal import heal_student
+from dgpo_lib.train.heal import heal_student
 from dgpo_lib.io_utils import read_jsonl_tolerant
-from dgpo_lib.models import load_model, load_role
+from dgpo_lib.models.loading import load_model, load_role
 from dgpo_lib.pipeline import Run
-from dgpo_lib.trajectories import OracleGenerator, seqs_of
+from dgpo_lib.train.trajectories import OracleGenerator, seqs_of
 
 
 def oracle_seqs(run: Run, tok, n: int):

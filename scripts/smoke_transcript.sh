@@ -9,8 +9,8 @@ rm -rf "$runs"
 out=$(mktemp -d)
 mkdir -p results/transcripts
 {
-  echo "\$ .venv/bin/python -m dgpo_lib.reproduce --preset smoke"
-  /usr/bin/time -f "(wall %e s, peak memory %M KiB)" .venv/bin/python -m dgpo_lib.reproduce --preset smoke \
+  echo "\$ .venv/bin/python -m dgpo_lib.book.reproduce --preset smoke"
+  /usr/bin/time -f "(wall %e s, peak memory %M KiB)" .venv/bin/python -m dgpo_lib.book.reproduce --preset smoke \
     --out "$out" "run_root=$runs" 2>&1
 } > results/transcripts/smoke_main_job.txt.tmp
 mv results/transcripts/smoke_main_job.txt.tmp results/transcripts/smoke_main_job.txt

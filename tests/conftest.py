@@ -18,25 +18,25 @@ def smoke_cfg():
 @pytest.fixture(scope="session")
 def tiny(smoke_cfg):
     """(model, tokenizer) of the tiny random student."""
-    from dgpo_lib.models import load_role
+    from dgpo_lib.models.loading import load_role
     return load_role(smoke_cfg, "student")
 
 
 @pytest.fixture(scope="session")
 def tiny_teacher(smoke_cfg):
-    from dgpo_lib.models import load_role
+    from dgpo_lib.models.loading import load_role
     return load_role(smoke_cfg, "teacher")
 
 
 @pytest.fixture(scope="session")
 def corpus(smoke_cfg):
-    from dgpo_lib.data import load_cfg_corpus
+    from dgpo_lib.data.loaders import load_cfg_corpus
     return load_cfg_corpus(smoke_cfg)
 
 
 @pytest.fixture(scope="session")
 def dense(smoke_cfg, corpus, tmp_path_factory):
-    from dgpo_lib.retrieval import build_retriever
+    from dgpo_lib.env.retrieval import build_retriever
     return build_retriever(smoke_cfg, corpus, tmp_path_factory.mktemp("index"), progress=False)
 
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dgpo_lib.data import REPO_ROOT
+from dgpo_lib.data.loaders import REPO_ROOT
 
 
 def test_accelerate_launch_two_cpu_processes_two_dgpo_steps(tmp_path):
@@ -15,11 +15,11 @@ def test_accelerate_launch_two_cpu_processes_two_dgpo_steps(tmp_path):
     common = ["--preset", "smoke", "--quiet", f"run_root={tmp_path}", "rl.steps=2", "rl.prompts_per_step=10",
               "rl.grpo_group=2", "rl.mini_batch=4"]
     # prerequisites (index, teacher, TGO, KD cold start) once, in one process
-    subprocess.run([sys.executable, "-m", "dgpo_lib.stage", "kd_kd", *common], cwd=REPO_ROOT, env=env, check=True,
+    subprocess.run([sys.executable, "-m", "dgpo_lib.pipeline.run_stage", "kd_kd", *common], cwd=REPO_ROOT, env=env, check=True,
                    capture_output=True, timeout=600)
     accel = Path(sys.executable).with_name("accelerate")
     r = subprocess.run([str(accel), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "dgpo_lib.stage", "rl_dgpo",
+                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "dgpo_lib.pipeline.run_stage", "rl_dgpo",
                         *common], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     [metrics] = Path(tmp_path).glob("smoke-*/rl_dgpo/metrics.jsonl")
@@ -30,7 +30,7 @@ def test_accelerate_launch_two_cpu_processes_two_dgpo_steps(tmp_path):
     # GRPO: 5 questions x 2 rollouts in mini-batches of 2 per process; split 3 vs 2, the processes made 3 vs 2
     # updates and the all-reduce waited forever
     r = subprocess.run([str(accel), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "dgpo_lib.stage", "rl_dgpo_grpo",
+                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "dgpo_lib.pipeline.run_stage", "rl_dgpo_grpo",
                         *common], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     assert list(Path(tmp_path).glob("smoke-*/rl_dgpo_grpo/model/model.safetensors"))

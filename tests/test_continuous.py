@@ -3,7 +3,7 @@ whatever the number of slots, and the observation fitting must keep the closing 
 import pytest
 
 from dgpo_lib.generation.hf import HFGenerator
-from dgpo_lib.rollout import RolloutSettings, SearchEnv, information_ids, run_batched
+from dgpo_lib.env.rollout import RolloutSettings, SearchEnv, information_ids, run_batched
 
 
 @pytest.mark.parametrize("stops,slots,total", [(None, 3, None), (("e",), 2, None), (("a", "o"), 16, None),
@@ -12,7 +12,7 @@ def test_continuous_matches_lock_step_generate(tiny, dense, smoke_cfg, stops, sl
     """Slots fewer than questions (refilled as trajectories end) or more; stop strings that random text hits
     often make rows end turns, searches and episodes at different steps; a small total cap ends some for length."""
     from dgpo_lib.generation.continuous import ContinuousGenerator
-    from dgpo_lib.data import load_eval_sets
+    from dgpo_lib.data.loaders import load_eval_sets
     model, tok = tiny
     model.set_attn_implementation("sdpa")
     sets = load_eval_sets(smoke_cfg)
@@ -40,7 +40,7 @@ def test_continuous_matches_lock_step_generate(tiny, dense, smoke_cfg, stops, sl
 
 def test_run_batched_counts_questions_with_either_generator(tiny, dense, smoke_cfg):
     from dgpo_lib.generation.continuous import ContinuousGenerator
-    from dgpo_lib.data import load_eval_sets
+    from dgpo_lib.data.loaders import load_eval_sets
     model, tok = tiny
     qs = load_eval_sets(smoke_cfg)["nq_ctx"][:5]
     settings = RolloutSettings.from_config(smoke_cfg, greedy=True)

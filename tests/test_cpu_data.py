@@ -8,10 +8,10 @@ import json
 import pytest
 
 from dgpo_lib.config import load_config
-from dgpo_lib.corpus_builder import CorpusBuilder, has_answer, split_words
-from dgpo_lib.data import (REPO_ROOT, load_cfg_corpus, load_eval_sets, load_train_questions, load_val_questions,
+from dgpo_lib.data.corpus import CorpusBuilder, has_answer, split_words
+from dgpo_lib.data.loaders import (REPO_ROOT, load_cfg_corpus, load_eval_sets, load_train_questions, load_val_questions,
                            question_key)
-from dgpo_lib.reward import normalize_answer
+from dgpo_lib.env.reward import normalize_answer
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_committed_corpus_is_wiki18_shaped_and_byte_stable(tmp_path):
 
 
 def test_answer_index_agrees_with_a_scan(corpus):
-    from dgpo_lib.data_card import AnswerIndex
+    from dgpo_lib.data.card import AnswerIndex
     idx = AnswerIndex(corpus)
     probes = [["Paris"], ["united states"], ["zzzz qqqq"], ["1912"], ["the"]]
     for answers in probes:

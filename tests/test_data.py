@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from dgpo_lib.data import (DataError, load_corpus, load_eval_sets, load_qa, load_train_questions, qa_path,
+from dgpo_lib.data.loaders import (DataError, load_corpus, load_eval_sets, load_qa, load_train_questions, qa_path,
                            seeded_subset)
 
 
@@ -51,12 +51,12 @@ def test_corpus_schema(tmp_path):
 
 
 def test_repo_data_is_complete_and_attributed():
-    from dgpo_lib.data import REPO_ROOT
+    from dgpo_lib.data.loaders import REPO_ROOT
     sizes = {"nq": 3610, "triviaqa": 11313, "hotpotqa": 7405, "2wiki": 12576, "musique": 2417, "bamboogle": 125,
              "popqa": 1399}
     for name, n in sizes.items():
         assert len(load_qa(qa_path("data", name))) == n
-    from dgpo_lib.reward import normalize_answer
+    from dgpo_lib.env.reward import normalize_answer
     corpus = load_corpus(REPO_ROOT / "data/corpus/cpu_corpus.jsonl.gz")
     assert len(corpus) > 20000 and len({normalize_answer(p.text) for p in corpus}) == len(corpus)  # de-duplicated
     text = (REPO_ROOT / "data/ATTRIBUTION.md").read_text()
@@ -79,7 +79,7 @@ def test_subsets_are_seeded_and_fixed(smoke_cfg):
 
 def test_rest_split_holds_out_every_evaluation_question(smoke_cfg):
     import copy
-    from dgpo_lib.data import load_eval_sets, load_train_set
+    from dgpo_lib.data.loaders import load_eval_sets, load_train_set
     cfg = copy.deepcopy(smoke_cfg)
     cfg.data.eval_sets = ["hotpotqa_ctx"]
     cfg.data.n_eval = 30

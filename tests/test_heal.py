@@ -7,9 +7,9 @@ import torch
 
 
 def test_prune_then_heal_lowers_the_divergence_and_keeps_embeddings(smoke_cfg, tmp_path, corpus):
-    from dgpo_lib.heal import heal_student
+    from dgpo_lib.train.heal import heal_student
     from dgpo_lib.io_utils import read_jsonl_tolerant
-    from dgpo_lib.models import build_tiny_model, count_parameters, load_model, prune_layers
+    from dgpo_lib.models.loading import build_tiny_model, count_parameters, load_model, prune_layers
 
     base_dir = build_tiny_model(tmp_path / "base", layers=3, seed=1)
     pruned_dir = prune_layers(base_dir, tmp_path / "pruned", 2)
@@ -32,7 +32,7 @@ def test_prune_then_heal_lowers_the_divergence_and_keeps_embeddings(smoke_cfg, t
 
 
 def test_text_loss_is_mean_token_cross_entropy(tiny):
-    from dgpo_lib.heal import _batch, text_loss
+    from dgpo_lib.train.heal import _batch, text_loss
 
     model, tok = tiny
     texts = ["alpha beta gamma delta", "one two three"]
@@ -52,7 +52,7 @@ def test_text_loss_is_mean_token_cross_entropy(tiny):
 def test_healing_text_never_holds_an_evaluation_gold_passage(smoke_cfg, tmp_path):
     import copy
 
-    from dgpo_lib.data import load_cfg_corpus
+    from dgpo_lib.data.loaders import load_cfg_corpus
     from dgpo_lib.pipeline import Run
 
     cfg = copy.deepcopy(smoke_cfg)

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from dgpo_lib import losses
+from dgpo_lib.train import losses
 
 S = [[1.0, 2.0, 0.5], [0.0, -1.0, 1.0]]  # student logits, 2 positions x 3 words
 T = [[2.0, 0.0, 1.0], [0.5, 0.5, -0.5]]  # teacher logits
@@ -114,8 +114,8 @@ def test_taid_schedule_matches_sakana_update_t():
 @pytest.mark.parametrize("name", ["forward_kl", "generalized_jsd", "skew_reverse_kl", "taid"])
 def test_chunked_kd_loss_gives_the_same_loss_and_gradient(name):
     import torch
-    from dgpo_lib import losses
-    from dgpo_lib.losses import chunked_loss_backward
+    from dgpo_lib.train import losses
+    from dgpo_lib.train.losses import chunked_loss_backward
     torch.manual_seed(0)
     fns = {"forward_kl": losses.forward_kl, "generalized_jsd": lambda s, t: losses.generalized_jsd(s, t, 0.1),
            "skew_reverse_kl": lambda s, t: losses.skew_reverse_kl(s, t, 0.1),

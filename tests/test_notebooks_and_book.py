@@ -9,10 +9,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dgpo_lib.data import REPO_ROOT
+from dgpo_lib.data.loaders import REPO_ROOT
 
 import book_pages  # tests/book_pages.py
-from dgpo_lib.reproduce import run_notebooks
+from dgpo_lib.book.reproduce import run_notebooks
 
 OUT = REPO_ROOT / "test-output"
 
@@ -124,7 +124,7 @@ def test_page_check_sees_wide_tables_raw_tex_and_warnings(tmp_path):
 
 
 def test_runner_names_the_failing_notebook_and_cell(tmp_path, monkeypatch):
-    import dgpo_lib.reproduce as rp
+    import dgpo_lib.book.reproduce as rp
     src = tmp_path / "nbs"
     src.mkdir()
     nb = nbformat.v4.new_notebook()
@@ -154,7 +154,7 @@ def test_killing_the_main_job_mid_notebook_leaves_a_book_that_builds(tmp_path):
     book = _book_copy(tmp_path, REPO_ROOT / "book" / "executed")
     before = {p.name: p.read_bytes() for p in (book / "book" / "executed").glob("*.ipynb")}
     runs = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "dgpo_lib.reproduce", "--preset", "smoke", "--out",
+    proc = subprocess.Popen([sys.executable, "-m", "dgpo_lib.book.reproduce", "--preset", "smoke", "--out",
                              str(book / "book" / "executed"), f"run_root={runs}"], cwd=REPO_ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     t0 = time.time()

@@ -1,7 +1,7 @@
 """The install story stays true: pins agree, README has exactly two set-up commands, CI runs the test one."""
 import re
 
-from dgpo_lib.data import REPO_ROOT
+from dgpo_lib.data.loaders import REPO_ROOT
 
 
 def _pins(text):
@@ -68,7 +68,8 @@ def _library_modules() -> dict[str, "Path"]:
 
 
 def test_the_library_has_no_import_cycles():
-    """Every relative import inside dgpo_lib, at module level or in a function, as a graph: it has no cycle."""
+    """Every import of dgpo_lib inside dgpo_lib (relative or absolute), at module level or in a function, as a
+    graph: it has no cycle."""
     import ast
     mods = _library_modules()
     graph = {}
@@ -76,9 +77,11 @@ def test_the_library_has_no_import_cycles():
         package = name.split(".")[:-1] if path.name != "__init__.py" else name.split(".")
         deps = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level:
-                base = package[: len(package) - node.level + 1]
-                targets = [node.module] if node.module else [a.name for a in node.names]
+            absolute = isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "dgpo_lib"
+            if isinstance(node, ast.ImportFrom) and (node.level or absolute):
+                base = [] if absolute else package[: len(package) - node.level + 1]
+                module = node.module.removeprefix("dgpo_lib").lstrip(".") if absolute else node.module
+                targets = [f"{module}.{a.name}".lstrip(".") for a in node.names] if absolute or not module else [module]
                 for t in targets:
                     parts = base + t.split(".")
                     while parts and ".".join(parts) not in mods:  # `from .pipeline.keys import X` -> the module
@@ -103,18 +106,28 @@ def test_the_library_has_no_import_cycles():
 
 
 def test_readme_layout_names_every_module():
-    """The README's layout row for dgpo_lib/ names each module of the package, and nothing that is not one."""
-    row = next(line for line in (REPO_ROOT / "README.md").read_text().splitlines() if line.startswith("| `dgpo_lib/`"))
-    named = set(re.findall(r"`(\w+)/?`", row)) - {"dgpo_lib"}
-    modules = {name.split(".")[-1] for name in _library_modules()} - {"__init__"}
-    assert named == modules, f"README names {sorted(named - modules)} and misses {sorted(modules - named)}"
+    """The README's layout has a row per folder of dgpo_lib, each naming exactly that folder's modules."""
+    rows = [line for line in (REPO_ROOT / "README.md").read_text().splitlines() if line.startswith("| `dgpo_lib/")]
+    by_folder = {re.match(r"\| `dgpo_lib/([\w/]*)`", r).group(1).strip("/"): r.split("|")[2] for r in rows}
+    folders: dict[str, set] = {}
+    for name in _library_modules():
+        folder, _, leaf = name.rpartition(".")
+        if (REPO_ROOT / "dgpo_lib" / name.replace(".", "/")).is_dir():
+            folder, leaf = name, None  # a package: its row is its own
+        folders.setdefault(folder, set())
+        if leaf:
+            folders[folder].add(leaf)
+    assert set(by_folder) == set(folders), f"README rows {sorted(by_folder)}, folders {sorted(folders)}"
+    for folder, modules in folders.items():
+        named = set(re.findall(r"`(\w+)`", by_folder[folder]))
+        assert named == modules, f"dgpo_lib/{folder}: README names {sorted(named - modules)}, misses {sorted(modules - named)}"
 
 
 def test_pyproject_lists_every_subpackage():
     """A non-editable install copies only the packages pyproject.toml names: every folder of dgpo_lib with code or
     presets must be one of them."""
-    listed = set(re.search(r"^packages = \[(.*?)\]", (REPO_ROOT / "pyproject.toml").read_text(), re.M).group(1)
-                 .replace('"', "").replace(" ", "").split(","))
+    listed = set(re.search(r"^packages = \[(.*?)\]", (REPO_ROOT / "pyproject.toml").read_text(), re.M | re.S)
+                 .group(1).replace('"', "").replace(" ", "").replace("\n", "").split(","))
     lib = REPO_ROOT / "dgpo_lib"
     folders = {"dgpo_lib", *("dgpo_lib." + ".".join(d.relative_to(lib).parts) for d in lib.rglob("*")
                              if d.is_dir() and d.name != "__pycache__" and any(d.glob("*.py")) | any(d.glob("*.yaml")))}

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dgpo_lib.data import REPO_ROOT, load_cfg_corpus, load_qa, qa_path
+from dgpo_lib.data.loaders import REPO_ROOT, load_cfg_corpus, load_qa, qa_path
 from dgpo_lib.io_utils import atomic_write_jsonl
-from dgpo_lib.paper_data import flashrag_rows
+from dgpo_lib.data.paper import flashrag_rows
 
 
 def _rows(qs):
@@ -22,8 +22,8 @@ def _rows(qs):
 
 @pytest.fixture(scope="module")
 def standins(tmp_path_factory, smoke_cfg):
-    from dgpo_lib.models import build_tiny_model
-    from dgpo_lib.retrieval import resolve_encoder
+    from dgpo_lib.models.loading import build_tiny_model
+    from dgpo_lib.env.retrieval import resolve_encoder
     root = tmp_path_factory.mktemp("paper")
     data = root / "data"
     train = load_qa(qa_path("data", "hotpotqa_train"))[:12]
@@ -32,7 +32,7 @@ def standins(tmp_path_factory, smoke_cfg):
         atomic_write_jsonl(data / "qa" / f"{name}.jsonl", _rows(load_qa(qa_path("data", name))[:3]))
     passages = load_cfg_corpus(smoke_cfg)
     gold = {i for q in train for i in q.metadata["supporting_ids"]}
-    from dgpo_lib.data import load_corpus
+    from dgpo_lib.data.loaders import load_corpus
     extra = [p for p in load_corpus(REPO_ROOT / "data/corpus/cpu_corpus.jsonl.gz") if p.id in gold]
     corpus = {p.id: p for p in passages + extra}
     atomic_write_jsonl(data / "corpus" / "wiki-18.jsonl", [{"id": p.id, "contents": p.contents}
@@ -62,9 +62,9 @@ def test_paper_config_loads_with_standins(standins):
 def test_paper_path_index_ivf_reload_server_and_eval(standins):
     from dgpo_lib.config import load_config
     from dgpo_lib.pipeline import Run
-    from dgpo_lib.retrieval import DenseRetriever
-    from dgpo_lib.retrieval import RemoteRetriever
-    from dgpo_lib.retrieval_server import serve
+    from dgpo_lib.env.retrieval import DenseRetriever
+    from dgpo_lib.env.retrieval import RemoteRetriever
+    from dgpo_lib.env.retrieval_server import serve
     cfg = load_config("paper", standins)
     run = Run(cfg, progress=False)
     r = run.retriever()
@@ -88,13 +88,13 @@ def test_paper_path_index_ivf_reload_server_and_eval(standins):
 
 def test_paper_path_dgpo_under_accelerate_two_processes(standins):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    stage = [sys.executable, "-m", "dgpo_lib.stage"]
+    stage = [sys.executable, "-m", "dgpo_lib.pipeline.run_stage"]
     r = subprocess.run([*stage, "kd_kd", "--preset", "paper", "--quiet", *standins], cwd=REPO_ROOT, env=env,
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
     accel = Path(sys.executable).with_name("accelerate")
     r = subprocess.run([str(accel), "launch", "--config_file", str(REPO_ROOT / "configs/accelerate/cpu_2proc.yaml"),
-                        "-m", "dgpo_lib.stage", "rl_dgpo", "--preset", "paper", "--quiet", *standins],
+                        "-m", "dgpo_lib.pipeline.run_stage", "rl_dgpo", "--preset", "paper", "--quiet", *standins],
                        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
     root = Path([s for s in standins if s.startswith("run_root=")][0].split("=", 1)[1])

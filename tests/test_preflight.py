@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from dgpo_lib import preflight as P
+from dgpo_lib.pipeline import preflight as P
 from dgpo_lib.config import load_config
-from dgpo_lib.models import build_tiny_model
+from dgpo_lib.models.loading import build_tiny_model
 
 GIB = 2 ** 30
 
@@ -102,7 +102,7 @@ def test_index_for_another_encoder_is_named(standins, tmp_path):
     (other / "meta.json").write_text(json.dumps({"n_passages": 5, "encoder": "minilm", "index_type": "flat"}))
     c = statuses(cfg, fake_machine())[("data", "index")]
     assert c.status == P.BUILD and "built for encoder 'minilm'" in c.detail
-    assert c.fix.startswith("python -m dgpo_lib.stage index --preset paper")
+    assert c.fix.startswith("python -m dgpo_lib.pipeline.run_stage index --preset paper")
     write_index(cfg, cfg.retrieval.encoder)
     assert statuses(cfg, fake_machine())[("data", "index")].status == P.OK
 
@@ -138,7 +138,7 @@ def test_no_gpu_and_small_host_memory_for_the_exact_index(standins, tmp_path):
 
 
 def test_missing_hub_model_at_run_time_names_the_fix(monkeypatch):
-    from dgpo_lib import models
+    from dgpo_lib.models import loading as models
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="huggingface-cli download Qwen/Qwen2.5-0.5B-Instruct"):
         models.load_model("Qwen/Qwen2.5-0.5B-Instruct")

@@ -4,8 +4,8 @@ import io
 
 import pandas as pd
 
-from dgpo_lib.job_log import LogFollower
-from dgpo_lib.report import facts, table, upright
+from dgpo_lib.book.job_log import LogFollower
+from dgpo_lib.book.display import facts, table, upright
 
 
 def test_table_names_the_row_labels_formats_floats_and_truncates_nothing():
@@ -57,7 +57,7 @@ def test_table_shows_counts_as_counts():
 
 def test_reading_frame_splits_episodes_by_whether_the_answer_was_retrieved():
     import pandas as pd
-    from dgpo_lib.report import reading_frame
+    from dgpo_lib.book.behaviour import reading_frame
     beh = pd.DataFrame({"method": ["KD"] * 4 + ["Teacher"] * 2, "hit": [True, True, False, False, True, True],
                         "em": [1.0, 0.0, 0.0, 1.0, 1.0, 1.0]})
     r = reading_frame(beh)
@@ -70,8 +70,8 @@ def test_benchmark_tables_reads_every_committed_result_and_skips_counts(tmp_path
     benchmarks/results must read as a table, since chapter 09 shows them all."""
     import json
 
-    from dgpo_lib.data import REPO_ROOT
-    from dgpo_lib.report import benchmark_tables
+    from dgpo_lib.data.loaders import REPO_ROOT
+    from dgpo_lib.book.benchmarks import benchmark_tables
 
     (tmp_path / "a.json").write_text(json.dumps({"rows": 32, "results": [{"sampler": "x", "ms": 1.0}]}))
     (tmp_path / "b.json").write_text(json.dumps({"rows": 32}))
@@ -82,7 +82,7 @@ def test_benchmark_tables_reads_every_committed_result_and_skips_counts(tmp_path
 
 
 def test_remaining_estimate_prices_unfinished_stages_and_chapters_at_the_reference_costs():
-    from dgpo_lib.reproduce import remaining_estimate
+    from dgpo_lib.book.reproduce import remaining_estimate
 
     class FakeRun:
         def stage_names(self):

@@ -3,9 +3,9 @@ import math
 
 import torch
 
-from dgpo_lib.batching import Seq, collate
-from dgpo_lib.policy import action_logits
-from dgpo_lib.probes import KINDS, protocol_probabilities, token_kinds
+from dgpo_lib.train.batching import Seq, collate
+from dgpo_lib.models.policy import action_logits
+from dgpo_lib.evaluation.probes import KINDS, protocol_probabilities, token_kinds
 
 
 def test_token_kinds_follow_tags_split_over_several_tokens():

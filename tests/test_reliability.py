@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dgpo_lib.data import REPO_ROOT, QAExample
+from dgpo_lib.data.loaders import REPO_ROOT, QAExample
 from dgpo_lib.io_utils import atomic_write_json, read_jsonl_tolerant
-from dgpo_lib.reward import em_reward, extract_answer, normalize_answer
-from dgpo_lib.rollout import RolloutSettings, SearchEnv, clean_query, parse_action
+from dgpo_lib.env.reward import em_reward, extract_answer, normalize_answer
+from dgpo_lib.env.rollout import RolloutSettings, SearchEnv, clean_query, parse_action
 
 TAGGY = st.lists(st.sampled_from(list("ab <>/\n") + ["<search>", "</search>", "<answer>", "</answer>", "<think>",
                                                       "</information>", "Paris"]), max_size=30).map("".join)
@@ -56,7 +56,7 @@ def test_ten_thousand_character_query_is_cut(tiny, dense, scripted):
 
 
 def test_missing_model_path_is_a_clear_error():
-    from dgpo_lib.models import load_model
+    from dgpo_lib.models.loading import load_model
     with pytest.raises(FileNotFoundError, match="/no/such/model"):
         load_model("/no/such/model")
     with pytest.raises(FileNotFoundError, match="does not exist"):
@@ -74,7 +74,7 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
 
 
 def _stage(args, root, **kw):
-    cmd = [sys.executable, "-m", "dgpo_lib.stage", *args, "--preset", "smoke", "--quiet", f"run_root={root}"]
+    cmd = [sys.executable, "-m", "dgpo_lib.pipeline.run_stage", *args, "--preset", "smoke", "--quiet", f"run_root={root}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 

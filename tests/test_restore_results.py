@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dgpo_lib.pipeline import Run
-from dgpo_lib.probes import PROBE_FILE, protocol_frame
+from dgpo_lib.evaluation.probes import PROBE_FILE, protocol_frame
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,8 +1,8 @@
 import pytest
 
-from dgpo_lib.data import Passage
-from dgpo_lib.prompts import format_docs, information_block
-from dgpo_lib.retrieval import (BM25Retriever, DenseRetriever, Encoder, IndexMismatchError, recall_at_k)
+from dgpo_lib.data.loaders import Passage
+from dgpo_lib.env.prompts import format_docs, information_block
+from dgpo_lib.env.retrieval import (BM25Retriever, DenseRetriever, Encoder, IndexMismatchError, recall_at_k)
 
 
 def test_docs_format_exactly_as_search_r1():
@@ -23,7 +23,7 @@ def test_dense_finds_gold_passage_for_known_question(dense, corpus):
 
 
 def test_recall_on_multihop(dense, smoke_cfg):
-    from dgpo_lib.data import load_eval_sets
+    from dgpo_lib.data.loaders import load_eval_sets
     r = recall_at_k(dense, load_eval_sets(smoke_cfg)["hotpotqa_ctx"], 3)
     assert r["n"] == smoke_cfg.data.n_eval and r["any_hit"] > 0.5
 
@@ -60,7 +60,7 @@ def test_passage_format_and_a_prebuilt_index(corpus, tmp_path):
     """Search-R1 encodes wiki-18's `contents` ('"Title"\\ntext'); a prebuilt faiss index over the same corpus is
     loaded after checking its size and dimension."""
     import numpy as np
-    from dgpo_lib.retrieval import DenseRetriever
+    from dgpo_lib.env.retrieval import DenseRetriever
     ps = corpus[:40]
     a = Encoder("minilm", 64, passage_format="contents")
     b = Encoder("minilm", 64, passage_format="title_dot")

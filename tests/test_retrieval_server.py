@@ -5,8 +5,8 @@ import urllib.request
 
 import pytest
 
-from dgpo_lib.retrieval import RemoteRetriever
-from dgpo_lib.retrieval_server import MAX_BODY, MAX_TOPK, serve
+from dgpo_lib.env.retrieval import RemoteRetriever
+from dgpo_lib.env.retrieval_server import MAX_BODY, MAX_TOPK, serve
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 import pytest
 
-from dgpo_lib.reward import em_reward, exact_match, extract_answer, f1_score, normalize_answer
+from dgpo_lib.env.reward import em_reward, exact_match, extract_answer, f1_score, normalize_answer
 
 
 @pytest.mark.parametrize("text,norm", [

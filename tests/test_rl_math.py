@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dgpo_lib import rl_math as R
+from dgpo_lib.train import rl_math as R
 
 
 def test_dgpo_penalty_zero_on_correct_and_formula_on_wrong():
@@ -75,7 +75,7 @@ def test_grpo_outcome_is_the_summed_gated_reward():
 
 
 def test_every_process_gets_an_equal_share_of_prompts():
-    from dgpo_lib.rl import prompts_per_step
+    from dgpo_lib.train.rl import prompts_per_step
     assert prompts_per_step(102, 5000, 8) == 104       # the paper preset's GRPO ablation on 8 GPUs
     assert prompts_per_step(5, 100, 2) == 6 and prompts_per_step(4, 100, 2) == 4
     assert prompts_per_step(32, 7, 2) == 6              # capped by the questions there are

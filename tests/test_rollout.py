@@ -1,10 +1,10 @@
 import pytest
 
-from dgpo_lib.batching import collate_seqs
-from dgpo_lib.data import QAExample
-from dgpo_lib.prompts import INVALID_ACTION
+from dgpo_lib.train.batching import collate_seqs
+from dgpo_lib.data.loaders import QAExample
+from dgpo_lib.env.prompts import INVALID_ACTION
 from dgpo_lib.generation.hf import HFGenerator, cut_at_stop
-from dgpo_lib.rollout import RolloutSettings, SearchEnv, parse_action
+from dgpo_lib.env.rollout import RolloutSettings, SearchEnv, parse_action
 
 
 def _q(i, ans="Paris"):
@@ -94,7 +94,7 @@ def test_cut_at_stop_is_token_exact(tiny):
 
 
 def test_real_tiny_model_rollout(tiny, dense, smoke_cfg):
-    from dgpo_lib.data import load_eval_sets
+    from dgpo_lib.data.loaders import load_eval_sets
     model, tok = tiny
     qs = load_eval_sets(smoke_cfg)["nq_ctx"]
     env = SearchEnv(HFGenerator(model, tok), dense, tok, RolloutSettings.from_config(smoke_cfg, greedy=True))
@@ -112,7 +112,7 @@ def test_real_tiny_model_rollout(tiny, dense, smoke_cfg):
 def test_kv_cached_generator_matches_plain_generate(tiny, dense, smoke_cfg, stops):
     """Keeping the KV cache across turns (shared prompt prefix, dropped rows, masked overshoot) must not change
     greedy trajectories. Stop strings that random text hits often make rows stop at different steps."""
-    from dgpo_lib.data import load_eval_sets
+    from dgpo_lib.data.loaders import load_eval_sets
     from dgpo_lib.generation.kv import KVGenerator
     model, tok = tiny
     print("attention:", model.config._attn_implementation)

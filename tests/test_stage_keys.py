@@ -81,7 +81,7 @@ def test_paths_and_models_of_unfinished_stages_are_never_trained_on_the_way(smok
     c.run_root = str(tmp_path)
     run = Run(c, progress=False)
     for row, stage in (("kd", "kd_kd"), ("dgpo@best_val", "rl_dgpo"), ("teacher", "teacher")):
-        with pytest.raises(StageNotDone, match=f"python -m dgpo_lib.stage {stage} --preset smoke"):
+        with pytest.raises(StageNotDone, match=f"python -m dgpo_lib.pipeline.run_stage {stage} --preset smoke"):
             run.load(row)
     assert not any(tmp_path.iterdir())  # nothing was trained or written
 
@@ -94,9 +94,9 @@ def test_an_rl_checkpoint_with_the_weights_of_an_evaluated_row_reuses_its_evalua
 
     import torch
 
-    from dgpo_lib.models import same_weights
+    from dgpo_lib.models.loading import same_weights
     from dgpo_lib.pipeline.stages import same_weights_row
-    from dgpo_lib.rl import best_val_dir
+    from dgpo_lib.train.rl import best_val_dir
 
     c = copy.deepcopy(smoke_cfg)
     c.run_root, c.eval.rl_checkpoint = str(tmp_path), "best_val"

@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from dgpo_lib.report import claims_frame, targets_frame
-from dgpo_lib.stats import paired_bootstrap, verdict
+from dgpo_lib.book.claims import claims_frame, targets_frame
+from dgpo_lib.evaluation.stats import paired_bootstrap, verdict
 
 
 def set_average(per_question):
-    """Mean over benchmarks of the per-benchmark mean: avg_em as dgpo_lib/evaluate.py defines it."""
+    """Mean over benchmarks of the per-benchmark mean: avg_em as dgpo_lib/evaluation/evaluate.py defines it."""
     return float(np.mean([np.mean(v) for v in per_question.values()]))
 
 

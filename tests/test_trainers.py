@@ -4,15 +4,15 @@ import copy
 import pytest
 import torch
 
-from dgpo_lib import kd, rl
-from dgpo_lib.batching import Seq
-from dgpo_lib.data import load_train_questions
+from dgpo_lib.train import kd, rl
+from dgpo_lib.train.batching import Seq
+from dgpo_lib.data.loaders import load_train_questions
 from dgpo_lib.io_utils import seed_everything
-from dgpo_lib.models import load_model
-from dgpo_lib.policy import ValueModel
+from dgpo_lib.models.loading import load_model
+from dgpo_lib.models.policy import ValueModel
 from dgpo_lib.generation.hf import HFGenerator
-from dgpo_lib.rollout import RolloutSettings, SearchEnv
-from dgpo_lib.trajectories import OracleGenerator, seqs_of
+from dgpo_lib.env.rollout import RolloutSettings, SearchEnv
+from dgpo_lib.train.trajectories import OracleGenerator, seqs_of
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def kd_data(smoke_cfg, tiny, dense, questions):
 
 
 def _fresh(smoke_cfg):
-    from dgpo_lib.models import load_role
+    from dgpo_lib.models.loading import load_role
     seed_everything(smoke_cfg.seed)
     return load_role(smoke_cfg, "student")
 
@@ -105,7 +105,7 @@ def test_score_rollouts_asks_the_teacher_only_about_wrong_trajectories(smoke_cfg
                                                                       tmp_path):
     """DGPO's gate before the arithmetic: the reference forward runs on the EM = 0 trajectories alone, and a
     correct trajectory's reference log-probs are its own, so its log-ratio (its KL) is exactly 0."""
-    from dgpo_lib.rollout import Trajectory
+    from dgpo_lib.env.rollout import Trajectory
     actor, tok = _fresh(smoke_cfg)
     teacher, _ = tiny_teacher
     trajs = [Trajectory(questions[i], s.prompt_ids, s.response_ids, s.action_mask, em=em)

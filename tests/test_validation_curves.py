@@ -5,7 +5,7 @@ import json
 
 
 def test_kd_writes_a_validation_curve_and_resumes_it(smoke_cfg, tmp_path, monkeypatch):
-    from dgpo_lib.data import load_val_questions
+    from dgpo_lib.data.loaders import load_val_questions
     from dgpo_lib.pipeline import Run, StageRecords
 
     cfg = copy.deepcopy(smoke_cfg)
@@ -57,7 +57,7 @@ def test_rl_keeps_the_best_validation_checkpoint_and_rows_can_pin_it(smoke_cfg, 
     picked = json.loads((tmp_path / best / "selected.json").read_text())
     ems = [r["val_em"] for r in rows]
     assert picked["step"] == rows[ems.index(max(ems))]["step"] and best != final
-    from dgpo_lib.report import selected_checkpoints
+    from dgpo_lib.book.tables import selected_checkpoints
     assert selected_checkpoints(run, ["ppo"])["selected step"].tolist() == [picked["step"]]
     assert run.stage_key("eval_ppo@best_val") != run.stage_key("eval_ppo@final")
     assert run.evaluate("ppo@best_val")["avg_em"] >= 0.0
@@ -66,7 +66,7 @@ def test_rl_keeps_the_best_validation_checkpoint_and_rows_can_pin_it(smoke_cfg, 
 def test_probe_reading_names_the_models_that_give_a_tag_little_probability():
     import pandas as pd
 
-    from dgpo_lib.readings import probe_reading
+    from dgpo_lib.book.readings import probe_reading
 
     probe = pd.DataFrame({"opens a search": [0.0, 0.99, 1.0], "opens the answer": [0.0, 0.2, 1.0],
                           "answer words": [0.2, 0.55, 0.9], "other tokens": [0.1, 0.9, 0.97]},
@@ -80,7 +80,7 @@ def test_probe_reading_names_the_models_that_give_a_tag_little_probability():
 
 
 def test_rl_reading_counts_rewards_and_says_when_the_selected_checkpoint_is_the_start():
-    from dgpo_lib.readings import rl_reading
+    from dgpo_lib.book.readings import rl_reading
     step = lambda em, kl: {"em": em, "rollouts": 32.0, "kl_teacher": kl}  # noqa: E731
     curves = {"ppo": [step(0.0, 2.0), step(0.0, 1.9)], "dgpo": [step(1 / 32, 0.8), step(2 / 32, 0.7)]}
     val = {"ppo": [{"step": 0, "val_em": 0.0}, {"step": 2, "val_em": 0.0}],
@@ -97,7 +97,7 @@ def test_rl_reading_counts_rewards_and_says_when_the_selected_checkpoint_is_the_
 def test_rl_reading_flags_runs_of_one_start_whose_step_0_differs():
     """DGPO and its GRPO ablation both start from the KD student; different step-0 validation means different
     weights (two trainings of it), which the reading says; the same step 0 says nothing."""
-    from dgpo_lib.readings import start_reading
+    from dgpo_lib.book.readings import start_reading
     val = {"dgpo": [{"step": 0, "val_em": 0.08, "val_searches": 0.98}],
            "dgpo_grpo": [{"step": 0, "val_em": 0.01, "val_searches": 1.92}],
            "ppo": [{"step": 0, "val_em": 0.0, "val_searches": 0.0}],
@@ -108,7 +108,7 @@ def test_rl_reading_flags_runs_of_one_start_whose_step_0_differs():
     assert "EM 0.080, 0.98 searches" in line and "EM 0.010, 1.92 searches" in line
     val["dgpo_grpo"][0].update(val_em=0.08, val_searches=0.98)
     assert start_reading(val) == []
-    from dgpo_lib.readings import rl_reading  # GKD ablations have validation rows but no RL variant: left out
+    from dgpo_lib.book.readings import rl_reading  # GKD ablations have validation rows but no RL variant: left out
     curves = {k: [{"em": 0.0, "rollouts": 32.0, "kl_teacher": 1.0}] for k in ("dgpo", "dgpo_grpo")}
     val["dgpo_grpo"][0]["val_em"] = 0.01
     val["gkd_onpolicy"] = [{"step": 0, "val_em": 0.0}]
@@ -118,7 +118,7 @@ def test_rl_reading_flags_runs_of_one_start_whose_step_0_differs():
 def test_performance_reading_bounds_mfu_by_the_profiled_matmul_share():
     """Training MFU is read against the profiled share of matrix multiplications (the TRL peer left out), and a
     rollout's outside-forward share is given to one decimal, so 10.5% does not read as meeting "under 10%"."""
-    from dgpo_lib.readings import performance_reading
+    from dgpo_lib.book.readings import performance_reading
 
     bench = {"training": {"gemm_bf16_flops": 4e11, "rows": [{"step": "KD (full)", "mfu": 0.35},
                                                            {"step": "SeqKD (full)", "mfu": 0.30},

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from .hf import HFGenerator
+from dgpo_lib.generation.hf import HFGenerator
 
 log = logging.getLogger(__name__)
 
@@ -20,17 +20,17 @@ def make_generator(model, tokenizer, cfg, model_path: str | None = None):
     evaluation, teacher rollouts) runs vLLM when it and a GPU are there, else falls back to `continuous`."""
     kind = cfg.rollout.generator
     if kind == "vllm":
-        from .vllm import VLLMGenerator, vllm_available
+        from dgpo_lib.generation.vllm import VLLMGenerator, vllm_available
         if model_path is not None and vllm_available():
             return VLLMGenerator(model_path, tokenizer, max_model_len=cfg.rollout.max_total_tokens, seed=cfg.seed)
         log.info("rollout.generator=vllm: %s; using continuous batching",
                  "vLLM or a GPU is missing" if model_path is not None else "the policy is being trained")
         kind = "continuous"
     if kind == "continuous":
-        from .continuous import ContinuousGenerator
+        from dgpo_lib.generation.continuous import ContinuousGenerator
         return ContinuousGenerator(model, tokenizer)
     if kind == "kv":
-        from .kv import KVGenerator
+        from dgpo_lib.generation.kv import KVGenerator
         return KVGenerator(model, tokenizer)
     if kind == "hf":
         return HFGenerator(model, tokenizer)

@@ -8,8 +8,8 @@ from typing import Sequence
 
 import torch
 
-from ..precision import amp
-from ..prompts import STOP_STRINGS
+from dgpo_lib.models.precision import amp
+from dgpo_lib.env.prompts import STOP_STRINGS
 
 
 def cut_at_stop(ids: Sequence[int], tokenizer, stops: Sequence[str] = STOP_STRINGS,

@@ -12,8 +12,8 @@ import logging
 import time
 from typing import Sequence
 
-from ..prompts import STOP_STRINGS
-from .hf import cut_at_stop
+from dgpo_lib.env.prompts import STOP_STRINGS
+from dgpo_lib.generation.hf import cut_at_stop
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from ..config import Config
-from ..kd import KD_METHODS
-from ..rl import rl_variant
+from dgpo_lib.config import Config
+from dgpo_lib.train.kd import KD_METHODS
+from dgpo_lib.train.rl import rl_variant
 
 KD_ROWS = tuple(KD_METHODS)  # the KD baselines' rows, in the paper's order
 # The paper's two distillation-only ablations (its Figure 5): on-policy GKD (every batch the student's own

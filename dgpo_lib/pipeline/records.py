@@ -10,9 +10,9 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import data as D
-from ..io_utils import atomic_write_json, provenance
-from .keys import stage_key
+from dgpo_lib.data import loaders as D
+from dgpo_lib.io_utils import atomic_write_json, provenance
+from dgpo_lib.pipeline.keys import stage_key
 
 log = logging.getLogger("dgpo_lib.pipeline")
 

@@ -1,13 +1,13 @@
 """The results table of a run: every row's EM per benchmark and the per-question EM the claims' paired bootstrap
-resamples (dgpo_lib/stats.py), written with provenance."""
+resamples (dgpo_lib/evaluation/stats.py), written with provenance."""
 from __future__ import annotations
 
-from ..io_utils import atomic_write_json, provenance
+from dgpo_lib.io_utils import atomic_write_json, provenance
 
 
 def per_question(run, rows: list[str]) -> dict:
     """Question ids per benchmark and every row's EM on each, in that order."""
-    from ..trajectories import read_records
+    from dgpo_lib.train.trajectories import read_records
 
     ids: dict[str, list[str]] = {}
     em: dict[str, dict[str, list[float]]] = {}

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 
-from .. import data as D
-from ..config import Config
-from ..models import count_parameters_of, fix_pad_token, load_model, load_role, load_tokenizer, resolve_model_path
-from ..precision import set_compute_dtype
-from . import keys, stages
-from .records import StageRecords
+from dgpo_lib.data import loaders as D
+from dgpo_lib.config import Config
+from dgpo_lib.models.loading import count_parameters_of, fix_pad_token, load_model, load_role, load_tokenizer, resolve_model_path
+from dgpo_lib.models.precision import set_compute_dtype
+from dgpo_lib.pipeline import keys, stages
+from dgpo_lib.pipeline.records import StageRecords
 
 log = logging.getLogger("dgpo_lib.pipeline")
 
@@ -145,7 +145,7 @@ class Run:
 
     def results(self, rows: list[str] | None = None, file: str = "results.json") -> dict:
         """Evaluate every row (cached) and write `file` (the main table: results.json)."""
-        from .results import results
+        from dgpo_lib.pipeline.results import results
         return results(self, rows or list(self.cfg.eval.methods), file)
 
     # ---------------------------------------------------------------- data, retrieval, environments
@@ -164,8 +164,8 @@ class Run:
         qs = self.val_questions()[: self.cfg.eval.val_questions]
         if not qs or not (self.cfg.eval.val_every or self.cfg.eval.val_points):
             return None
-        from ..evaluate import summarize_set
-        from ..rollout import run_batched
+        from dgpo_lib.evaluation.evaluate import summarize_set
+        from dgpo_lib.env.rollout import run_batched
 
         def fn(model, step: int) -> dict:
             was_training = model.training
@@ -183,7 +183,7 @@ class Run:
     def retriever(self):
         """The index is shared by every run over the same passages with the same retrieval settings."""
         if self._retriever is None:
-            from ..retrieval import build_retriever, corpus_fingerprint
+            from dgpo_lib.env.retrieval import build_retriever, corpus_fingerprint
             passages = D.load_cfg_corpus(self.cfg)
             # keyed by what the index depends on: the passages themselves and the retrieval settings
             key = f"{corpus_fingerprint(passages)[:12]}-{self.cfg.hash('retrieval')}"
@@ -194,8 +194,8 @@ class Run:
 
     def env(self, model, tok, greedy: bool, model_path: str | None = None):
         """A Search-R1 environment; `model_path` marks a frozen model (vLLM may serve it)."""
-        from ..generation import make_generator
-        from ..rollout import RolloutSettings, SearchEnv
+        from dgpo_lib.generation import make_generator
+        from dgpo_lib.env.rollout import RolloutSettings, SearchEnv
         return SearchEnv(make_generator(model, tok, self.cfg, model_path), self.retriever(), tok,
                          RolloutSettings.from_config(self.cfg, greedy))
 
@@ -226,13 +226,13 @@ class Run:
             return base
         if not self.is_done(stage):
             raise StageNotDone(f"row {row!r}: stage {stage} has not finished "
-                               f"(run it: python -m dgpo_lib.stage {stage} --preset {self.cfg.preset})")
+                               f"(run it: python -m dgpo_lib.pipeline.run_stage {stage} --preset {self.cfg.preset})")
         final = self._output(stage)
         if not Path(final).exists():
             raise self._no_weights(stage)
         if not stage.startswith("rl_") or self.rl_checkpoint(row) == "final":
             return final
-        from ..rl import best_val_dir
+        from dgpo_lib.train.rl import best_val_dir
         best = best_val_dir(Path(final))
         if not (best / "selected.json").exists():
             raise FileNotFoundError(f"{best}: no checkpoint selected on validation (set eval.val_points or "
@@ -268,6 +268,6 @@ class Run:
     def metrics(self, stage: str, file: str = "metrics.jsonl") -> list[dict]:
         """A stage's training log (`stage` may name a part of it, e.g. `teacher/sft`); `val_metrics.jsonl` holds
         its validation curve."""
-        from ..io_utils import read_jsonl_tolerant
+        from dgpo_lib.io_utils import read_jsonl_tolerant
         name, _, part = stage.partition("/")
         return read_jsonl_tolerant(self.stage_dir(name) / part / file)

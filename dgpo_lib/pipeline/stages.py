@@ -11,17 +11,17 @@ import logging
 import math
 import random
 
-from ..io_utils import seed_everything
-from ..models import count_parameters, load_model, load_role, resolve_model_path
-from ..rl import rl_variant
-from .keys import GKD_ABLATIONS, KD_ROWS, row_stage
+from dgpo_lib.io_utils import seed_everything
+from dgpo_lib.models.loading import count_parameters, load_model, load_role, resolve_model_path
+from dgpo_lib.train.rl import rl_variant
+from dgpo_lib.pipeline.keys import GKD_ABLATIONS, KD_ROWS, row_stage
 
 log = logging.getLogger("dgpo_lib.pipeline")
 
 
 def run_student(run) -> str:
-    """The pruned student after healing (dgpo_lib/heal.py): distilled from the unpruned base on corpus text."""
-    from ..heal import heal_student
+    """The pruned student after healing (dgpo_lib/train/heal.py): distilled from the unpruned base on corpus text."""
+    from dgpo_lib.train.heal import heal_student
 
     c, m, name = run.cfg, run.cfg.models, "student"
     out = run.stage_dir(name) / "model"
@@ -39,9 +39,9 @@ def run_student(run) -> str:
 def run_teacher(run) -> str:
     """The teacher made into a search agent: SFT on oracle trajectories of training questions (then PPO when
     `teacher.ppo_steps`)."""
-    from ..kd import train_kd
-    from ..rl import RLVariant, train_rl
-    from ..trajectories import oracle_trajectories, save_dataset, seqs_of, summarize, trajectories_to_dataset
+    from dgpo_lib.train.kd import train_kd
+    from dgpo_lib.train.rl import RLVariant, train_rl
+    from dgpo_lib.train.trajectories import oracle_trajectories, save_dataset, seqs_of, summarize, trajectories_to_dataset
 
     c, name = run.cfg, "teacher"
     out = run.stage_dir(name) / "model"
@@ -74,8 +74,8 @@ def run_teacher(run) -> str:
 def run_tgo(run):
     """Teacher-generated outputs: the teacher's greedy trajectories on training questions, the correct ones kept
     (the KD data), and the same on the validation questions (held-out teacher text, never trained on)."""
-    from ..rollout import run_batched
-    from ..trajectories import save_dataset, summarize, trajectories_to_dataset, val_dataset_dir, write_records
+    from dgpo_lib.env.rollout import run_batched
+    from dgpo_lib.train.trajectories import save_dataset, summarize, trajectories_to_dataset, val_dataset_dir, write_records
 
     c, name = run.cfg, "tgo"
     out = run.stage_dir(name) / "dataset"
@@ -102,8 +102,8 @@ def run_tgo(run):
 
 def run_kd(run, method: str) -> str:
     """A KD baseline on the TGO data, or one of the GKD ablations (on-policy GKD from GKD_ABLATIONS' start)."""
-    from ..kd import train_kd
-    from ..trajectories import load_seqs, seqs_of, val_dataset_dir
+    from dgpo_lib.train.kd import train_kd
+    from dgpo_lib.train.trajectories import load_seqs, seqs_of, val_dataset_dir
 
     name = f"kd_{method}"
     cfg, loss, start_path = run.cfg, method, None
@@ -148,8 +148,8 @@ def run_kd(run, method: str) -> str:
 
 def run_rl(run, variant: str) -> str:
     """PPO with a critic from the student (`ppo`) or from the KD cold start with the teacher as reference and
-    DGPO's selective KL (`dgpo`), and the ablation variants (dgpo_lib/rl.py)."""
-    from ..rl import train_rl
+    DGPO's selective KL (`dgpo`), and the ablation variants (dgpo_lib/train/rl.py)."""
+    from dgpo_lib.train.rl import train_rl
 
     v = rl_variant(variant).with_beta(run.cfg.rl.beta)
     name = f"rl_{variant}"
@@ -174,7 +174,7 @@ def same_weights_row(run, row: str) -> str | None:
     """An already evaluated row whose checkpoint holds exactly the weights of RL row `row`, else None. An RL run
     whose validation picks its first or its last step selects its starting model or its final checkpoint, and the
     greedy evaluation of those weights is on disk."""
-    from ..models import same_weights
+    from dgpo_lib.models.loading import same_weights
 
     if not row_stage(row).startswith("rl_"):
         return None
@@ -189,7 +189,7 @@ def same_weights_row(run, row: str) -> str | None:
 
 def run_eval(run, row: str) -> dict:
     """Greedy EM of a results-table row on every evaluation set (per-question records kept)."""
-    from ..evaluate import copy_evaluation, evaluate
+    from dgpo_lib.evaluation.evaluate import copy_evaluation, evaluate
 
     name = f"eval_{row}"
     run.stage(row_stage(row))

@@ -1,6 +1,6 @@
 """Convert the raw benchmark files (../shared/data) into the repo's FlashRAG-format `data/` folder.
 
-Run once by a maintainer (`python -m dgpo_lib.data_build --src ../shared/data --out data`); the output is
+Run once by a maintainer (`python -m dgpo_lib.data.build --src ../shared/data --out data`); the output is
 committed, so users and CI never need the raw folder. Nothing here edits question or answer text.
 
 Outputs
@@ -19,10 +19,10 @@ import argparse
 import json
 from pathlib import Path
 
-from .corpus_builder import CorpusBuilder, collapse_ws, has_answer
-from .data import question_key as qkey
-from .io_utils import atomic_write_json, atomic_write_jsonl
-from .reward import normalize_answer
+from dgpo_lib.data.corpus import CorpusBuilder, collapse_ws, has_answer
+from dgpo_lib.data.loaders import question_key as qkey
+from dgpo_lib.io_utils import atomic_write_json, atomic_write_jsonl
+from dgpo_lib.env.reward import normalize_answer
 
 RAW_QA = {  # full splits: name -> (relative path, question field, answers field, id field or None)
     "nq": ("raw/nq/NQ-open.dev.jsonl", "question", "answer", None),

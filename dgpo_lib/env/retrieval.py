@@ -16,8 +16,8 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from .data import Passage
-from .io_utils import atomic_path, atomic_write_json
+from dgpo_lib.data.loaders import Passage
+from dgpo_lib.io_utils import atomic_path, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,10 @@ class Encoder:
 
         self.name = name
         path = resolve_encoder(name)
-        from .models import _looks_like_path
+        from dgpo_lib.models.loading import _looks_like_path
         if _looks_like_path(path) and not Path(path).exists():
             raise FileNotFoundError(f"encoder path {path} does not exist")
-        from .models import from_hub
+        from dgpo_lib.models.loading import from_hub
         self.tokenizer = from_hub(AutoTokenizer.from_pretrained, path, "encoder")
         self.model = from_hub(AutoModel.from_pretrained, path, "encoder").eval()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .precision import amp
-from .batching import Batch
+from dgpo_lib.models.precision import amp
+from dgpo_lib.train.batching import Batch
 
 
 def predict_positions(batch: Batch) -> torch.Tensor:
@@ -84,7 +84,7 @@ def save_policy(model, tokenizer, out: Path) -> None:
     """A loadable folder (LoRA merged in), so every stage hands the next one a plain checkpoint."""
     import copy
 
-    from .io_utils import atomic_dir
+    from dgpo_lib.io_utils import atomic_dir
 
     m = copy.deepcopy(model).merge_and_unload() if hasattr(model, "merge_and_unload") else model
     with atomic_dir(out) as tmp:

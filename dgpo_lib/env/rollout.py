@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 
-from .data import QAExample
-from .prompts import INVALID_ACTION, build_prompt, information_block
-from .reward import exact_match, f1_score
+from dgpo_lib.data.loaders import QAExample
+from dgpo_lib.env.prompts import INVALID_ACTION, build_prompt, information_block
+from dgpo_lib.env.reward import exact_match, f1_score
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Response `{"result": [[{"document": {"id", "contents"}, "score": float}, ...], .
 
 The server binds 127.0.0.1 unless told otherwise, caps the request body, the number of queries and topk, and
 answers malformed requests with a 4xx JSON error instead of crashing.
-`python -m dgpo_lib.retrieval_server --preset paper --port 8000` serves the preset's index.
+`python -m dgpo_lib.env.retrieval_server --preset paper --port 8000` serves the preset's index.
 """
 from __future__ import annotations
 
@@ -116,8 +116,8 @@ def serve(retriever, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTP
 
 
 def main(argv=None):
-    from .config import load_config
-    from .pipeline import Run
+    from dgpo_lib.config import load_config
+    from dgpo_lib.pipeline import Run
 
     ap = argparse.ArgumentParser(description="Serve a preset's retriever over HTTP (Search-R1's /retrieve).")
     ap.add_argument("--preset", default="cpu")

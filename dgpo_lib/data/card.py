@@ -7,9 +7,9 @@ from typing import Sequence
 
 import pandas as pd
 
-from .corpus_builder import has_answer
-from .data import Passage, QAExample, display_name
-from .reward import normalize_answer
+from dgpo_lib.data.corpus import has_answer
+from dgpo_lib.data.loaders import Passage, QAExample, display_name
+from dgpo_lib.env.reward import normalize_answer
 
 
 class AnswerIndex:
@@ -54,7 +54,7 @@ TRAIN_POOLS = {"nq_ctx": "NQ test, outside the evaluation subset", "nq_ctx_extra
 def card_groups(cfg) -> list[tuple[str, str, list[QAExample]]]:
     """(label, role, questions): each evaluation set, the training questions by source file, the validation
     slice."""
-    from .data import load_eval_sets, load_train_questions, load_val_questions
+    from dgpo_lib.data.loaders import load_eval_sets, load_train_questions, load_val_questions
 
     groups = [(display_name(n), "evaluation", qs) for n, qs in load_eval_sets(cfg).items()]
     by_file: dict[str, list[QAExample]] = defaultdict(list)

@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from .data import QAExample
-from .io_utils import atomic_write_json, provenance
-from .batching import Seq
-from .rollout import SearchEnv, Trajectory
+from dgpo_lib.data.loaders import QAExample
+from dgpo_lib.io_utils import atomic_write_json, provenance
+from dgpo_lib.train.batching import Seq
+from dgpo_lib.env.rollout import SearchEnv, Trajectory
 
 COLUMNS = ("id", "dataset", "question", "prompt_ids", "response_ids", "action_mask", "em", "n_searches", "answer",
            "response")
@@ -36,7 +36,7 @@ def trajectories_to_dataset(trajs: Sequence[Trajectory]):
 
 def save_dataset(ds, out: Path, cfg=None, **info) -> None:
     """Write a dataset folder atomically (temp folder, then rename) with the config that made it."""
-    from .io_utils import atomic_dir
+    from dgpo_lib.io_utils import atomic_dir
 
     with atomic_dir(out) as tmp:
         ds.save_to_disk(str(tmp))
@@ -106,7 +106,7 @@ def summarize(trajs: Sequence[Trajectory]) -> dict:
 
 
 def write_records(path: Path, trajs: Sequence[Trajectory]) -> None:
-    from .io_utils import atomic_write_jsonl
+    from dgpo_lib.io_utils import atomic_write_jsonl
     atomic_write_jsonl(path, [t.to_record() for t in trajs])
 
 

@@ -1,6 +1,6 @@
 """Fetch and convert the paper-scale data (needs the Hugging Face hub; run it once on the GPU workstation).
 
-    python -m dgpo_lib.paper_data --out data/paper
+    python -m dgpo_lib.data.paper --out data/paper
 
 - the Search-R1 training mix (NQ train + HotpotQA train) and the seven test sets from FlashRAG's datasets
   (`RUC-NLPIR/FlashRAG_datasets`; test split, else dev, as Search-R1's `qa_search_test_merge.py`), written in
@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
-from .io_utils import atomic_path, atomic_write_jsonl
+from dgpo_lib.io_utils import atomic_path, atomic_write_jsonl
 
 TEST_SETS = {"nq": "nq", "triviaqa": "triviaqa", "popqa": "popqa", "hotpotqa": "hotpotqa",
              "2wiki": "2wikimultihopqa", "musique": "musique", "bamboogle": "bamboogle"}

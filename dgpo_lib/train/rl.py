@@ -22,12 +22,12 @@ from typing import Callable, Sequence
 
 import torch
 
-from . import rl_math as R
-from .config import val_interval
-from .batching import collate_seqs, length_buckets
-from .policy import ValueModel, action_logits, action_values, add_lora, logprobs_and_entropy, save_policy
-from .rollout import Trajectory
-from .train_loop import linear_warmup, run_training
+from dgpo_lib.train import rl_math as R
+from dgpo_lib.config import val_interval
+from dgpo_lib.train.batching import collate_seqs, length_buckets
+from dgpo_lib.models.policy import ValueModel, action_logits, action_values, add_lora, logprobs_and_entropy, save_policy
+from dgpo_lib.env.rollout import Trajectory
+from dgpo_lib.train.loop import linear_warmup, run_training
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +353,7 @@ def best_val_dir(out_dir: Path) -> Path:
 
 
 def save_best(model, tokenizer, out_dir: Path, step: int, row: dict) -> None:
-    from .io_utils import atomic_write_json
+    from dgpo_lib.io_utils import atomic_write_json
     folder = best_val_dir(out_dir)
     save_policy(model, tokenizer, folder)
     atomic_write_json(folder / "selected.json", {"step": step, **row})

@@ -11,7 +11,7 @@ import math
 import re
 from collections import Counter
 
-from .reward import normalize_answer
+from dgpo_lib.env.reward import normalize_answer
 
 BLOCK_WORDS = 100   # wiki-18's block length
 SPLIT_ABOVE = 120   # a paragraph up to this long stays whole rather than leaving a stub of a few words

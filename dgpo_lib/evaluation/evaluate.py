@@ -4,11 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from .data import QAExample
-from .io_utils import atomic_path, atomic_write_json, provenance
-from .generation import make_generator
-from .rollout import RolloutSettings, SearchEnv, Trajectory, run_batched
-from .trajectories import write_records
+from dgpo_lib.data.loaders import QAExample
+from dgpo_lib.io_utils import atomic_path, atomic_write_json, provenance
+from dgpo_lib.generation import make_generator
+from dgpo_lib.env.rollout import RolloutSettings, SearchEnv, Trajectory, run_batched
+from dgpo_lib.train.trajectories import write_records
 
 
 def summarize_set(trajs: Sequence[Trajectory]) -> dict:

@@ -1,7 +1,7 @@
 """What every notebook does first: configure logging and style, build the run, and say which preset the
 outputs below come from (so smoke outputs are never mistaken for results).
 
-Run by the main job (`dgpo_lib.reproduce` sets `DGPO_LOG`), a chapter sends its stderr (stage logs, progress bars,
+Run by the main job (`dgpo_lib.book.reproduce` sets `DGPO_LOG`), a chapter sends its stderr (stage logs, progress bars,
 library warnings) to that file, which the job shows in the terminal: the executed chapter keeps only what it means
 to show. Opened by hand in Jupyter, the logs and bars appear under the cells as usual."""
 from __future__ import annotations
@@ -16,10 +16,10 @@ import warnings
 # per kernel; the fallback is what the chapters want, so the warning is noise in every executed chapter
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from .config import load_config, resolve_seed  # noqa: E402
-from .job_log import LOG_ENV  # noqa: E402
-from .pipeline import Run  # noqa: E402
-from .report import set_style  # noqa: E402
+from dgpo_lib.config import load_config, resolve_seed  # noqa: E402
+from dgpo_lib.book.job_log import LOG_ENV  # noqa: E402
+from dgpo_lib.pipeline import Run  # noqa: E402
+from dgpo_lib.book.display import set_style
 
 BANNERS = {
     "smoke": "These outputs come from the **smoke** preset: tiny *random* models and a small slice of the data. "

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from .data import REPO_ROOT
-from .io_utils import atomic_dir
+from dgpo_lib.data.loaders import REPO_ROOT
+from dgpo_lib.io_utils import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def build_tiny_model(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-    from .prompts import FEW_SHOT_EXAMPLE, INVALID_ACTION, SEARCH_R1_TEMPLATE
+    from dgpo_lib.env.prompts import FEW_SHOT_EXAMPLE, INVALID_ACTION, SEARCH_R1_TEMPLATE
 
     texts = [SEARCH_R1_TEMPLATE, FEW_SHOT_EXAMPLE, INVALID_ACTION]
     for rel in ("data/qa/hotpotqa_train.jsonl", "data/qa/nq_train.jsonl", "data/corpus/cpu_corpus.jsonl.gz"):
@@ -192,7 +192,7 @@ def hub_missing(name: str, what: str = "model") -> FileNotFoundError:
     """The error for a hub id that is neither cached nor downloadable: the fix, not a transformers traceback."""
     return FileNotFoundError(f"{what} {name}: not in the local hub cache and the hub is unreachable; on a machine "
                              f"with the hub run `huggingface-cli download {name}` and copy ~/.cache/huggingface here, "
-                             "or give a local folder (python -m dgpo_lib.preflight lists everything missing)")
+                             "or give a local folder (python -m dgpo_lib.pipeline.preflight lists everything missing)")
 
 
 def from_hub(loader, name: str, what: str = "model", **kw):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .paper_numbers import row_label
+from dgpo_lib.book.paper_numbers import row_label
 
 
 def _pct(x: float) -> str:
@@ -85,7 +85,7 @@ def start_reading(val: dict[str, list[dict]]) -> list[str]:
     """A bullet for RL runs that the config starts from the same model but whose step-0 validation differs: the
     same weights validate identically (greedy, same questions), so they started from different trainings of that
     model, and each is read against its own step 0."""
-    from .rl import rl_variant
+    from dgpo_lib.train.rl import rl_variant
     groups: dict[str, list[str]] = {}
     for k, v in val.items():
         if v and v[0]["step"] == 0:

@@ -1,4 +1,4 @@
-"""Run every notebook in order with papermill: `python -m dgpo_lib.reproduce --preset cpu [key=value ...]`.
+"""Run every notebook in order with papermill: `python -m dgpo_lib.book.reproduce --preset cpu [key=value ...]`.
 
 Executed notebooks go to `--out` (default `book/executed`, where the book reads them). Each notebook executes into
 the run root (`<run_root>/notebooks-<preset>/`) and replaces its copy in `--out` only once it has run to the end, so
@@ -14,9 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, _dotted_to_nested, load_config, resolve_seed
-from .data import REPO_ROOT, repo_path, shown_path
-from .io_utils import atomic_path, atomic_write_json, provenance
+from dgpo_lib.config import ConfigError, _dotted_to_nested, load_config, resolve_seed
+from dgpo_lib.data.loaders import REPO_ROOT, repo_path, shown_path
+from dgpo_lib.io_utils import atomic_path, atomic_write_json, provenance
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -64,8 +64,8 @@ def run_notebooks(preset: str = "cpu", seed: int | None = None, overrides: dict 
                   ) -> list[Path]:
     import papermill as pm
 
-    from .job_log import LOG_ENV, LogFollower
-    from .pipeline import Run
+    from dgpo_lib.book.job_log import LOG_ENV, LogFollower
+    from dgpo_lib.pipeline import Run
 
     overrides = overrides or {}
     seed = resolve_seed(seed, overrides)
@@ -161,7 +161,7 @@ def reference_timings(preset: str, out: Path) -> dict:
 
 def reference_stage_work(preset: str) -> dict[str, float]:
     """Work seconds of each stage of the committed reference run of this preset (`results/<preset>/`)."""
-    from .pipeline import work_s
+    from dgpo_lib.pipeline import work_s
     folder = REPO_ROOT / "results" / preset
     return {p.parent.name: work_s(json.loads(p.read_text())) for p in folder.glob("*/done.json")}
 
@@ -196,18 +196,18 @@ def _executed_durations(out: Path, preset: str, skip: set) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Run the companion's notebooks headlessly, in order.")
-    from .config import PRESETS
+    from dgpo_lib.config import PRESETS
     ap.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}, or a .yaml path (default cpu)")
     ap.add_argument("--seed", type=int, default=None, help="global seed (default: a seed= override, else 0)")
     ap.add_argument("--out", type=Path, default=None, help="folder for the executed notebooks (default book/executed)")
     ap.add_argument("--only", nargs="*", help="notebook prefixes to run, e.g. 00 01")
     ap.add_argument("--ablations", nargs="*", default=None,
                     help="run only these of cfg.eval.ablations in notebook 06 (default: all)")
-    ap.add_argument("--no-preflight", action="store_true", help="skip the preflight check (python -m dgpo_lib.preflight)")
+    ap.add_argument("--no-preflight", action="store_true", help="skip the preflight check (python -m dgpo_lib.pipeline.preflight)")
     ap.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. rl.beta=0.01")
     a = ap.parse_intermixed_args(argv)
     if not a.no_preflight:  # in seconds, before hours of work: what is missing and how to fix it
-        from . import preflight
+        from dgpo_lib.pipeline import preflight
         if preflight.main(["--preset", a.preset, *a.overrides]) != 0:
             print("reproduce: the preflight check found problems (above); fix them, or pass --no-preflight",
                   file=sys.stderr)

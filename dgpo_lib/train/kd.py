@@ -13,11 +13,11 @@ from typing import Callable, Sequence
 
 import torch
 
-from . import losses
-from .batching import Seq, collate_seqs, length_buckets
-from .config import val_interval
-from .policy import action_logits, add_lora, save_policy
-from .train_loop import kd_schedule, run_training
+from dgpo_lib.train import losses
+from dgpo_lib.train.batching import Seq, collate_seqs, length_buckets
+from dgpo_lib.config import val_interval
+from dgpo_lib.models.policy import action_logits, add_lora, save_policy
+from dgpo_lib.train.loop import kd_schedule, run_training
 
 log = logging.getLogger(__name__)
 

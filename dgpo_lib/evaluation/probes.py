@@ -13,8 +13,8 @@ from typing import Sequence
 
 import torch
 
-from .batching import Seq, collate_seqs, length_buckets
-from .policy import action_logits
+from dgpo_lib.train.batching import Seq, collate_seqs, length_buckets
+from dgpo_lib.models.policy import action_logits
 
 KINDS = ("opens a search", "opens the answer", "answer words", "other tokens")
 TAG_KINDS = {"<search>": "opens a search", "<answer>": "opens the answer"}
@@ -89,8 +89,8 @@ def protocol_frame(run, rows: Sequence[str], n_seqs: int = 64):
     probe nor its trained weights is left out and named in `attrs["missing"]`."""
     import pandas as pd
 
-    from .io_utils import atomic_write_json
-    from .pipeline.keys import row_stage
+    from dgpo_lib.io_utils import atomic_write_json
+    from dgpo_lib.pipeline.keys import row_stage
 
     inputs = {"tgo_key": run.stage_key("tgo"), "n_seqs": n_seqs}
     frame, missing, attrs, seqs = {}, [], {}, None
@@ -125,7 +125,7 @@ def _has_weights(run, row: str) -> bool:
 
 
 def _probe_seqs(run, n_seqs: int):
-    from .trajectories import load_seqs, val_dataset_dir
+    from dgpo_lib.train.trajectories import load_seqs, val_dataset_dir
 
     folder = run.stage_dir("tgo")
     seqs, source = load_seqs(val_dataset_dir(folder))[:n_seqs], "validation questions"

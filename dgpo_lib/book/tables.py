@@ -1,0 +1,118 @@
+"""The results as tables: our EM per benchmark, the paper's beside it, learning curves and validation points, the
+checkpoints RL selected, question groups and the protocol probe."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+
+from dgpo_lib.book.claims import answer_bearing_sets
+from dgpo_lib.book.display import table
+from dgpo_lib.book.paper_numbers import PAPER_AVG, PAPER_SETS, PAPER_TABLE1, row_label
+from dgpo_lib.data.loaders import display_name
+
+
+def results_frame(res: dict, rows: Sequence[str] | None = None) -> pd.DataFrame:
+    """Our EM: rows = methods, columns = the seven benchmarks + Avg."""
+    rows = rows or list(res["em"])
+    sets = res["eval_sets"]
+    df = pd.DataFrame([[res["em"][r][s] for s in sets] + [res["avg_em"][r]] for r in rows],
+                      index=[row_label(r) for r in rows], columns=[display_name(s) for s in sets] + ["Avg"])
+    df.index.name = "method"
+    return df
+
+
+def paper_frame(rows: Sequence[str]) -> pd.DataFrame:
+    rows = [r for r in rows if r in PAPER_TABLE1]
+    df = pd.DataFrame([PAPER_TABLE1[r] + [PAPER_AVG[r]] for r in rows], index=[row_label(r) for r in rows],
+                      columns=[display_name(s) for s in PAPER_SETS] + ["Avg"])
+    df.index.name = "method"
+    return df
+
+
+def comparison_frame(res: dict, rows: Sequence[str]) -> pd.DataFrame:
+    """Average EM, ours beside the paper's (Qwen2.5 3B -> 0.5B, wiki-18), clearly labelled."""
+    return pd.DataFrame({f"ours ({res['preset']} preset) avg EM": [res["avg_em"][r] for r in rows],
+                         "paper avg EM (Qwen2.5 3B->0.5B)": [PAPER_AVG.get(r, float("nan")) for r in rows]},
+                        index=[row_label(r) for r in rows])
+
+
+def curves_frame(metrics: dict[str, list[dict]], keys: Sequence[str]) -> pd.DataFrame:
+    recs = []
+    for name, rows in metrics.items():
+        for r in rows:
+            for k in keys:
+                if k in r:
+                    recs.append({"run": row_label(name), "step": r["step"], "metric": k, "value": r[k]})
+    return pd.DataFrame(recs)
+
+
+def val_table(val: dict[str, list[dict]]) -> pd.DataFrame:
+    """Per run, from its validation curve: greedy EM before training, its best point (and step), the last point,
+    and at the last point the searches per question and the share of episodes whose retrieved text held a gold
+    answer (search worked) beside EM (the answer was read out)."""
+    rows = []
+    for name, v in val.items():
+        if not v:
+            continue
+        best = max(v, key=lambda r: r["val_em"])
+        rows.append({"run": row_label(name), "before training": v[0]["val_em"], "best": best["val_em"],
+                     "at step": best["step"], "last": v[-1]["val_em"], "last step": v[-1]["step"],
+                     "searches (last)": v[-1]["val_searches"], "answer retrieved (last)": v[-1].get("val_hit_ratio")})
+    return pd.DataFrame(rows)
+
+
+def selected_checkpoints(run, variants: Sequence[str]) -> pd.DataFrame:
+    """Per RL run: the step selected on validation EM (its `selected.json`), its EM, and the last step's EM."""
+    import json
+    from pathlib import Path
+
+    from dgpo_lib.train.rl import best_val_dir
+
+    rows = []
+    for v in variants:
+        val = run.metrics(f"rl_{v}", "val_metrics.jsonl")
+        chosen = best_val_dir(run.stage_dir(f"rl_{v}") / "model") / "selected.json"
+        if not val or not Path(chosen).exists():
+            continue
+        best = json.loads(Path(chosen).read_text())
+        rows.append({"run": row_label(v), "selected step": best["step"], "validation EM (selected)": best["val_em"],
+                     "last step": val[-1]["step"], "validation EM (last)": val[-1]["val_em"]})
+    return pd.DataFrame(rows)
+
+
+def group_frame(res: dict, rows: Sequence[str]) -> pd.DataFrame:
+    """Average EM over the paper's two groups of benchmarks, General QA (NQ, TriviaQA, PopQA) and Multi-hop QA
+    (HotpotQA, 2Wiki, MuSiQue, Bamboogle), and, where a set has no answer-bearing passages in the corpus
+    (TriviaQA at `cpu` scale), over the sets that have them."""
+    general = [s for s in res["eval_sets"] if s.split("_")[0] in ("nq", "triviaqa", "popqa")]
+    multi = [s for s in res["eval_sets"] if s not in general]
+    bearing = answer_bearing_sets(res)
+
+    def avg(r, sets):
+        return sum(res["em"][r][s] for s in sets) / len(sets) if sets else float("nan")
+
+    names = lambda sets: ", ".join(display_name(s) for s in sets)  # noqa: E731
+    cols = {f"General QA ({names(general)})": general, f"Multi-hop QA ({names(multi)})": multi}
+    if any(s.endswith("_ctx") for s in res["eval_sets"]) and len(bearing) < len(res["eval_sets"]):
+        cols[f"answer-bearing sets ({names(bearing)})"] = bearing
+    df = pd.DataFrame({c: [avg(r, sets) for r in rows] for c, sets in cols.items()}, index=[row_label(r) for r in rows])
+    df.index.name = "method"
+    return df
+
+
+def probe_table(probe: pd.DataFrame):
+    """`probes.protocol_frame` as the book shows it: a row per method, one column per kind of token."""
+    from dgpo_lib.evaluation.probes import KINDS
+
+    missing = ", ".join(row_label(r) for r in probe.attrs.get("missing") or [])
+    if probe.empty:
+        from IPython.display import Markdown
+        return Markdown(f"*No probe is kept with this run, and the trained weights that would compute one are not "
+                        f"here* ({missing}).")
+    left_out = f" Left out (no kept probe, no trained weights here): {missing}." if missing else ""
+    df = probe[list(KINDS)].rename(index=row_label)
+    return table(df, f"Mean probability each model gives the teacher's tokens, by kind, on "
+                 f"{probe.attrs['n_trajectories']} of the teacher's correct trajectories for "
+                 f"{probe.attrs['source']} (retrieved passages are context, never scored).{left_out}", "{:.3f}",
+                 "method")

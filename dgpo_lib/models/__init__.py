@@ -1,0 +1,2 @@
+"""Models: loading (hub ids, local folders, GGUF, pruned students, tiny random Qwen2), the forward passes training
+needs (action log-probs, the critic, LoRA) and the matmul precision."""
