@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from dataclasses import replace
 import json
 import resource
 import subprocess
@@ -23,6 +24,8 @@ from dgpo_lib.pipeline import Run
 
 def one_setting(preset: str, micro: int, overrides: list[str]) -> dict:
     """Two SFT steps of the teacher's base model on the longest oracle batch; this process's peak RSS."""
+    from dgpo_lib.methods import METHODS
+    from dgpo_lib.train.budget import teacher_sft_budget
     from dgpo_lib.train.kd import train_kd
     from dgpo_lib.models.loading import load_role
     from dgpo_lib.train.trajectories import load_seqs
@@ -32,10 +35,11 @@ def one_setting(preset: str, micro: int, overrides: list[str]) -> dict:
     run.stage("teacher")
     seqs = sorted(load_seqs(run.stage_dir("teacher") / "oracle"), key=lambda s: -s.length)[: cfg.teacher.sft_batch]
     c = copy.deepcopy(cfg)
-    c.kd.steps, c.kd.batch_size, c.kd.lr, c.train.micro_batch, c.train.save_every = 2, len(seqs), 1e-6, micro, 10 ** 6
+    c.train.save_every = 10 ** 6  # no checkpoint inside the measured steps
+    budget = replace(teacher_sft_budget(cfg, len(seqs)), steps=2, lr=1e-6, batch_size=len(seqs), micro_batch=micro)
     base, tok = load_role(cfg, "teacher")
     with tempfile.TemporaryDirectory() as d:
-        rows = train_kd("seqkd", base, tok, None, seqs, c, Path(d), progress=False)
+        rows = train_kd(METHODS["seqkd"].kd, base, tok, None, seqs, c, budget, Path(d), progress=False)
     return {"micro_batch": micro, "batch": len(seqs), "longest_tokens": seqs[0].length,
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
             "s_per_step": rows[-1]["step_s"]}

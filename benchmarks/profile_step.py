@@ -19,6 +19,8 @@ from common import table, write
 from decode_step import continuous_step
 from training import oracle_seqs
 
+from dgpo_lib.methods import METHODS
+from dgpo_lib.train.budget import kd_budget
 from dgpo_lib.train import kd
 from dgpo_lib.config import load_config
 from dgpo_lib.models.loading import load_model
@@ -51,10 +53,10 @@ def main():
     c.kd.steps, c.train.save_every = 2, 10 ** 6
     student, _ = load_model(run.stage("student"), cfg.models.dtype)
     with tempfile.TemporaryDirectory() as d:
-        kd.train_kd("kd", student, tok, teacher, seqs, c, Path(d) / "warm", progress=False)  # allocations warm
+        kd.train_kd(METHODS["kd"].kd, student, tok, teacher, seqs, c, kd_budget(c), Path(d) / "warm", progress=False)  # allocations warm
         t0 = time.perf_counter()
         with profile() as prof:
-            kd.train_kd("kd", student, tok, teacher, seqs, c, Path(d) / "timed", progress=False)
+            kd.train_kd(METHODS["kd"].kd, student, tok, teacher, seqs, c, kd_budget(c), Path(d) / "timed", progress=False)
         out["kd_steps"] = by_operator(prof, time.perf_counter() - t0, a.top)
     ids = torch.randint(100, teacher.config.vocab_size - 100, (32, 300), generator=torch.Generator().manual_seed(0))
     student.eval()

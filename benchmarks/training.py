@@ -20,6 +20,8 @@ from pathlib import Path
 
 from common import matmul_flops, table, write
 
+from dgpo_lib.methods import KD_ROWS, METHODS
+from dgpo_lib.train.budget import kd_budget, rl_budget
 from dgpo_lib.train import kd, rl
 from dgpo_lib.train.batching import length_buckets, padding_share
 from dgpo_lib.config import load_config
@@ -72,7 +74,7 @@ def kd_row(name: str, method: str, student, tok, teacher, seqs, cfg, steps: int,
     c.kd.gkd_lambda, c.kd.distillm_val_every = 0.0, 10 ** 6
     c.train.micro_batch = micro_batch or c.train.micro_batch
     with tempfile.TemporaryDirectory() as d:
-        m = kd.train_kd(method, student, tok, teacher, seqs, c, Path(d), progress=False, held_out=seqs[:1])
+        m = kd.train_kd(METHODS[method].kd, student, tok, teacher, seqs, c, kd_budget(c), Path(d), progress=False, held_out=seqs[:1])
     t = step_time(m)
     return {"step": name, "s_per_step": t, "tokens_per_s": sum(s.length for s in seqs[:c.kd.batch_size]) / t}
 
@@ -121,7 +123,7 @@ def main():
     rows.append(kd_row("Teacher SFT (full)", "seqkd", load_role(cfg, "teacher")[0], tok, None, seqs, cfg,
                        a.steps, micro_batch=cfg.teacher.sft_micro_batch))
     names = {"kd": "KD", "seqkd": "SeqKD", "gkd": "GKD", "distillm": "DistiLLM", "taid": "TAID"}
-    for method in kd.KD_METHODS:
+    for method in KD_ROWS:
         for lora in (False, True) if method == "kd" else (False,):
             rows.append(kd_row(f"{names[method]} ({'LoRA' if lora else 'full'})", method, load_model(run.student())[0],
                                tok, teacher if method != "seqkd" else None, seqs, cfg, a.steps, lora))
@@ -132,8 +134,8 @@ def main():
         actor, _ = load_model(run.student())
         qs = run.train_questions()
         with tempfile.TemporaryDirectory() as d:
-            m = rl.train_rl(rl.RL_VARIANTS["dgpo"], actor, tok, run.student(),
-                            teacher, qs, lambda act, q: run.env(act, tok, greedy=False).run(q), c, Path(d),
+            m = rl.train_rl(METHODS["dgpo"].rl, actor, tok, run.student(),
+                            teacher, qs, lambda act, q: run.env(act, tok, greedy=False).run(q), c, rl_budget(c), Path(d),
                             progress=False)
         t = step_time(m)
         ntok = sum(r["sequence_tokens"] for r in m) / len(m)  # every token of the step's sequences

@@ -127,6 +127,7 @@ class TeacherConfig:
     sft_epochs: int = _f(2, "epochs of teacher SFT")
     sft_lr: float = _f(1e-4, "teacher SFT learning rate")
     sft_batch: int = _f(8, "teacher SFT batch size (sequences per optimiser step)")
+    sft_warmup_ratio: float = _f(0.05, "share of teacher SFT steps of linear learning-rate warm-up")
     sft_micro_batch: int | None = _f(None, "sequences per forward/backward pass of teacher SFT (None: "
                                      "train.micro_batch); smaller needs less memory, the optimiser steps are the same")
     ppo_steps: int = _f(0, "PPO steps after teacher SFT (0 = SFT only)")

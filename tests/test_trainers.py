@@ -4,7 +4,9 @@ import copy
 import pytest
 import torch
 
+from dgpo_lib.methods import KD_ROWS, METHODS
 from dgpo_lib.train import kd, rl
+from dgpo_lib.train.budget import kd_budget, rl_budget
 from dgpo_lib.train.batching import Seq
 from dgpo_lib.data.loaders import load_train_questions
 from dgpo_lib.io_utils import seed_everything
@@ -49,7 +51,7 @@ def _changed(before, model):
     return any(not torch.equal(before[k], v) for k, v in model.named_parameters() if k in before)
 
 
-@pytest.mark.parametrize("method", kd.KD_METHODS)
+@pytest.mark.parametrize("method", KD_ROWS)
 def test_every_kd_method_runs_two_steps_and_learns(method, smoke_cfg, tiny_teacher, kd_data, dense, questions,
                                                    tmp_path):
     student, tok = _fresh(smoke_cfg)
@@ -62,7 +64,7 @@ def test_every_kd_method_runs_two_steps_and_learns(method, smoke_cfg, tiny_teach
 
     cfg = copy.deepcopy(smoke_cfg)
     cfg.kd.gkd_lambda = 1.0 if method == "gkd" else cfg.kd.gkd_lambda  # exercise the on-policy branch
-    rows = kd.train_kd(method, student, tok, teacher, kd_data, cfg, tmp_path / method,
+    rows = kd.train_kd(METHODS[method].kd, student, tok, teacher, kd_data, cfg, kd_budget(cfg), tmp_path / method,
                        student_rollout=student_rollout, progress=False, out_dir=tmp_path / "out",
                        held_out=kd_data[:2])
     assert [r["step"] for r in rows] == [1, 2]
@@ -75,9 +77,9 @@ def test_every_kd_method_runs_two_steps_and_learns(method, smoke_cfg, tiny_teach
         assert rows[1]["taid_t"] >= rows[0]["taid_t"] >= cfg.kd.taid_t_start
 
 
-@pytest.mark.parametrize("setup", [rl.RLVariant("ppo", "kd", "teacher", "selective", 1e-3),
-                                   rl.RLVariant("ppo", "student", "initial", "always", 1e-3),
-                                   rl.RLVariant("grpo", "kd", "teacher", "selective", 1e-3)], ids=["dgpo", "ppo", "grpo"])
+@pytest.mark.parametrize("setup", [rl.RLVariant("ppo", "teacher", "selective", 1e-3),
+                                   rl.RLVariant("ppo", "initial", "always", 1e-3),
+                                   rl.RLVariant("grpo", "teacher", "selective", 1e-3)], ids=["dgpo", "ppo", "grpo"])
 def test_rl_steps_change_actor_and_critic(setup, smoke_cfg, tiny_teacher, dense, questions, tmp_path):
     actor, tok = _fresh(smoke_cfg)
     teacher, _ = tiny_teacher
@@ -89,7 +91,7 @@ def test_rl_steps_change_actor_and_critic(setup, smoke_cfg, tiny_teacher, dense,
         critic = ValueModel.from_causal_lm(str(tmp_path / "init"))
         critic_before = _params(critic)
     before = _params(actor)
-    rows = rl.train_rl(setup, actor, tok, None, teacher, questions, make, smoke_cfg, tmp_path / "run",
+    rows = rl.train_rl(setup, actor, tok, None, teacher, questions, make, smoke_cfg, rl_budget(smoke_cfg), tmp_path / "run",
                        progress=False, critic=critic)
     assert [r["step"] for r in rows] == [1, 2]
     assert _changed(before, actor)
@@ -118,7 +120,7 @@ def test_score_rollouts_asks_the_teacher_only_about_wrong_trajectories(smoke_cfg
 
     actor.save_pretrained(tmp_path / "init")
     critic = ValueModel.from_causal_lm(str(tmp_path / "init"))
-    dgpo = rl.RL_VARIANTS["dgpo"].with_beta(1e-3)
+    dgpo = METHODS["dgpo"].rl.with_beta(1e-3)
     s = rl.score_rollouts(dgpo, trajs, actor, critic, teacher_logprobs, teacher, tok.pad_token_id, 2)
     assert asked == [trajs[1]] and s.gated == [1]
     assert s.scores.tolist() == [1.0, 0.0, 1.0] and s.old_v is not None
@@ -138,11 +140,11 @@ def test_kd_kill_and_resume_matches_uninterrupted(smoke_cfg, tiny_teacher, kd_da
     cfg.kd.steps, cfg.train.save_every = 4, 1
     teacher, _ = tiny_teacher
     a, tok = _fresh(cfg)
-    full = kd.train_kd("taid", a, tok, teacher, kd_data, cfg, tmp_path / "a", progress=False)
+    full = kd.train_kd(METHODS["taid"].kd, a, tok, teacher, kd_data, cfg, kd_budget(cfg), tmp_path / "a", progress=False)
     b, _ = _fresh(cfg)
-    kd.train_kd("taid", b, tok, teacher, kd_data, cfg, tmp_path / "b", progress=False, stop_after=2)
+    kd.train_kd(METHODS["taid"].kd, b, tok, teacher, kd_data, cfg, kd_budget(cfg), tmp_path / "b", progress=False, stop_after=2)
     b2, _ = _fresh(cfg)  # a new process would start from the initial weights and find the checkpoint
-    resumed = kd.train_kd("taid", b2, tok, teacher, kd_data, cfg, tmp_path / "b", progress=False)
+    resumed = kd.train_kd(METHODS["taid"].kd, b2, tok, teacher, kd_data, cfg, kd_budget(cfg), tmp_path / "b", progress=False)
     assert _strip(resumed) == _strip(full)
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b2.parameters()))
 
@@ -187,7 +189,7 @@ def test_gkd_kill_and_resume_with_its_replay_buffer(smoke_cfg, tiny_teacher, kd_
             seed_everything(step)
             env = SearchEnv(HFGenerator(student, tok), dense, tok, RolloutSettings.from_config(cfg, True))
             return seqs_of(env.run(questions[step:step + n]))
-        rows = kd.train_kd("gkd", student, tok, teacher, kd_data, cfg, folder, student_rollout=student_rollout,
+        rows = kd.train_kd(METHODS["gkd"].kd, student, tok, teacher, kd_data, cfg, kd_budget(cfg), folder, student_rollout=student_rollout,
                            progress=False, stop_after=stop_after)
         return rows, student
 
@@ -208,8 +210,8 @@ def test_ppo_kill_and_resume_matches_uninterrupted(smoke_cfg, tiny_teacher, dens
         actor.save_pretrained(tmp_path / "init")
         make = _rollout_fn(cfg, dense)
         make.tok = tok
-        setup = rl.RLVariant("ppo", "kd", "teacher", "selective", 1e-3)
-        rows = rl.train_rl(setup, actor, tok, str(tmp_path / "init"), teacher, questions, make, cfg,
+        setup = rl.RLVariant("ppo", "teacher", "selective", 1e-3)
+        rows = rl.train_rl(setup, actor, tok, str(tmp_path / "init"), teacher, questions, make, cfg, rl_budget(cfg),
                            tmp_path / folder, progress=False, stop_after=stop_after)
         return rows, actor
 
@@ -226,7 +228,7 @@ def test_lora_kd_and_lora_ppo_with_adapter_off_reference(smoke_cfg, tiny_teacher
     cfg.train.lora = True
     teacher, _ = tiny_teacher
     student, tok = _fresh(cfg)
-    rows = kd.train_kd("kd", student, tok, teacher, kd_data, cfg, tmp_path / "kd", progress=False,
+    rows = kd.train_kd(METHODS["kd"].kd, student, tok, teacher, kd_data, cfg, kd_budget(cfg), tmp_path / "kd", progress=False,
                        out_dir=tmp_path / "kd_out")
     assert len(rows) == 2 and (tmp_path / "kd_out" / "model.safetensors").exists()
     merged, _ = load_model(str(tmp_path / "kd_out"))
@@ -236,8 +238,8 @@ def test_lora_kd_and_lora_ppo_with_adapter_off_reference(smoke_cfg, tiny_teacher
     make.tok = tok
     actor, _ = _fresh(cfg)
     before = _params(actor)
-    rows = rl.train_rl(rl.RLVariant("ppo", "student", "initial", "always", 1e-3), actor, tok, str(tmp_path / "kd_out"), teacher,
-                       questions, make, cfg, tmp_path / "ppo", progress=False, out_dir=tmp_path / "ppo_out")
+    rows = rl.train_rl(rl.RLVariant("ppo", "initial", "always", 1e-3), actor, tok, str(tmp_path / "kd_out"), teacher,
+                       questions, make, cfg, rl_budget(cfg), tmp_path / "ppo", progress=False, out_dir=tmp_path / "ppo_out")
     assert len(rows) == 2 and "kl_ref" in rows[-1]
     after, _ = load_model(str(tmp_path / "ppo_out"))
     assert any(not torch.equal(before[k], v) for k, v in after.named_parameters() if k in before)

@@ -7,8 +7,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from dgpo_lib.book.paper_numbers import row_label
 from dgpo_lib.data.loaders import display_name
+from dgpo_lib.methods import row_label
 
 _WORD = re.compile(r"\w+")
 

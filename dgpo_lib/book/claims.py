@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from dgpo_lib.book.paper_numbers import row_label
+from dgpo_lib.methods import row_label
 
 
 def claims_frame(res: dict, n_boot: int = 5000) -> pd.DataFrame:
@@ -14,11 +14,11 @@ def claims_frame(res: dict, n_boot: int = 5000) -> pd.DataFrame:
     lies above zero; a gap of a few questions is "within noise". Results files without per-question EM (older
     runs) get the point comparison alone."""
     from dgpo_lib.evaluation.stats import paired_bootstrap, verdict
-    from dgpo_lib.train.kd import KD_METHODS
+    from dgpo_lib.methods import KD_ROWS
 
     a = res["avg_em"]
     per_q = res.get("em_per_question", {})
-    kd_rows = [r for r in KD_METHODS if r in a]
+    kd_rows = [r for r in KD_ROWS if r in a]
     rows = []
 
     def test(x, y, weight=1.0, sets=None) -> tuple[str, str, float]:
@@ -81,7 +81,7 @@ def targets_frame(res: dict, n_boot: int = 5000) -> pd.DataFrame:
     cold start by a margin the interval can see (either way; the final RL checkpoint against the KD cold start),
     and every row's average known to +-0.03. Rows the results file lacks are skipped."""
     from dgpo_lib.evaluation.stats import paired_bootstrap
-    from dgpo_lib.train.kd import KD_METHODS
+    from dgpo_lib.methods import KD_ROWS
 
     per_q, sets = res["em_per_question"], answer_bearing_sets(res)
     on = lambda r: {s: per_q[r][s] for s in sets}  # noqa: E731
@@ -105,7 +105,7 @@ def targets_frame(res: dict, n_boot: int = 5000) -> pd.DataFrame:
     if "student" in alone:
         add("the untrained student near zero", "average EM <= 0.05", ci(alone["student"]),
             alone["student"]["diff"] <= 0.05)
-    kd_rows = [r for r in KD_METHODS if r in per_q]
+    kd_rows = [r for r in KD_ROWS if r in per_q]
     if kd_rows and "teacher" in per_q:
         best = max(kd_rows, key=lambda r: alone[r]["diff"])
         b = against(best, "teacher", 0.5)

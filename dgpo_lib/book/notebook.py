@@ -16,10 +16,10 @@ import warnings
 # per kernel; the fallback is what the chapters want, so the warning is noise in every executed chapter
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from dgpo_lib.config import load_config, resolve_seed  # noqa: E402
-from dgpo_lib.book.job_log import LOG_ENV  # noqa: E402
-from dgpo_lib.pipeline import Run  # noqa: E402
 from dgpo_lib.book.display import set_style
+from dgpo_lib.book.job_log import LOG_ENV  # noqa: E402
+from dgpo_lib.config import load_config, resolve_seed  # noqa: E402
+from dgpo_lib.pipeline import Run  # noqa: E402
 
 BANNERS = {
     "smoke": "These outputs come from the **smoke** preset: tiny *random* models and a small slice of the data. "

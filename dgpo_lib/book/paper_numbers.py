@@ -16,16 +16,3 @@ PAPER_TABLE1 = {  # method: [NQ, TriviaQA, PopQA, HotpotQA, 2Wiki, MuSiQue, Bamb
 }
 PAPER_AVG = {"student": 0.006, "teacher": 0.353, "ppo": 0.238, "gkd": 0.240, "seqkd": 0.275, "kd": 0.298,
              "distillm": 0.287, "taid": 0.282, "dgpo": 0.329}
-
-ROW_LABELS = {"student": "Student (no training)", "teacher": "Teacher", "ppo": "PPO", "gkd": "GKD",
-              "seqkd": "SeqKD", "kd": "KD", "distillm": "DistiLLM", "taid": "TAID", "dgpo": "DGPO",
-              "dgpo_no_coldstart": "DGPO w/o cold start", "dgpo_kl_always": "DGPO, KL on every trajectory",
-              "dgpo_grpo": "DGPO with GRPO instead of PPO", "gkd_onpolicy": "GKD (teacher guidance only)",
-              "kd_then_gkd": "KD -> GKD"}
-
-
-def row_label(r: str) -> str:
-    """A results row's name in tables; an RL row pinned to a checkpoint (`dgpo@final`) says which."""
-    r, _, ckpt = r.partition("@")
-    label = f"DGPO, beta = {r.removeprefix('dgpo_beta_')}" if r.startswith("dgpo_beta_") else ROW_LABELS.get(r, r)
-    return f"{label} ({'last step' if ckpt == 'final' else 'selected on validation'})" if ckpt else label

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from dgpo_lib.book.paper_numbers import row_label
+from dgpo_lib.methods import row_label
 
 
 def _pct(x: float) -> str:
@@ -85,11 +85,11 @@ def start_reading(val: dict[str, list[dict]]) -> list[str]:
     """A bullet for RL runs that the config starts from the same model but whose step-0 validation differs: the
     same weights validate identically (greedy, same questions), so they started from different trainings of that
     model, and each is read against its own step 0."""
-    from dgpo_lib.train.rl import rl_variant
+    from dgpo_lib.methods import method
     groups: dict[str, list[str]] = {}
     for k, v in val.items():
         if v and v[0]["step"] == 0:
-            groups.setdefault(rl_variant(k).start, []).append(k)
+            groups.setdefault(method(k).start, []).append(k)
     out = []
     for start, runs in groups.items():
         firsts = {k: (val[k][0]["val_em"], val[k][0].get("val_searches")) for k in runs}

@@ -8,8 +8,9 @@ import pandas as pd
 
 from dgpo_lib.book.claims import answer_bearing_sets
 from dgpo_lib.book.display import table
-from dgpo_lib.book.paper_numbers import PAPER_AVG, PAPER_SETS, PAPER_TABLE1, row_label
+from dgpo_lib.book.paper_numbers import PAPER_AVG, PAPER_SETS, PAPER_TABLE1
 from dgpo_lib.data.loaders import display_name
+from dgpo_lib.methods import row_label
 
 
 def results_frame(res: dict, rows: Sequence[str] | None = None) -> pd.DataFrame:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from dgpo_lib.data.corpus import CorpusBuilder, collapse_ws, has_answer
 from dgpo_lib.data.loaders import question_key as qkey
-from dgpo_lib.io_utils import atomic_write_json, atomic_write_jsonl
 from dgpo_lib.env.reward import normalize_answer
+from dgpo_lib.io_utils import atomic_write_json, atomic_write_jsonl
 
 RAW_QA = {  # full splits: name -> (relative path, question field, answers field, id field or None)
     "nq": ("raw/nq/NQ-open.dev.jsonl", "question", "answer", None),

@@ -54,7 +54,11 @@ TRAIN_POOLS = {"nq_ctx": "NQ test, outside the evaluation subset", "nq_ctx_extra
 def card_groups(cfg) -> list[tuple[str, str, list[QAExample]]]:
     """(label, role, questions): each evaluation set, the training questions by source file, the validation
     slice."""
-    from dgpo_lib.data.loaders import load_eval_sets, load_train_questions, load_val_questions
+    from dgpo_lib.data.loaders import (
+        load_eval_sets,
+        load_train_questions,
+        load_val_questions,
+    )
 
     groups = [(display_name(n), "evaluation", qs) for n, qs in load_eval_sets(cfg).items()]
     by_file: dict[str, list[QAExample]] = defaultdict(list)

@@ -15,7 +15,6 @@ import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20  # 1 MiB

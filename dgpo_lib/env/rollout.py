@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-
 from dgpo_lib.data.loaders import QAExample
 from dgpo_lib.env.prompts import INVALID_ACTION, build_prompt, information_block
 from dgpo_lib.env.reward import exact_match, f1_score

@@ -5,9 +5,9 @@ from pathlib import Path
 from typing import Sequence
 
 from dgpo_lib.data.loaders import QAExample
-from dgpo_lib.io_utils import atomic_path, atomic_write_json, provenance
-from dgpo_lib.generation import make_generator
 from dgpo_lib.env.rollout import RolloutSettings, SearchEnv, Trajectory, run_batched
+from dgpo_lib.generation import make_generator
+from dgpo_lib.io_utils import atomic_path, atomic_write_json, provenance
 from dgpo_lib.train.trajectories import write_records
 
 

@@ -13,8 +13,8 @@ from typing import Sequence
 
 import torch
 
-from dgpo_lib.train.batching import Seq, collate_seqs, length_buckets
 from dgpo_lib.models.policy import action_logits
+from dgpo_lib.train.batching import Seq, collate_seqs, length_buckets
 
 KINDS = ("opens a search", "opens the answer", "answer words", "other tokens")
 TAG_KINDS = {"<search>": "opens a search", "<answer>": "opens the answer"}

@@ -23,9 +23,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from dgpo_lib.models.precision import amp
 from dgpo_lib.env.rollout import Trajectory
 from dgpo_lib.generation.kv import KVGenerator, common_prefix, sample_next
+from dgpo_lib.models.precision import amp
 
 
 class RaggedCache:

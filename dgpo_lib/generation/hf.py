@@ -8,8 +8,8 @@ from typing import Sequence
 
 import torch
 
-from dgpo_lib.models.precision import amp
 from dgpo_lib.env.prompts import STOP_STRINGS
+from dgpo_lib.models.precision import amp
 
 
 def cut_at_stop(ids: Sequence[int], tokenizer, stops: Sequence[str] = STOP_STRINGS,
@@ -40,7 +40,7 @@ class HFGenerator:
     """Batched `model.generate` over token-id contexts, stopping each row at `</search>`, `</answer>` or EOS."""
 
     def __init__(self, model, tokenizer, stops: Sequence[str] = STOP_STRINGS):
-        from transformers import StopStringCriteria, StoppingCriteriaList
+        from transformers import StoppingCriteriaList, StopStringCriteria
 
         self.model, self.tokenizer, self.stops = model, tokenizer, tuple(stops)
         self.criteria = StoppingCriteriaList([StopStringCriteria(tokenizer, list(stops))])

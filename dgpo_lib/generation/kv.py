@@ -20,8 +20,8 @@ from typing import Sequence
 
 import torch
 
-from dgpo_lib.models.precision import amp
 from dgpo_lib.env.prompts import STOP_STRINGS
+from dgpo_lib.models.precision import amp
 
 
 @functools.lru_cache(maxsize=1)

@@ -101,10 +101,21 @@ def build_tiny_model(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0
     """A random Qwen2 with a BPE tokenizer trained here on the repo's own questions and passages (offline)."""
     if (out / "model.safetensors").exists():
         return out
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-    from dgpo_lib.env.prompts import FEW_SHOT_EXAMPLE, INVALID_ACTION, SEARCH_R1_TEMPLATE
+    from dgpo_lib.env.prompts import (
+        FEW_SHOT_EXAMPLE,
+        INVALID_ACTION,
+        SEARCH_R1_TEMPLATE,
+    )
 
     texts = [SEARCH_R1_TEMPLATE, FEW_SHOT_EXAMPLE, INVALID_ACTION]
     for rel in ("data/qa/hotpotqa_train.jsonl", "data/qa/nq_train.jsonl", "data/corpus/cpu_corpus.jsonl.gz"):

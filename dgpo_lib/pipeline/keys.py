@@ -9,14 +9,7 @@ import hashlib
 import json
 
 from dgpo_lib.config import Config
-from dgpo_lib.train.kd import KD_METHODS
-from dgpo_lib.train.rl import rl_variant
-
-KD_ROWS = tuple(KD_METHODS)  # the KD baselines' rows, in the paper's order
-# The paper's two distillation-only ablations (its Figure 5): on-policy GKD (every batch the student's own
-# generations, scored by the teacher) from the untrained student ("GKD, teacher guidance only") and from the KD
-# cold start ("KD -> GKD"); row -> the row whose model it starts from. Same step budget as the KD methods.
-GKD_ABLATIONS = {"gkd_onpolicy": "student", "kd_then_gkd": "kd"}
+from dgpo_lib.methods import KD_ABLATIONS, KD_ROWS, METHODS, method
 
 # What each kind of stage reads of the config (sections or dotted keys). Rollouts read the data, the retriever,
 # the rollout settings and how models are run.
@@ -38,17 +31,9 @@ STAGE_READS = {
 NOT_IN_KEYS = ("teacher.sft_micro_batch",)
 
 
-def kd_stage(row: str) -> bool:
-    """Rows trained by a KD stage (`kd_<row>`): the KD baselines and the GKD ablations."""
-    return row in KD_ROWS or row in GKD_ABLATIONS
-
-
 def row_stage(row: str) -> str:
     """The stage that trains a results-table row's model (`dgpo@final` -> `rl_dgpo`)."""
-    base = row.partition("@")[0]
-    if base in ("student", "teacher"):
-        return base
-    return f"kd_{base}" if kd_stage(base) else f"rl_{base}"
+    return method(row).stage_name
 
 
 def rl_checkpoint(cfg: Config, row: str) -> str:
@@ -67,10 +52,11 @@ def upstream(cfg: Config, name: str) -> list[str]:
     if kind == "tgo":
         return ["teacher"]
     if kind == "kd":
-        return ["tgo", "kd_kd" if GKD_ABLATIONS.get(what) == "kd" else "student"]
+        return ["tgo", METHODS[method(what).start].stage_name]
     if kind == "rl":
-        from_kd = rl_variant(what).start == "kd" and not cfg.rl.cold_start
-        return ["kd_kd" if from_kd else "student", "teacher"]
+        start = method(what).start
+        from_release = start == "kd" and cfg.rl.cold_start  # a released cold start replaces the KD stage
+        return ["student" if from_release else METHODS[start].stage_name, "teacher"]
     if kind == "eval":
         return [row_stage(what)]
     raise ValueError(f"unknown stage {name!r}")
@@ -109,6 +95,6 @@ def final_rows(cfg: Config) -> list[str]:
 def stage_names(cfg: Config) -> list[str]:
     """Every stage this config's results table and ablations need, upstream first."""
     rows = list(dict.fromkeys([*cfg.eval.methods, *cfg.eval.ablations]))
-    trained = [f"kd_{m}" for m in KD_ROWS] + [f"kd_{r}" for r in rows if r in GKD_ABLATIONS] + \
-        [f"rl_{r}" for r in rows if not kd_stage(r) and r not in ("student", "teacher")]
+    trained = [f"kd_{m}" for m in KD_ROWS] + [f"kd_{r}" for r in rows if r in KD_ABLATIONS] + \
+        [f"rl_{r}" for r in rows if method(r).stage == "rl"]
     return ["student", "teacher", "tgo", *trained, *(f"eval_{r}" for r in rows + final_rows(cfg))]

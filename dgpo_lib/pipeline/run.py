@@ -12,9 +12,16 @@ from pathlib import Path
 
 import torch
 
-from dgpo_lib.data import loaders as D
 from dgpo_lib.config import Config
-from dgpo_lib.models.loading import count_parameters_of, fix_pad_token, load_model, load_role, load_tokenizer, resolve_model_path
+from dgpo_lib.data import loaders as D
+from dgpo_lib.models.loading import (
+    count_parameters_of,
+    fix_pad_token,
+    load_model,
+    load_role,
+    load_tokenizer,
+    resolve_model_path,
+)
 from dgpo_lib.models.precision import set_compute_dtype
 from dgpo_lib.pipeline import keys, stages
 from dgpo_lib.pipeline.records import StageRecords
@@ -87,10 +94,10 @@ class Run:
         if self.is_done(name):
             return self._output(name)
         if name in ("student", "teacher", "tgo"):
-            return getattr(stages, f"run_{name}")(self)
+            return stages.STAGES[name](self)
         if kind in ("kd", "rl", "eval") and what:
-            return getattr(stages, f"run_{kind}")(self, what)
-        raise ValueError(f"unknown stage {name!r}")
+            return stages.STAGES[kind](self, what)
+        raise ValueError(f"unknown stage {name!r} (stages: {', '.join(self.stage_names())})")
 
     def output(self, name: str) -> str | Path:
         """`stage(name)` for a stage whose output another stage reads: its model or dataset must be on disk. A
@@ -164,8 +171,8 @@ class Run:
         qs = self.val_questions()[: self.cfg.eval.val_questions]
         if not qs or not (self.cfg.eval.val_every or self.cfg.eval.val_points):
             return None
-        from dgpo_lib.evaluation.evaluate import summarize_set
         from dgpo_lib.env.rollout import run_batched
+        from dgpo_lib.evaluation.evaluate import summarize_set
 
         def fn(model, step: int) -> dict:
             was_training = model.training
@@ -194,8 +201,8 @@ class Run:
 
     def env(self, model, tok, greedy: bool, model_path: str | None = None):
         """A Search-R1 environment; `model_path` marks a frozen model (vLLM may serve it)."""
-        from dgpo_lib.generation import make_generator
         from dgpo_lib.env.rollout import RolloutSettings, SearchEnv
+        from dgpo_lib.generation import make_generator
         return SearchEnv(make_generator(model, tok, self.cfg, model_path), self.retriever(), tok,
                          RolloutSettings.from_config(self.cfg, greedy))
 

@@ -30,11 +30,11 @@ def run_stage(run: Run, stage: str):
 
 def main(argv=None) -> int:
     from dgpo_lib.config import PRESETS
-    from dgpo_lib.pipeline import GKD_ABLATIONS, KD_ROWS, RL_VARIANTS
+    from dgpo_lib.methods import BETA_PREFIX, METHODS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("stage", help="index, student, teacher, tgo, "
-                    + ", ".join(f"kd_{m}" for m in KD_ROWS + tuple(GKD_ABLATIONS)) + ", "
-                    + ", ".join(f"rl_{v}" for v in RL_VARIANTS) + ", rl_dgpo_beta_<x>, eval_<row>, results")
+                    + ", ".join(f"{m.stage}_{n}" for n, m in METHODS.items() if m.stage in ("kd", "rl"))
+                    + f", rl_{BETA_PREFIX}<x>, eval_<row>, results")
     ap.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}, or a .yaml path (default cpu)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("overrides", nargs="*", help="key=value config overrides")

@@ -6,15 +6,18 @@ student (healing a pruned student) -> teacher -> tgo -> kd_<method> -> rl_<varia
 """
 from __future__ import annotations
 
-import copy
 import logging
-import math
 import random
 
 from dgpo_lib.io_utils import seed_everything
-from dgpo_lib.models.loading import count_parameters, load_model, load_role, resolve_model_path
-from dgpo_lib.train.rl import rl_variant
-from dgpo_lib.pipeline.keys import GKD_ABLATIONS, KD_ROWS, row_stage
+from dgpo_lib.methods import METHODS, method
+from dgpo_lib.models.loading import (
+    count_parameters,
+    load_model,
+    load_role,
+    resolve_model_path,
+)
+from dgpo_lib.pipeline.keys import row_stage
 
 log = logging.getLogger("dgpo_lib.pipeline")
 
@@ -39,9 +42,16 @@ def run_student(run) -> str:
 def run_teacher(run) -> str:
     """The teacher made into a search agent: SFT on oracle trajectories of training questions (then PPO when
     `teacher.ppo_steps`)."""
+    from dgpo_lib.train.budget import rl_budget, teacher_sft_budget
     from dgpo_lib.train.kd import train_kd
-    from dgpo_lib.train.rl import RLVariant, train_rl
-    from dgpo_lib.train.trajectories import oracle_trajectories, save_dataset, seqs_of, summarize, trajectories_to_dataset
+    from dgpo_lib.train.rl import train_rl
+    from dgpo_lib.train.trajectories import (
+        oracle_trajectories,
+        save_dataset,
+        seqs_of,
+        summarize,
+        trajectories_to_dataset,
+    )
 
     c, name = run.cfg, "teacher"
     out = run.stage_dir(name) / "model"
@@ -51,22 +61,16 @@ def run_teacher(run) -> str:
         qs = run.train_questions()[: c.teacher.sft_questions]
         oracle = oracle_trajectories(run.env(base, tok, True), qs, c.rollout.batch_size)
         save_dataset(trajectories_to_dataset(oracle), run.stage_dir(name) / "oracle", c)
-        sft = copy.deepcopy(c)
-        sft.kd.steps = max(1, math.ceil(c.teacher.sft_epochs * len(oracle) / c.teacher.sft_batch))
-        sft.kd.lr, sft.kd.batch_size, sft.kd.warmup_ratio = c.teacher.sft_lr, c.teacher.sft_batch, 0.05
-        sft.kd.lr_schedule = "constant"
-        sft.train.micro_batch = c.teacher.sft_micro_batch or c.train.micro_batch  # the teacher's activations peak here
         sft_dir = run.stage_dir(name) / ("sft_model" if c.teacher.ppo_steps else "model")
         vf = run.val_fn(tok)
-        train_kd("seqkd", base, tok, None, seqs_of(oracle), sft, run.stage_dir(name) / "sft", progress=run.progress,
-                 out_dir=sft_dir, val_fn=(lambda step: vf(base, step)) if vf else None)
-        if c.teacher.ppo_steps:
-            rlc = copy.deepcopy(c)
-            rlc.rl.steps = c.teacher.ppo_steps
+        train_kd(METHODS["seqkd"].kd, base, tok, None, seqs_of(oracle), c, teacher_sft_budget(c, len(oracle)),
+                 run.stage_dir(name) / "sft", progress=run.progress, out_dir=sft_dir,
+                 val_fn=(lambda step: vf(base, step)) if vf else None)
+        if c.teacher.ppo_steps:  # Search-R1's PPO on the SFT teacher, with its own number of steps
             actor, _ = load_model(str(sft_dir), c.models.dtype, run.device)
-            train_rl(RLVariant("ppo", "student", "initial", "always"), actor, tok, str(sft_dir), None, qs,
-                     lambda a, q: run.env(a, tok, False).run(q), rlc, run.stage_dir(name) / "ppo",
-                     progress=run.progress, out_dir=out)
+            train_rl(METHODS["ppo"].rl, actor, tok, str(sft_dir), None, qs, lambda a, q: run.env(a, tok, False).run(q),
+                     c, rl_budget(c, c.teacher.ppo_steps), run.stage_dir(name) / "ppo", progress=run.progress,
+                     out_dir=out)
         info["oracle"] = summarize(oracle)
     return str(out)
 
@@ -75,7 +79,13 @@ def run_tgo(run):
     """Teacher-generated outputs: the teacher's greedy trajectories on training questions, the correct ones kept
     (the KD data), and the same on the validation questions (held-out teacher text, never trained on)."""
     from dgpo_lib.env.rollout import run_batched
-    from dgpo_lib.train.trajectories import save_dataset, summarize, trajectories_to_dataset, val_dataset_dir, write_records
+    from dgpo_lib.train.trajectories import (
+        save_dataset,
+        summarize,
+        trajectories_to_dataset,
+        val_dataset_dir,
+        write_records,
+    )
 
     c, name = run.cfg, "tgo"
     out = run.stage_dir(name) / "dataset"
@@ -100,21 +110,18 @@ def run_tgo(run):
     return out
 
 
-def run_kd(run, method: str) -> str:
-    """A KD baseline on the TGO data, or one of the GKD ablations (on-policy GKD from GKD_ABLATIONS' start)."""
+def run_kd(run, row: str) -> str:
+    """A KD baseline on the TGO data, or a GKD ablation (on-policy GKD from the row its method starts from)."""
+    from dgpo_lib.train.budget import kd_budget
     from dgpo_lib.train.kd import train_kd
     from dgpo_lib.train.trajectories import load_seqs, seqs_of, val_dataset_dir
 
-    name = f"kd_{method}"
-    cfg, loss, start_path = run.cfg, method, None
-    if method in GKD_ABLATIONS:
-        cfg, loss = copy.deepcopy(run.cfg), "gkd"
-        cfg.kd.gkd_lambda = 1.0  # every batch on-policy: the student's generations, scored by the teacher
-        start_path = run.output("kd_kd") if GKD_ABLATIONS[method] == "kd" else None
-    elif method not in KD_ROWS:
-        raise ValueError(f"unknown KD stage {method!r} (known: {', '.join(KD_ROWS + tuple(GKD_ABLATIONS))})")
+    m, cfg, name = method(row), run.cfg, f"kd_{row}"
+    if m.stage != "kd":
+        raise ValueError(f"{row!r} is not trained by a KD stage (KD rows: "
+                         f"{', '.join(n for n, x in METHODS.items() if x.stage == 'kd')})")
     tgo = run.output("tgo")
-    start_path = start_path or run.output("student")
+    start_path = run.output(METHODS[m.start].stage_name)
     run.output("teacher")
     out = run.stage_dir(name) / "model"
     with run.records.running(name) as info:
@@ -125,38 +132,42 @@ def run_kd(run, method: str) -> str:
         qs = run.train_questions()
 
         def student_rollout(step: int, n: int):  # greedy, as TAID's sampler generates
-            pick = random.Random(f"{cfg.seed}:{method}:sgo:{step}").sample(range(len(qs)), min(n, len(qs)))
+            pick = random.Random(f"{cfg.seed}:{row}:sgo:{step}").sample(range(len(qs)), min(n, len(qs)))
             return seqs_of(run.env(student, tok, greedy=True).run([qs[i] for i in pick]))
 
         held_out = []
-        if loss == "distillm":
+        if m.kd.data == "adaptive":
             held_out = load_seqs(val_dataset_dir(run.stage_dir("tgo")))
             if not held_out:  # the teacher solved no validation question: hold out some of its training text
                 n = min(cfg.kd.distillm_val_seqs, len(seqs) // 4)
                 seqs, held_out = (seqs[:-n], seqs[-n:]) if n else (seqs, seqs[:1])
-                log.warning("kd_distillm: no teacher text on validation questions; %s", f"{n} TGO sequences held out"
+                log.warning("%s: no teacher text on validation questions; %s", name, f"{n} TGO sequences held out"
                             if n else "too few TGO sequences to hold any out: the first one is also trained on")
         vf = run.val_fn(tok)
-        train_kd(loss, student, tok, teacher, seqs, cfg, run.stage_dir(name), student_rollout,
+        train_kd(m.kd, student, tok, teacher, seqs, cfg, kd_budget(cfg), run.stage_dir(name), student_rollout,
                  progress=run.progress, out_dir=out, val_fn=(lambda step: vf(student, step)) if vf else None,
                  held_out=held_out)
         info["n_sequences"] = len(seqs)
-        if method in GKD_ABLATIONS:
-            info["start"] = GKD_ABLATIONS[method]
+        if not m.table:
+            info["start"] = m.start
     return str(out)
 
 
-def run_rl(run, variant: str) -> str:
+def run_rl(run, row: str) -> str:
     """PPO with a critic from the student (`ppo`) or from the KD cold start with the teacher as reference and
     DGPO's selective KL (`dgpo`), and the ablation variants (dgpo_lib/train/rl.py)."""
+    from dgpo_lib.train.budget import rl_budget
     from dgpo_lib.train.rl import train_rl
 
-    v = rl_variant(variant).with_beta(run.cfg.rl.beta)
-    name = f"rl_{variant}"
-    if v.start == "kd" and run.cfg.rl.cold_start:  # a released cold-start checkpoint (rl.cold_start)
+    m = method(row)
+    if m.stage != "rl":
+        raise ValueError(f"{row!r} is not trained by an RL stage (RL rows: "
+                         f"{', '.join(n for n, x in METHODS.items() if x.stage == 'rl')}, dgpo_beta_<x>)")
+    v, name = m.rl.with_beta(run.cfg.rl.beta), f"rl_{row}"
+    if m.start == "kd" and run.cfg.rl.cold_start:  # a released cold-start checkpoint (rl.cold_start)
         start_path = resolve_model_path(run.cfg.rl.cold_start, "student")
     else:
-        start_path = run.output("kd_kd") if v.start == "kd" else run.output("student")
+        start_path = run.output(METHODS[m.start].stage_name)
     run.output("teacher")
     out = run.stage_dir(name) / "model"
     with run.records.running(name) as info:
@@ -164,9 +175,9 @@ def run_rl(run, variant: str) -> str:
         seed_everything(run.cfg.seed)
         actor, _ = load_model(start_path, run.cfg.models.dtype, run.device)
         train_rl(v, actor, tok, start_path, teacher, run.train_questions(),
-                 lambda a, q: run.env(a, tok, greedy=False).run(q), run.cfg, run.stage_dir(name),
+                 lambda a, q: run.env(a, tok, greedy=False).run(q), run.cfg, rl_budget(run.cfg), run.stage_dir(name),
                  progress=run.progress, out_dir=out, val_fn=run.val_fn(tok))
-        info["variant"] = v.__dict__
+        info["variant"] = {"start": m.start, **v.__dict__}
     return str(out)
 
 
@@ -179,7 +190,7 @@ def same_weights_row(run, row: str) -> str | None:
     if not row_stage(row).startswith("rl_"):
         return None
     base = row.partition("@")[0]
-    start = "kd" if rl_variant(base).start == "kd" else "student"
+    start = method(base).start
     path = run.model_path(row)
     for other in (base, f"{base}@final", f"{base}@best_val", start):
         if other != row and run.is_done(f"eval_{other}") and same_weights(run.model_path(other), path):
@@ -204,3 +215,9 @@ def run_eval(run, row: str) -> dict:
         summary = evaluate(model, tok, run.retriever(), run.eval_sets(), run.cfg, run.stage_dir(name), row,
                            progress=run.progress, model_path=run.model_path(row))
     return summary
+
+
+# The stage graph's kinds, each run by one function (`Run.stage` looks a stage's kind up here); kd, rl and eval
+# stages are named `<kind>_<row>` and get the row.
+STAGES = {"student": run_student, "teacher": run_teacher, "tgo": run_tgo, "kd": run_kd, "rl": run_rl,
+          "eval": run_eval}

@@ -20,10 +20,10 @@ from typing import Sequence
 
 import torch
 
-from dgpo_lib.train import losses
-from dgpo_lib.train.batching import collate
 from dgpo_lib.config import val_interval
 from dgpo_lib.models.policy import action_logits, save_policy
+from dgpo_lib.train import losses
+from dgpo_lib.train.batching import collate
 from dgpo_lib.train.loop import linear_warmup, run_training
 
 log = logging.getLogger(__name__)

@@ -13,25 +13,15 @@ from typing import Callable, Sequence
 
 import torch
 
+from dgpo_lib.config import val_interval
+from dgpo_lib.methods import KDMethod
+from dgpo_lib.models.policy import action_logits, add_lora, save_policy
 from dgpo_lib.train import losses
 from dgpo_lib.train.batching import Seq, collate_seqs, length_buckets
-from dgpo_lib.config import val_interval
-from dgpo_lib.models.policy import action_logits, add_lora, save_policy
+from dgpo_lib.train.budget import Budget
 from dgpo_lib.train.loop import kd_schedule, run_training
 
 log = logging.getLogger(__name__)
-
-# The KD baselines in the paper's table order: method -> its loss per generated token, given the student's and the
-# teacher's logits there, the target ids, the `kd` config and the TAID schedule's current t. Adding a method is one
-# entry here plus its loss in losses.py (and, for student-generated data, a branch in `train_kd`'s `step_fn`).
-KD_METHODS = {
-    "gkd": lambda s, t, y, k, taid_t: losses.generalized_jsd(s, t, k.gkd_beta),
-    "seqkd": lambda s, t, y, k, taid_t: losses.token_nll(s, y),
-    "kd": lambda s, t, y, k, taid_t: losses.forward_kl(s, t),       # DGPO's cold start
-    "distillm": lambda s, t, y, k, taid_t: losses.skew_reverse_kl(s, t, k.skew_alpha),
-    "taid": lambda s, t, y, k, taid_t: losses.taid_loss(s, t, taid_t),
-}
-
 
 class ReplayBuffer:
     """The last `capacity` student-generated sequences (TAID's `ReplayBuffer`, which GKD's "mixed" and DistiLLM's
@@ -87,51 +77,62 @@ class AdaptiveSampling:
         self.threshold, self.prev = d["threshold"], d["prev"]
 
 
-def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg, run_dir: Path,
-             student_rollout: Callable[[int, int], list[Seq]] | None = None, progress: bool = True,
+def per_token_loss(m: KDMethod, kd_cfg, schedule: losses.TAIDSchedule | None = None) -> Callable:
+    """`fn(student_logits, teacher_logits, targets)` -> the method's loss per generated token: its loss function
+    of `losses` called with the inputs and `kd.` config values its row names (`methods.KDMethod.args`)."""
+    fn = getattr(losses, m.loss)
+    fixed = {a: getattr(kd_cfg, a.removeprefix("kd.")) for a in m.args if a.startswith("kd.")}
+
+    def per_token(s_logits, t_logits, targets):
+        given = {"student": s_logits, "teacher": t_logits, "targets": targets,
+                 "taid_t": schedule.t if schedule is not None else None}
+        return fn(*[fixed[a] if a in fixed else given[a] for a in m.args])
+    return per_token
+
+
+def train_kd(m: KDMethod, student, tokenizer, teacher, data: Sequence[Seq], cfg, budget: Budget,
+             run_dir: Path, student_rollout: Callable[[int, int], list[Seq]] | None = None, progress: bool = True,
              stop_after: int | None = None, out_dir: Path | None = None,
              val_fn: Callable[[int], dict] | None = None, held_out: Sequence[Seq] = ()) -> list[dict]:
-    """Train `student` in place with `method` for cfg.kd.steps optimiser steps; returns the metrics rows.
+    """Train `student` in place with KD method `m` for `budget.steps` optimiser steps; returns the metrics rows.
 
-    `student_rollout(step, n)` must return n fresh (greedy, as TAID's sampler) student trajectories: GKD's and
-    DistiLLM's student-generated batches. `held_out`: teacher sequences never trained on, whose loss drives
-    DistiLLM's adaptive schedule (TAID: its validation set)."""
-    if method not in KD_METHODS:
-        raise ValueError(f"unknown KD method {method!r}; choose from {', '.join(KD_METHODS)}")
-    if method != "seqkd" and teacher is None:
-        raise ValueError(f"{method} needs teacher logits")
+    `student_rollout(step, n)` must return n fresh (greedy, as TAID's sampler) student trajectories: the
+    student-generated batches of `mixed` and `adaptive` data. `held_out`: teacher sequences never trained on,
+    whose loss drives DistiLLM's adaptive schedule (TAID: its validation set)."""
+    k, t, name = cfg.kd, cfg.train, m.name
+    if m.needs_teacher and teacher is None:
+        raise ValueError(f"{name} needs teacher logits")
     if not data:
         raise ValueError("no training sequences (did the teacher get any question right?)")
-    k, t = cfg.kd, cfg.train
     if t.lora:
         student = add_lora(student, t.lora_r, t.lora_alpha)
     student.train()
-    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=k.lr)
-    sched = kd_schedule(opt, k.steps, k.warmup_ratio, k.lr_schedule)
+    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=budget.lr)
+    sched = kd_schedule(opt, budget.steps, budget.warmup_ratio, budget.lr_schedule)
     helpers: dict = {}
     taid = adaptive = buffer = None
-    if method == "taid":
-        taid = helpers["taid"] = losses.TAIDSchedule(k.taid_t_start, k.taid_t_end, k.taid_alpha, k.taid_beta, k.steps)
-    if method in ("gkd", "distillm"):
+    if m.interpolated:
+        taid = helpers["taid"] = losses.TAIDSchedule(k.taid_t_start, k.taid_t_end, k.taid_alpha, k.taid_beta,
+                                                     budget.steps)
+    if m.data != "teacher":
         buffer = helpers["replay"] = ReplayBuffer(k.replay_capacity)
-    if method == "distillm":
+    if m.data == "adaptive":
         if not held_out:
-            raise ValueError("distillm needs held-out teacher sequences for its adaptive schedule")
+            raise ValueError(f"{name} needs held-out teacher sequences for its adaptive schedule")
         adaptive = helpers["adaptive"] = AdaptiveSampling()
         held_out = list(held_out[: k.distillm_val_seqs])
-
-    def per_token(s_logits, t_logits, targets):
-        return KD_METHODS[method](s_logits, t_logits, targets, k, taid.t if taid is not None else None)
+    on_policy = getattr(k, m.on_policy.removeprefix("kd.")) if isinstance(m.on_policy, str) else m.on_policy
+    per_token = per_token_loss(m, k, taid)
 
     def batch_loss(seqs: list[Seq], backward: bool) -> tuple[float, int]:
         n_tok = sum(sum(s.action_mask) for s in seqs) or 1
         total = 0.0
-        for idx in length_buckets([s.length for s in seqs], t.micro_batch):
+        for idx in length_buckets([s.length for s in seqs], budget.micro_batch):
             b = collate_seqs([seqs[i] for i in idx], tokenizer.pad_token_id)
             with torch.set_grad_enabled(backward):
                 s_logits, targets, _ = action_logits(student, b)
                 t_logits = None
-                if method != "seqkd":
+                if m.needs_teacher:
                     with torch.no_grad():
                         t_logits = action_logits(teacher, b)[0].to(s_logits.device)
             total += losses.chunked_loss_backward(s_logits, per_token, t_logits, targets, n_tok, backward)
@@ -139,50 +140,50 @@ def train_kd(method: str, student, tokenizer, teacher, data: Sequence[Seq], cfg,
 
     def student_batch(step: int) -> list[Seq]:
         if student_rollout is None:
-            raise ValueError(f"{method} needs a student_rollout function for its student-generated batches")
+            raise ValueError(f"{name} needs a student_rollout function for its student-generated batches")
         student.eval()
-        seqs = [s for s in student_rollout(step, k.batch_size) if sum(s.action_mask)]
+        seqs = [s for s in student_rollout(step, budget.batch_size) if sum(s.action_mask)]
         student.train()
         return seqs
 
     def step_fn(step: int) -> dict:
-        rng = random.Random(f"{cfg.seed}:{method}:{step}")
+        rng = random.Random(f"{cfg.seed}:{name}:{step}")
         source = "teacher"
-        if method == "gkd" and rng.random() < k.gkd_lambda:
+        if m.data == "mixed" and rng.random() < on_policy:
             source = "mixed"  # TAID's "mixed": fresh generations join the buffer, the batch is drawn from it
-        elif method == "distillm":
-            source = adaptive.source(rng.random(), step, k.steps, len(buffer), buffer.capacity)
+        elif m.data == "adaptive":
+            source = adaptive.source(rng.random(), step, budget.steps, len(buffer), buffer.capacity)
         if source == "teacher":
-            seqs = [data[i] for i in rng.sample(range(len(data)), min(k.batch_size, len(data)))]
+            seqs = [data[i] for i in rng.sample(range(len(data)), min(budget.batch_size, len(data)))]
         else:
             fresh = student_batch(step) if source in ("mixed", "fresh") else []
             buffer.add(fresh)
-            seqs = fresh if source == "fresh" else buffer.sample(rng, k.batch_size)
+            seqs = fresh if source == "fresh" else buffer.sample(rng, budget.batch_size)
         opt.zero_grad(set_to_none=True)
         loss, n_tok = batch_loss(seqs, backward=True) if seqs else (0.0, 0)
         gnorm = torch.nn.utils.clip_grad_norm_(student.parameters(), t.max_grad_norm)
         opt.step()
         sched.step()
-        m = {"loss": loss, "tokens": n_tok, "on_policy": float(source != "teacher"), "grad_norm": float(gnorm),
-             "lr": sched.get_last_lr()[0]}
+        row = {"loss": loss, "tokens": n_tok, "on_policy": float(source != "teacher"), "grad_norm": float(gnorm),
+               "lr": sched.get_last_lr()[0]}
         if taid is not None:
-            m["taid_t"] = taid.t
+            row["taid_t"] = taid.t
             taid.update(step, loss)
         if adaptive is not None:
-            m["fresh"] = float(source == "fresh")
+            row["fresh"] = float(source == "fresh")
             if (step + 1) % k.distillm_val_every == 0:
                 student.eval()
                 val, _ = batch_loss(held_out, backward=False)
                 student.train()
                 adaptive.observe(val)
-                m["val_loss"] = val
-            m["distillm_threshold"] = adaptive.threshold
-        return m
+                row["val_loss"] = val
+            row["distillm_threshold"] = adaptive.threshold
+        return row
 
-    rows = run_training(run_dir, k.steps, step_fn, {"student": student}, {"opt": opt}, {"sched": sched}, helpers,
-                        save_every=cfg.train.save_every, desc=method, progress=progress, stop_after=stop_after,
-                        val_fn=val_fn, val_every=val_interval(cfg, k.steps))
+    rows = run_training(run_dir, budget.steps, step_fn, {"student": student}, {"opt": opt}, {"sched": sched}, helpers,
+                        save_every=cfg.train.save_every, desc=name, progress=progress, stop_after=stop_after,
+                        val_fn=val_fn, val_every=val_interval(cfg, budget.steps))
     student.eval()
-    if out_dir is not None and (stop_after is None or stop_after >= k.steps):
+    if out_dir is not None and (stop_after is None or stop_after >= budget.steps):
         save_policy(student, tokenizer, out_dir)
     return rows

@@ -17,7 +17,12 @@ from typing import Callable
 import torch
 
 from dgpo_lib.data.loaders import shown_path
-from dgpo_lib.io_utils import append_jsonl, atomic_write_json, atomic_write_jsonl, read_jsonl_tolerant
+from dgpo_lib.io_utils import (
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_jsonl,
+    read_jsonl_tolerant,
+)
 
 log = logging.getLogger(__name__)
 

@@ -16,53 +16,29 @@ import copy
 import logging
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
-from dgpo_lib.train import rl_math as R
 from dgpo_lib.config import val_interval
-from dgpo_lib.train.batching import collate_seqs, length_buckets
-from dgpo_lib.models.policy import ValueModel, action_logits, action_values, add_lora, logprobs_and_entropy, save_policy
 from dgpo_lib.env.rollout import Trajectory
+from dgpo_lib.methods import RLVariant
+from dgpo_lib.models.policy import (
+    ValueModel,
+    action_logits,
+    action_values,
+    add_lora,
+    logprobs_and_entropy,
+    save_policy,
+)
+from dgpo_lib.train import rl_math as R
+from dgpo_lib.train.batching import collate_seqs, length_buckets
+from dgpo_lib.train.budget import Budget
 from dgpo_lib.train.loop import linear_warmup, run_training
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RLVariant:
-    """One RL row of the paper's table or ablations: the algorithm, where it starts, the model its KL pulls
-    towards and which trajectories pay that KL. DGPO = PPO from the KD cold start, the teacher as reference,
-    the KL on wrong trajectories only."""
-    algo: str = "ppo"           # ppo (critic + GAE) or grpo (group-normalised outcome advantages)
-    start: str = "kd"           # kd (the cold start) or student (the untrained student)
-    reference: str = "teacher"  # teacher (DGPO) or initial (Search-R1's PPO: the frozen starting policy)
-    kl_mode: str = "selective"  # selective (EM = 0 only), always, or none
-    beta: float | None = None   # the KL coefficient; None = rl.beta
-
-    def with_beta(self, default: float) -> "RLVariant":
-        return self if self.beta is not None else replace(self, beta=default)
-
-
-RL_VARIANTS = {
-    "ppo": RLVariant("ppo", "student", "initial", "always"),   # Search-R1 PPO on the student alone
-    "dgpo": RLVariant("ppo", "kd", "teacher", "selective"),    # cold start + teacher KL on wrong trajectories only
-    "dgpo_no_coldstart": RLVariant("ppo", "student", "teacher", "selective"),
-    "dgpo_kl_always": RLVariant("ppo", "kd", "teacher", "always"),
-    "dgpo_grpo": RLVariant("grpo", "kd", "teacher", "selective"),
-}
-
-
-def rl_variant(name: str) -> RLVariant:
-    """A named variant, or `dgpo_beta_<x>`: DGPO with beta = x."""
-    if name in RL_VARIANTS:
-        return RL_VARIANTS[name]
-    if name.startswith("dgpo_beta_"):
-        return replace(RL_VARIANTS["dgpo"], beta=float(name.removeprefix("dgpo_beta_")))
-    raise ValueError(f"unknown RL variant {name!r} (known: {', '.join(RL_VARIANTS)}, dgpo_beta_<x>)")
 
 
 def prompts_per_step(wanted: int, available: int, world: int) -> int:
@@ -230,10 +206,10 @@ def ppo_update(actor, critic, optims: dict, trajs, old_lp, adv, old_v, returns, 
 
 
 def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teacher, questions: Sequence,
-             make_rollout: Callable[[object, list], list[Trajectory]], cfg, run_dir: Path,
+             make_rollout: Callable[[object, list], list[Trajectory]], cfg, budget: Budget, run_dir: Path,
              progress: bool = True, stop_after: int | None = None, out_dir: Path | None = None,
              critic: ValueModel | None = None, val_fn: Callable[[object, int], dict] | None = None) -> list[dict]:
-    """Train `actor` (in place) for cfg.rl.steps iterations.
+    """Train `actor` (in place) for `budget.steps` iterations of `budget.batch_size` prompts.
 
     make_rollout(actor, questions) -> trajectories (sampled at the rollout temperature).
     val_fn(actor, step) -> validation metrics of the (unwrapped) actor, every cfg.eval.val_every steps; the actor
@@ -257,20 +233,20 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
         # plain PPO: KL to the frozen starting policy (with LoRA: the same weights, adapters off)
         reference = None if tc.lora else copy.deepcopy(actor).eval().requires_grad_(False)
     modules, optims, scheds = {"actor": actor}, {}, {}
-    optims["actor"] = torch.optim.AdamW([p for p in actor.parameters() if p.requires_grad], lr=rc.actor_lr)
-    scheds["actor"] = linear_warmup(optims["actor"], rc.steps, rc.actor_warmup_ratio)
+    optims["actor"] = torch.optim.AdamW([p for p in actor.parameters() if p.requires_grad], lr=budget.lr)
+    scheds["actor"] = linear_warmup(optims["actor"], budget.steps, budget.warmup_ratio)
     if setup.algo == "ppo":
         critic = (critic or ValueModel.from_causal_lm(critic_init)).to(next(actor.parameters()).device)
         if tc.lora:
             critic.backbone = add_lora(critic.backbone, tc.lora_r, tc.lora_alpha)
         modules["critic"] = critic
         optims["critic"] = torch.optim.AdamW([p for p in critic.parameters() if p.requires_grad], lr=rc.critic_lr)
-        scheds["critic"] = linear_warmup(optims["critic"], rc.steps, rc.critic_warmup_ratio)
+        scheds["critic"] = linear_warmup(optims["critic"], budget.steps, rc.critic_warmup_ratio)
     elif setup.algo == "grpo":
         critic = None
     else:
         raise ValueError(f"unknown RL algorithm {setup.algo!r}")
-    micro = tc.micro_batch
+    micro = budget.micro_batch
     plain = dict(modules)  # unwrapped modules: what checkpoints and the final model are made of
     if world > 1:
         actor, *rest = acc.prepare(actor, *( [critic] if critic is not None else []), *optims.values())
@@ -292,7 +268,7 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
 
     def step_fn(step: int) -> dict:
         rng = random.Random(f"{cfg.seed}:rl:{step}")
-        wanted = rc.prompts_per_step
+        wanted = budget.batch_size
         if setup.algo == "grpo" and rc.grpo_same_trajectories:
             wanted //= rc.grpo_group  # as many trajectories per step as PPO (the authors roll out 512 x 5)
         n_q = prompts_per_step(wanted, len(questions), world)
@@ -333,15 +309,15 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
             m = dict(zip(keys, vals.tolist()))
         return m
 
-    rows = run_training(run_dir, rc.steps, step_fn, plain, optims, scheds, save_every=tc.save_every,
+    rows = run_training(run_dir, budget.steps, step_fn, plain, optims, scheds, save_every=tc.save_every,
                         desc=f"{setup.algo}", progress=progress and acc.is_main_process, stop_after=stop_after,
                         is_main=acc.is_main_process, barrier=acc.wait_for_everyone,
                         val_fn=(lambda step: val_fn(acc.unwrap_model(actor), step)) if val_fn else None,
-                        val_every=val_interval(cfg, rc.steps),
+                        val_every=val_interval(cfg, budget.steps),
                         on_best=(lambda step, row: save_best(acc.unwrap_model(actor), tokenizer, out_dir, step, row))
                         if out_dir is not None else None)
     actor.eval()
-    if out_dir is not None and (stop_after is None or stop_after >= rc.steps) and acc.is_main_process:
+    if out_dir is not None and (stop_after is None or stop_after >= budget.steps) and acc.is_main_process:
         save_policy(acc.unwrap_model(actor), tokenizer, out_dir)
     acc.wait_for_everyone()
     return rows

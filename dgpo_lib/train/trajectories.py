@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Sequence
 
 from dgpo_lib.data.loaders import QAExample
+from dgpo_lib.env.rollout import SearchEnv, Trajectory
 from dgpo_lib.io_utils import atomic_write_json, provenance
 from dgpo_lib.train.batching import Seq
-from dgpo_lib.env.rollout import SearchEnv, Trajectory
 
 COLUMNS = ("id", "dataset", "question", "prompt_ids", "response_ids", "action_mask", "em", "n_searches", "answer",
            "response")
