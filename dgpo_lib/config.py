@@ -105,7 +105,7 @@ class RolloutConfig:
                         "trajectory ends, every row running its own turns (dgpo_lib.generation.continuous); "
                         "kv: batches in lock step, keeping each trajectory's KV cache across turns (dgpo_lib.generation.kv); hf: "
                         "transformers' generate, re-encoding the context every turn; vllm: vLLM for frozen models "
-                        "(evaluation, teacher rollouts) when installed on a GPU, else kv")
+                        "(evaluation, teacher rollouts) when installed on a GPU, else continuous")
 
 
 @dataclass
@@ -116,8 +116,6 @@ class TrainConfig:
     micro_batch: int = _f(8, "sequences per forward/backward")
     max_grad_norm: float = _f(1.0, "gradient clipping")
     save_every: int = _f(10, "checkpoint every N optimiser steps")
-    log_every: int = _f(1, "write a metrics row every N optimiser steps")
-    pack_by_length: bool = _f(True, "bucket micro-batches by length to cut padding")
 
 
 @dataclass
@@ -353,25 +351,97 @@ def load_config(preset: str = "smoke", overrides: dict | list | None = None) -> 
     return cfg
 
 
+# Every choice key and every numeric key, with what it may be: checked before any work starts (`validate`).
+CHOICES = {
+    "retrieval.kind": ("dense", "bm25"),
+    "retrieval.index_type": ("flat", "ivf", "ivfpq", "hnsw"),
+    "retrieval.passage_format": ("contents", "title_dot"),
+    "retrieval.encoder_dtype": ("float32", "bfloat16", "float16"),
+    "models.dtype": ("float32", "bfloat16", "float16"),
+    "models.compute_dtype": ("float32", "bfloat16", "float16"),
+    "rollout.obs_truncation": ("block", "closed"),
+    "rollout.generator": ("continuous", "kv", "hf", "vllm"),
+    "teacher.source": ("pretrained", "make"),
+    "kd.lr_schedule": ("constant", "cosine"),
+    "eval.rl_checkpoint": ("final", "best_val"),
+}
+# (lowest, highest) allowed, None = unbounded; a key that may be null is checked only when it is set.
+RANGES = {
+    "seed": (0, None), "threads": (1, None),
+    "data.corpus_limit": (1, None), "data.n_train": (1, None), "data.n_val": (0, None), "data.n_eval": (1, None),
+    "data.split_seed": (0, None),
+    "retrieval.nlist": (1, None), "retrieval.nprobe": (1, None), "retrieval.pq_m": (1, None),
+    "retrieval.hnsw_m": (1, None), "retrieval.topk": (1, None), "retrieval.encode_batch": (1, None),
+    "retrieval.encode_chunk": (1, None), "retrieval.max_length": (1, None),
+    "models.student_layers": (1, None), "models.heal_steps": (0, None), "models.heal_lr": (0, None),
+    "models.heal_batch": (1, None), "models.heal_seq_len": (2, None), "models.heal_held_out": (0, None),
+    "models.tiny_hidden": (8, None), "models.tiny_layers": (1, None),
+    "rollout.max_turns": (0, None), "rollout.max_turn_tokens": (1, None), "rollout.max_obs_tokens": (1, None),
+    "rollout.max_total_tokens": (16, None), "rollout.temperature": (0, None), "rollout.top_p": (0, 1),
+    "rollout.batch_size": (1, None),
+    "train.lora_r": (1, None), "train.lora_alpha": (1, None), "train.micro_batch": (1, None),
+    "train.max_grad_norm": (0, None), "train.save_every": (1, None),
+    "teacher.sft_questions": (1, None), "teacher.sft_epochs": (0, None), "teacher.sft_lr": (0, None),
+    "teacher.sft_batch": (1, None), "teacher.sft_warmup_ratio": (0, 1), "teacher.sft_micro_batch": (1, None),
+    "teacher.ppo_steps": (0, None),
+    "kd.tgo_questions": (1, None), "kd.tgo_temperature": (0, None), "kd.steps": (0, None),
+    "kd.batch_size": (1, None), "kd.lr": (0, None), "kd.warmup_ratio": (0, 1), "kd.gkd_beta": (0, 1),
+    "kd.gkd_lambda": (0, 1), "kd.skew_alpha": (0, 1), "kd.replay_capacity": (1, None),
+    "kd.distillm_val_every": (1, None), "kd.distillm_val_seqs": (1, None), "kd.taid_t_start": (0, 1),
+    "kd.taid_t_end": (0, 1), "kd.taid_alpha": (0, None), "kd.taid_beta": (0, 1),
+    "rl.steps": (0, None), "rl.prompts_per_step": (1, None), "rl.actor_lr": (0, None), "rl.critic_lr": (0, None),
+    "rl.actor_warmup_ratio": (0, 1), "rl.critic_warmup_ratio": (0, 1), "rl.ppo_epochs": (1, None),
+    "rl.mini_batch": (1, None), "rl.clip": (0, None), "rl.value_clip": (0, None), "rl.gamma": (0, 1),
+    "rl.lam": (0, 1), "rl.entropy_coef": (0, None), "rl.beta": (0, None), "rl.grpo_group": (2, None),
+    "eval.batch_size": (1, None), "eval.val_every": (0, None), "eval.val_points": (0, None),
+    "eval.val_questions": (1, None),
+}
+
+
+def _get(cfg: Config, dotted: str):
+    obj = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _range_words(lo, hi) -> str:
+    if hi is None:
+        return f">= {lo}"
+    return f"between {lo} and {hi}"
+
+
 def validate(cfg: Config) -> None:
-    """Cross-field checks that a type check cannot do."""
-    choices = {
-        "retrieval.kind": (cfg.retrieval.kind, ("dense", "bm25")),
-        "retrieval.index_type": (cfg.retrieval.index_type, ("flat", "ivf", "ivfpq", "hnsw")),
-        "eval.rl_checkpoint": (cfg.eval.rl_checkpoint, ("final", "best_val")),
-        "teacher.source": (cfg.teacher.source, ("pretrained", "make")),
-        "retrieval.encoder_dtype": (cfg.retrieval.encoder_dtype, ("float32", "bfloat16", "float16")),
-        "retrieval.passage_format": (cfg.retrieval.passage_format, ("contents", "title_dot")),
-        "models.dtype": (cfg.models.dtype, ("float32", "bfloat16", "float16")),
-        "models.compute_dtype": (cfg.models.compute_dtype, ("float32", "bfloat16", "float16")),
-    }
-    for key, (val, ok) in choices.items():
+    """Every choice key, every numeric range and the rows of the results table, before any work starts; the
+    error names the key, its value and what would fit."""
+    from dgpo_lib.methods import method
+
+    for key, ok in CHOICES.items():
+        val = _get(cfg, key)
         if val not in ok:
-            raise ConfigError(f"config key '{key}' = {val!r}; expected one of {ok}")
-    if cfg.retrieval.topk < 1:
-        raise ConfigError("config key 'retrieval.topk' must be >= 1")
-    if cfg.rollout.max_turns < 0:
-        raise ConfigError("config key 'rollout.max_turns' must be >= 0")
+            raise ConfigError(f"config key '{key}' = {val!r}: expected one of {', '.join(ok)}; set {key}=<one of them>")
+    for key, (lo, hi) in RANGES.items():
+        val = _get(cfg, key)
+        if val is not None and (val < lo or (hi is not None and val > hi)):
+            null = " (or null: " + _doc(key).split("None = ", 1)[1].split(";")[0] + ")" if "None = " in _doc(key) else ""
+            raise ConfigError(f"config key '{key}' = {val!r}: must be {_range_words(lo, hi)}{null}; "
+                              f"set {key}=<a value {_range_words(lo, hi)}>")
+    for key in ("eval.methods", "eval.ablations"):
+        for row in _get(cfg, key):
+            try:
+                method(row)
+            except ValueError as e:
+                raise ConfigError(f"config key '{key}': {e}") from None
+    if cfg.kd.taid_t_start > cfg.kd.taid_t_end:
+        raise ConfigError(f"config keys 'kd.taid_t_start' = {cfg.kd.taid_t_start} and 'kd.taid_t_end' = "
+                          f"{cfg.kd.taid_t_end}: TAID's t rises from the start to the end; set taid_t_start <= taid_t_end")
+
+
+def _doc(dotted: str) -> str:
+    """The one-line doc of a key."""
+    section, _, key = dotted.rpartition(".")
+    obj = _get(Config(), section) if section else Config()
+    return next(f.metadata.get("doc", "") for f in fields(obj) if f.name == key)
 
 
 def describe(obj: Any = None, prefix: str = "") -> list[str]:

@@ -70,3 +70,60 @@ def test_val_points_spread_validation_evenly_over_any_stage_length():
     cfg = load_config("smoke", {"eval.val_every": 7, "eval.val_points": 6})
     assert val_interval(cfg, 250) == 42 and val_interval(cfg, 30) == 5 and val_interval(cfg, 3) == 1
     assert val_interval(load_config("smoke"), 250) == 0  # no curves
+
+
+# Keys whose value is free text or a path: a model id, a folder, a prompt prefix (checked where they are used:
+# preflight finds missing files and models).
+FREE_TEXT = {"preset", "run_root", "data.data_dir", "data.corpus", "retrieval.encoder", "retrieval.query_prefix",
+             "retrieval.passage_prefix", "retrieval.index_path", "retrieval.server_url", "models.teacher",
+             "models.student", "rl.cold_start"}
+
+
+def _leaves(obj, prefix=""):
+    import dataclasses
+    from typing import get_type_hints
+    hints = get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            yield from _leaves(v, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", hints[f.name]
+
+
+def test_every_choice_and_numeric_key_has_its_check():
+    """Every int, float and str key is a choice key, has a range, or is free text (a path, an id, a prefix)."""
+    from dgpo_lib.config import CHOICES, RANGES, Config
+    from typing import get_args
+    unchecked = []
+    for key, typ in _leaves(Config()):
+        kinds = set(get_args(typ)) or {typ}
+        if kinds & {int, float, str} and not kinds & {bool} and key not in CHOICES | RANGES.keys() | FREE_TEXT:
+            unchecked.append(key)
+    assert not unchecked, f"keys with neither a choice list, a range nor a FREE_TEXT entry: {unchecked}"
+    assert not (CHOICES.keys() | RANGES.keys()) - {k for k, _ in _leaves(Config())}, "a check names no key"
+
+
+def _bad_values():
+    from dgpo_lib.config import CHOICES, RANGES, Config
+    types = dict(_leaves(Config()))
+    for key in CHOICES:
+        yield key, "not-a-choice", "expected one of"
+    for key, (lo, hi) in RANGES.items():
+        step = 0.5 if float in (getattr(types[key], "__args__", None) or (types[key],)) else 1
+        yield key, lo - step, "must be"
+        if hi is not None:
+            yield key, hi + step, "must be"
+    yield "eval.methods", ["dgpo", "not_a_method"], "unknown method"
+    yield "eval.ablations", ["dgpo_beta_x"], "needs a number"
+
+
+@pytest.mark.parametrize("key,value,words", list(_bad_values()))
+def test_each_key_given_a_bad_value_stops_with_one_line_naming_it(key, value, words):
+    """Before any work: one line naming the key and its value, and what to set it to."""
+    with pytest.raises(ConfigError) as e:
+        load_config("smoke", {key: value})
+    msg = str(e.value)
+    assert "\n" not in msg and f"'{key}'" in msg and words in msg, msg
+    if words != "unknown method" and words != "needs a number":
+        assert f"set {key}=" in msg, msg
