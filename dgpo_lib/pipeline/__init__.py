@@ -13,6 +13,6 @@ config.json).
 Stages: index -> student (healing a pruned student) -> teacher -> tgo -> kd_<method> -> rl_<variant> -> eval_<row> -> results.
 """
 from dgpo_lib.methods import KD_ABLATIONS, KD_ROWS, METHODS, RL_ROWS, method  # noqa: F401
-from dgpo_lib.pipeline.keys import NOT_IN_KEYS, STAGE_READS, row_stage  # noqa: F401
+from dgpo_lib.pipeline.keys import NOT_IN_KEYS, row_stage, stage_reads  # noqa: F401
 from dgpo_lib.pipeline.records import StageRecords, work_s  # noqa: F401
 from dgpo_lib.pipeline.run import Run, StageNotDone  # noqa: F401

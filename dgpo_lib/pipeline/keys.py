@@ -1,6 +1,6 @@
 """Which stages a config has, what each reads of the config, and the cache key that names its folder.
 
-A stage's key hashes the config entries it reads (`STAGE_READS`) and its upstream stages' keys: changing `rl.beta`
+A stage's key hashes the config entries it reads (`stage_reads`) and its upstream stages' keys: changing `rl.beta`
 reruns the RL stages and their evaluations, never healing, the teacher or KD. Pure functions of the config.
 """
 from __future__ import annotations
@@ -11,24 +11,59 @@ import json
 from dgpo_lib.config import Config
 from dgpo_lib.methods import KD_ABLATIONS, KD_ROWS, METHODS, method
 
-# What each kind of stage reads of the config (sections or dotted keys). Rollouts read the data, the retriever,
-# the rollout settings and how models are run.
-ROLLOUT_READS = ("data", "retrieval", "rollout", "models.dtype", "models.compute_dtype", "models.chat_template",
-                 "models.few_shot")
-STAGE_READS = {
-    "student": ("seed", "data", "train", "models.student", "models.student_layers", "models.heal_steps",
-                "models.heal_lr", "models.heal_batch", "models.heal_seq_len", "models.heal_held_out",
-                "models.tiny_hidden", "models.tiny_layers", "models.dtype", "models.compute_dtype"),
-    "teacher": ("seed", "train", "teacher", "models.teacher", "models.tiny_hidden", "models.tiny_layers",
-                *ROLLOUT_READS),
-    "tgo": ("seed", "kd.tgo_questions", "kd.tgo_temperature", *ROLLOUT_READS),
-    "kd": ("seed", "train", "kd", *ROLLOUT_READS),
-    "rl": ("seed", "train", "rl", *ROLLOUT_READS),
-    "eval": ("seed", "eval.batch_size", *ROLLOUT_READS),
-}
-# Knobs that only split a batch into smaller forward passes change memory, not results: they stay out of the keys,
-# so lowering one to fit a machine reuses what was trained with the larger value.
-NOT_IN_KEYS = ("teacher.sft_micro_batch",)
+# What each stage reads of the config (sections or dotted keys), recorded by running every kind of stage
+# (tests/test_stage_reads.py: nothing a stage reads is missing from its key or its upstream stages' keys).
+# Rollouts read the questions, the retriever, the rollout settings (greedy ones not the temperature) and the prompt.
+ROLLOUT_READS = ("data", "retrieval", "models.dtype", "models.compute_dtype", "models.chat_template",
+                 "models.few_shot", *(f"rollout.{k}" for k in ("max_turns", "max_turn_tokens", "max_obs_tokens",
+                                                               "obs_truncation", "max_total_tokens", "top_p",
+                                                               "batch_size", "generator")))
+SAMPLED_READS = ("rollout.temperature",)
+# Every training: the trainable weights, clipping, micro-batches and the validation curve it records (greedy
+# rollouts in batches of eval.batch_size).
+TRAIN_READS = ("train.lora", "train.lora_r", "train.lora_alpha", "train.max_grad_norm", "train.micro_batch",
+               "eval.val_every", "eval.val_points", "eval.val_questions", "eval.batch_size")
+KD_BUDGET = ("kd.steps", "kd.batch_size", "kd.lr", "kd.warmup_ratio", "kd.lr_schedule")
+RL_COMMON = ("rl.steps", "rl.prompts_per_step", "rl.actor_lr", "rl.actor_warmup_ratio", "rl.ppo_epochs",
+             "rl.mini_batch", "rl.clip", "rl.entropy_coef", "rl.whiten_advantages")
+RL_ALGO = {"ppo": ("rl.critic_lr", "rl.critic_warmup_ratio", "rl.value_clip", "rl.gamma", "rl.lam"),
+           "grpo": ("rl.grpo_group", "rl.grpo_same_trajectories")}
+STUDENT_READS = ("seed", "data", "models.student", "models.student_layers", "models.heal_steps", "models.heal_lr",
+                 "models.heal_batch", "models.heal_seq_len", "models.heal_held_out", "models.tiny_hidden",
+                 "models.tiny_layers", "models.dtype", "models.compute_dtype", "train.max_grad_norm",
+                 "eval.val_every", "eval.val_points")
+TEACHER_READS = ("seed", "teacher.source", "teacher.sft_questions", "teacher.sft_epochs", "teacher.sft_lr",
+                 "teacher.sft_batch", "teacher.sft_warmup_ratio", "teacher.ppo_steps", "models.teacher",
+                 "models.tiny_hidden", "models.tiny_layers", *TRAIN_READS, *ROLLOUT_READS)
+# Knobs that change memory or bookkeeping, not results, stay out of the keys, so lowering one to fit a machine
+# reuses what was trained with the larger value: a micro-batch of the teacher's SFT (its batch is summed in
+# another order, within float rounding), how often a checkpoint is written (resumption is exact, tested).
+NOT_IN_KEYS = ("teacher.sft_micro_batch", "train.save_every")
+
+
+def stage_reads(cfg: Config, name: str) -> tuple[str, ...]:
+    """The config entries stage `name` reads (its upstream stages' reads come in through their keys)."""
+    kind, _, what = name.partition("_")
+    if kind == "student":
+        return STUDENT_READS
+    if kind == "teacher":
+        ppo = ("rl",) + SAMPLED_READS if cfg.teacher.ppo_steps else ()  # its PPO reads the RL settings
+        return TEACHER_READS + ppo
+    if kind == "tgo":
+        return ("seed", "kd.tgo_questions", "kd.tgo_temperature", *ROLLOUT_READS)
+    if kind == "kd":
+        m = method(what)
+        return ("seed", *TRAIN_READS, *KD_BUDGET, *m.kd.keys, *ROLLOUT_READS)
+    if kind == "rl":
+        m = method(what)
+        own = RL_COMMON + RL_ALGO[m.rl.algo] + (("rl.beta",) if m.rl.beta is None else ())
+        own += ("rl.cold_start",) if m.start == "kd" else ()
+        return ("seed", *TRAIN_READS, *own, *SAMPLED_READS, *ROLLOUT_READS)
+    if kind == "eval":
+        # an RL row without an @ suffix evaluates the checkpoint eval.rl_checkpoint names
+        pick = ("eval.rl_checkpoint",) if method(what).stage == "rl" and "@" not in what else ()
+        return ("seed", "eval.batch_size", *pick, *ROLLOUT_READS)
+    raise ValueError(f"unknown stage {name!r}")
 
 
 def row_stage(row: str) -> str:
@@ -70,16 +105,12 @@ def _pick(d: dict, dotted: str):
 
 def stage_key(cfg: Config, name: str) -> str:
     """Hash of what stage `name` reads of the config and of its upstream stages' keys."""
-    kind = name.partition("_")[0]
-    reads = STAGE_READS[kind] + (("rl",) if kind == "teacher" and cfg.teacher.ppo_steps else ())
     d = cfg.to_dict()
     for dotted in NOT_IN_KEYS:
         section, _, key = dotted.partition(".")
         d[section].pop(key)
-    extra = {}
-    if kind == "eval" and upstream(cfg, name)[0].startswith("rl_"):
-        extra["checkpoint"] = rl_checkpoint(cfg, name.partition("_")[2])
-    blob = {"stage": name, "reads": {k: _pick(d, k) for k in reads}, **extra,
+    reads = [k for k in stage_reads(cfg, name) if k not in NOT_IN_KEYS]
+    blob = {"stage": name, "reads": {k: _pick(d, k) for k in reads},
             "upstream": {u: stage_key(cfg, u) for u in upstream(cfg, name)}}
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

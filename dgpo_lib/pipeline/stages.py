@@ -163,7 +163,7 @@ def run_rl(run, row: str) -> str:
     if m.stage != "rl":
         raise ValueError(f"{row!r} is not trained by an RL stage (RL rows: "
                          f"{', '.join(n for n, x in METHODS.items() if x.stage == 'rl')}, dgpo_beta_<x>)")
-    v, name = m.rl.with_beta(run.cfg.rl.beta), f"rl_{row}"
+    v, name = m.rl if m.rl.beta is not None else m.rl.with_beta(run.cfg.rl.beta), f"rl_{row}"
     if m.start == "kd" and run.cfg.rl.cold_start:  # a released cold-start checkpoint (rl.cold_start)
         start_path = resolve_model_path(run.cfg.rl.cold_start, "student")
     else:

@@ -121,7 +121,9 @@ def train_kd(m: KDMethod, student, tokenizer, teacher, data: Sequence[Seq], cfg,
             raise ValueError(f"{name} needs held-out teacher sequences for its adaptive schedule")
         adaptive = helpers["adaptive"] = AdaptiveSampling()
         held_out = list(held_out[: k.distillm_val_seqs])
-    on_policy = getattr(k, m.on_policy.removeprefix("kd.")) if isinstance(m.on_policy, str) else m.on_policy
+    on_policy = m.on_policy
+    if m.data == "mixed" and isinstance(on_policy, str):  # a config key (read only where used: the cache keys)
+        on_policy = getattr(k, on_policy.removeprefix("kd."))
     per_token = per_token_loss(m, k, taid)
 
     def batch_loss(seqs: list[Seq], backward: bool) -> tuple[float, int]:

@@ -218,7 +218,8 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
     from accelerate import Accelerator
 
     rc, tc = cfg.rl, cfg.train
-    setup = setup.with_beta(rc.beta)
+    if setup.beta is None:  # (a variant with its own beta never reads rl.beta: its cache key leaves it out)
+        setup = setup.with_beta(rc.beta)
     pad = tokenizer.pad_token_id
     # Under `accelerate launch` each process rolls out its share of the prompts and DDP averages gradients;
     # in a single process `prepare` returns the modules unchanged.
