@@ -13,12 +13,12 @@ rather than run again, and is counted apart.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from common import table, write
 
+from dgpo_lib.cli import parse, parser
 from dgpo_lib.config import load_config
 from dgpo_lib.data.loaders import REPO_ROOT
 from dgpo_lib.io_utils import read_jsonl_tolerant
@@ -108,14 +108,12 @@ def record(folder: Path) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="cpu")
+    ap = parser(__doc__)
     ap.add_argument("--a", type=Path, default=None, help="reference folder (default results/<preset>)")
     ap.add_argument("--b", type=Path, default=None, help="the run to check, a folder of stage folders as results/<preset> "
                     "(default: this config's stages under run_root)")
     ap.add_argument("--name", default=None, help="results file name (default compare_runs_<preset>)")
-    ap.add_argument("overrides", nargs="*")
-    a = ap.parse_intermixed_args()
+    a = parse(ap)
     cfg = load_config(a.preset, a.overrides)
     ref = a.a or REPO_ROOT / "results" / a.preset
     run = Run(cfg, progress=False)

@@ -8,13 +8,13 @@ The continuous generator's step is `_Episodes._forward` over every slot, as in a
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
 from common import table, write
 
+from dgpo_lib.cli import parse, parser
 from dgpo_lib.config import load_config
 from dgpo_lib.generation.continuous import ContinuousGenerator, _Episodes
 from dgpo_lib.models.loading import load_model
@@ -74,13 +74,11 @@ def continuous_step(model, tok, ids: torch.Tensor, steps: int) -> float:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="cpu")
+    ap = parser(__doc__)
     ap.add_argument("--rows", type=int, default=32)
     ap.add_argument("--context", type=int, default=300)
     ap.add_argument("--steps", type=int, default=32)
-    ap.add_argument("overrides", nargs="*")
-    a = ap.parse_intermixed_args()
+    a = parse(ap)
     cfg = load_config(a.preset, a.overrides)
     run = Run(cfg, progress=False)
     rows = []

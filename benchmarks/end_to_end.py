@@ -15,7 +15,6 @@ build, which no stage record holds, is timed on its own (into an empty run_root,
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from datetime import datetime
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from common import table, write
 
+from dgpo_lib.cli import parse, parser
 from dgpo_lib.config import load_config
 from dgpo_lib.data.loaders import REPO_ROOT
 from dgpo_lib.pipeline import Run, row_stage, work_s
@@ -32,12 +32,10 @@ BUDGET_S = 8 * 3600  # the cpu preset's whole run on 2 cores, peak memory at mos
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="cpu")
+    ap = parser(__doc__)
     ap.add_argument("--time-log", nargs="*", default=[], metavar="PART=FILE",
                     help="stderr of /usr/bin/time -v around each part of the main job")
-    ap.add_argument("overrides", nargs="*")
-    a = ap.parse_intermixed_args()
+    a = parse(ap)
     cfg = load_config(a.preset, a.overrides)
     run = Run(cfg, progress=False)
     rows, finished = [], {}

@@ -13,13 +13,13 @@ It writes `results/ivfpq_overlap_<preset>.json` and the printed table beside it 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import numpy as np
 from common import RESULTS, table, write
 
+from dgpo_lib.cli import parse, parser
 from dgpo_lib.config import load_config
 from dgpo_lib.data.card import top3_answer_hit
 from dgpo_lib.pipeline import Run
@@ -33,14 +33,12 @@ def render(payload: dict) -> str:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="cpu")
+    ap = parser(__doc__)
     ap.add_argument("--per_list", type=int, default=320, help="passages per IVF list (the paper preset's ~320)")
     ap.add_argument("--pq_m", type=int, default=64)
     ap.add_argument("--nprobe", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--render", action="store_true", help="only rewrite the .txt table from the saved JSON")
-    ap.add_argument("overrides", nargs="*")
-    a = ap.parse_intermixed_args()
+    a = parse(ap)
     txt = RESULTS / f"ivfpq_overlap_{a.preset}.txt"
     if a.render:
         txt.write_text(render(json.loads((RESULTS / f"ivfpq_overlap_{a.preset}.json").read_text())))
@@ -49,7 +47,7 @@ def main():
     if cfg.retrieval.index_type != "flat":
         raise SystemExit("the reference must be the exact index: use a preset with retrieval.index_type=flat")
     run = Run(cfg, progress=False)
-    flat = run.retriever()
+    flat = run.resources.retriever()
     k = cfg.retrieval.topk
     emb = flat.index.reconstruct_n(0, flat.index.ntotal)
     nlist = max(1, len(emb) // a.per_list)
@@ -58,7 +56,7 @@ def main():
     ivfpq.train(emb)
     ivfpq.add(emb)
     build_s = time.perf_counter() - t
-    sets = run.eval_sets()
+    sets = run.resources.eval_sets()
     questions = [q for qs in sets.values() for q in qs]
     q_emb = flat.encoder.encode_queries([q.question for q in questions])
     _, exact_ids = flat.index.search(q_emb, k)

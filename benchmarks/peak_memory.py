@@ -18,6 +18,7 @@ from pathlib import Path
 
 from common import table, write
 
+from dgpo_lib.cli import parse, parser
 from dgpo_lib.config import load_config
 from dgpo_lib.pipeline import Run
 
@@ -46,12 +47,10 @@ def one_setting(preset: str, micro: int, overrides: list[str]) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="cpu")
+    ap = parser(__doc__)
     ap.add_argument("--micro", type=int, nargs="*", default=[8, 4, 2])
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # the child process's setting
-    ap.add_argument("overrides", nargs="*")
-    a = ap.parse_intermixed_args()
+    a = parse(ap)
     if a.one is not None:
         print(json.dumps(one_setting(a.preset, a.one, a.overrides)))
         return

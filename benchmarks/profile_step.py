@@ -6,7 +6,6 @@ and framework overhead.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import tempfile
 import time
@@ -19,6 +18,7 @@ from common import table, write
 from decode_step import continuous_step
 from training import oracle_seqs
 
+from dgpo_lib.cli import parse, parser
 from dgpo_lib.methods import METHODS
 from dgpo_lib.train.budget import kd_budget
 from dgpo_lib.train import kd
@@ -38,12 +38,10 @@ def by_operator(prof, wall_s: float, top: int) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="cpu")
+    ap = parser(__doc__)
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--decode-steps", type=int, default=16)
-    ap.add_argument("overrides", nargs="*")
-    a = ap.parse_intermixed_args()
+    a = parse(ap)
     cfg = load_config(a.preset, a.overrides)
     run = Run(cfg, progress=False)
     teacher, tok = load_model(run.stage("teacher"), cfg.models.dtype)

@@ -5,12 +5,12 @@ for the faiss index vs exact numpy search vs BM25.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 from common import table, write
 
+from dgpo_lib.cli import parse, parser
 from dgpo_lib.config import load_config
 from dgpo_lib.data.card import top3_answer_hit
 from dgpo_lib.pipeline import Run
@@ -18,14 +18,12 @@ from dgpo_lib.env.retrieval import BM25Retriever, ExactNumpyRetriever, recall_at
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="cpu")
+    ap = parser(__doc__)
     ap.add_argument("--encode", type=int, default=1024, help="passages timed for the encoding rate")
-    ap.add_argument("overrides", nargs="*")
-    a = ap.parse_intermixed_args()
+    a = parse(ap)
     cfg = load_config(a.preset, a.overrides)
     run = Run(cfg, progress=False)
-    dense = run.retriever()
+    dense = run.resources.retriever()
     enc, passages = dense.encoder, dense.passages
     t = time.perf_counter()
     emb_part = enc.encode_passages(passages[: a.encode], cfg.retrieval.encode_batch)
@@ -35,7 +33,7 @@ def main():
     t = time.perf_counter()
     bm25 = BM25Retriever(passages)
     bm25_build = time.perf_counter() - t
-    sets = run.eval_sets()
+    sets = run.resources.eval_sets()
     queries = [q.question for qs in sets.values() for q in qs]
     rows = []
     for name, r in (("faiss " + cfg.retrieval.index_type, dense), ("exact numpy", ExactNumpyRetriever(passages, enc, emb)),

@@ -7,7 +7,6 @@ measured GEMM rate.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
@@ -15,6 +14,7 @@ import torch
 from common import decode_limit, matmul_flops, memory_bandwidth, table, write
 from training import linear_weights
 
+from dgpo_lib.cli import parse, parser
 from dgpo_lib.config import load_config
 from dgpo_lib.models.loading import count_parameters
 from dgpo_lib.pipeline import Run
@@ -27,7 +27,7 @@ from dgpo_lib.env.rollout import run_batched
 
 def measure(run: Run, row: str, questions, batch: int, generator: str) -> dict:
     model, tok = run.load(row)
-    env = run.env(model, tok, greedy=False)
+    env = run.resources.env(model, tok, greedy=False)
     if generator == "hf":  # plain transformers: undo the KV generator's decode-attention routing
         model.set_attn_implementation("sdpa")
     env.gen = {"hf": HFGenerator, "kv": KVGenerator, "continuous": ContinuousGenerator}[generator](model, tok)
@@ -45,19 +45,17 @@ def measure(run: Run, row: str, questions, batch: int, generator: str) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="cpu")
+    ap = parser(__doc__)
     ap.add_argument("--questions", type=int, default=64)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--single", type=int, default=8, help="questions for the one-at-a-time loop")
     ap.add_argument("--rows", nargs="*", default=["student", "teacher"])
     ap.add_argument("--generators", nargs="*", default=["continuous", "kv", "hf"])
-    ap.add_argument("overrides", nargs="*")
-    a = ap.parse_intermixed_args()
+    a = parse(ap)
     cfg = load_config(a.preset, a.overrides)
     run = Run(cfg, progress=False)
-    qs = run.train_questions()[: a.questions]
-    run.retriever()
+    qs = run.resources.train_questions()[: a.questions]
+    run.resources.retriever()
     bf16 = compute_dtype() == "bfloat16"
     flops = matmul_flops(torch.bfloat16 if bf16 else torch.float32)
     bw = memory_bandwidth()

@@ -6,13 +6,13 @@ and `torch.multinomial` (what it replaced first), on next-token probabilities of
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
 from common import table, write
 
+from dgpo_lib.cli import parse, parser
 from dgpo_lib.config import load_config
 from dgpo_lib.generation.kv import CDF_BLOCK, inverse_cdf_sample, sample_next
 from dgpo_lib.pipeline import Run
@@ -27,12 +27,10 @@ def ms_per_call(fn, reps: int) -> float:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="cpu")
+    ap = parser(__doc__)
     ap.add_argument("--rows", type=int, default=32, help="decode slots (rollout.batch_size in the cpu preset)")
     ap.add_argument("--reps", type=int, default=50)
-    ap.add_argument("overrides", nargs="*")
-    a = ap.parse_intermixed_args()
+    a = parse(ap)
     cfg = load_config(a.preset, a.overrides)
     from transformers import AutoConfig
     vocab = AutoConfig.from_pretrained(Run(cfg, progress=False).model_path("student")).vocab_size  # logits' width

@@ -11,7 +11,6 @@ bf16 GEMM rate this script measures on the same machine in the same run.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import random
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from common import matmul_flops, table, write
 
+from dgpo_lib.cli import parse, parser
 from dgpo_lib.methods import KD_ROWS, METHODS
 from dgpo_lib.train.budget import kd_budget, rl_budget
 from dgpo_lib.train import kd, rl
@@ -33,8 +33,8 @@ from dgpo_lib.train.trajectories import OracleGenerator, seqs_of
 
 
 def oracle_seqs(run: Run, tok, n: int):
-    qs = [q for q in run.train_questions() if q.metadata.get("supporting_titles")][:n]
-    env = run.env(None, tok, greedy=True)
+    qs = [q for q in run.resources.train_questions() if q.metadata.get("supporting_titles")][:n]
+    env = run.resources.env(None, tok, greedy=True)
     env.gen = OracleGenerator(tok, qs)
     return seqs_of(env.run(qs))
 
@@ -57,7 +57,7 @@ def heal_row(run: Run, cfg, tok, steps: int) -> dict:
     c.models.heal_steps, c.train.save_every = steps, 10 ** 6
     student, _ = load_model(run.pruned_student_path())
     base, _ = load_model(run.pruned_student_path(pruned=False))
-    texts, held_out, _ = run.healing_texts()
+    texts, held_out, _ = run.resources.healing_texts()
     with tempfile.TemporaryDirectory() as d:
         heal_student(student, base, tok, texts, held_out[:2], c, Path(d) / "run", Path(d) / "out", progress=False)
         m = read_jsonl_tolerant(Path(d) / "run" / "metrics.jsonl")
@@ -107,11 +107,9 @@ def trl_sft_step(path: str, seqs, batch: int, steps: int, bf16: bool) -> float:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="cpu")
+    ap = parser(__doc__)
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("overrides", nargs="*")
-    a = ap.parse_intermixed_args()
+    a = parse(ap)
     cfg = load_config(a.preset, a.overrides)
     run = Run(cfg, progress=False)
     teacher, tok = run.load("teacher")
@@ -132,10 +130,10 @@ def main():
         c.rl.steps, c.train.lora, c.train.save_every = a.steps, lora, 10 ** 6
         c.rl.prompts_per_step = c.rl.mini_batch = batch
         actor, _ = load_model(run.student())
-        qs = run.train_questions()
+        qs = run.resources.train_questions()
         with tempfile.TemporaryDirectory() as d:
             m = rl.train_rl(METHODS["dgpo"].rl, actor, tok, run.student(),
-                            teacher, qs, lambda act, q: run.env(act, tok, greedy=False).run(q), c, rl_budget(c), Path(d),
+                            teacher, qs, lambda act, q: run.resources.env(act, tok, greedy=False).run(q), c, rl_budget(c), Path(d),
                             progress=False)
         t = step_time(m)
         ntok = sum(r["sequence_tokens"] for r in m) / len(m)  # every token of the step's sequences

@@ -58,7 +58,7 @@ def test_healing_text_never_holds_an_evaluation_gold_passage(smoke_cfg, tmp_path
     cfg = copy.deepcopy(smoke_cfg)
     cfg.run_root = str(tmp_path)
     run = Run(cfg, progress=False)
-    texts, held_out, gold = run.healing_texts()
+    texts, held_out, gold = run.resources.healing_texts()
     by_id = {p.id: p.contents for p in load_cfg_corpus(cfg)}
     assert gold and gold <= set(by_id)  # the smoke eval questions do have gold passages in the corpus
     used = set(texts) | set(held_out)

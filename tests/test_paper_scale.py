@@ -67,7 +67,7 @@ def test_paper_path_index_ivf_reload_server_and_eval(standins):
     from dgpo_lib.env.retrieval_server import serve
     cfg = load_config("paper", standins)
     run = Run(cfg, progress=False)
-    r = run.retriever()
+    r = run.resources.retriever()
     assert r.meta["index_type"] == "ivf" and r.encoder.query_prefix == "query: "
     again = DenseRetriever.load(r.passages, r.encoder, next(Path(cfg.run_root).glob("index-*")))
     qs = [p.title for p in r.passages[:10]]
@@ -77,7 +77,7 @@ def test_paper_path_index_ivf_reload_server_and_eval(standins):
         remote = RemoteRetriever(f"http://127.0.0.1:{srv.server_address[1]}")
         assert [[p.id for p in x] for x in remote.search(qs, 3)] == [[p.id for p in x] for x in r.search(qs, 3)]
         # the rollout environment can talk to the server instead of the in-process index
-        run._retriever = remote
+        run.resources._retriever = remote
         summary = run.evaluate("student")
     finally:
         srv.shutdown()

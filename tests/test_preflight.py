@@ -158,3 +158,14 @@ def test_transformers_older_than_the_pin_stops_the_continuous_generator():
     cfg.rollout.generator = "hf"
     assert next(c for c in P.software_checks(cfg, machine) if c.item == "transformers").status == P.OK
     assert next(c for c in P.software_checks(load_config("cpu"), fake_machine()) if c.item == "transformers").status == P.OK
+
+
+def test_a_wrong_data_override_is_told_to_fix_the_override():
+    """A corpus or question set that an override names and that is not there: the fix is the override, not a
+    checkout of the committed data folder."""
+    from dgpo_lib.config import load_config
+    checks = {c.name: c for c in P.data_checks(load_config("smoke", ["data.corpus=corpus/nope.jsonl.gz",
+                                                                      "data.eval_sets=[nq, no_such_set]"]))}
+    assert checks["corpus"].status == P.MISSING and "data.corpus override" in checks["corpus"].fix
+    assert "no_such_set" in checks["question sets"].detail and "override" in checks["question sets"].fix
+    assert "git checkout" not in checks["corpus"].fix + checks["question sets"].fix

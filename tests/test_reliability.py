@@ -133,10 +133,10 @@ def test_sigkill_during_index_build_then_resume(tmp_path, smoke_cfg):
     from dgpo_lib.pipeline import Run
     cfg = copy.deepcopy(smoke_cfg)
     cfg.run_root, cfg.retrieval.encode_chunk = str(tmp_path), 16
-    resumed = Run(cfg, progress=False).retriever()
+    resumed = Run(cfg, progress=False).resources.retriever()
     cfg2 = copy.deepcopy(cfg)
     cfg2.run_root = str(tmp_path / "fresh")
-    fresh = Run(cfg2, progress=False).retriever()
+    fresh = Run(cfg2, progress=False).resources.retriever()
     qs = [p.title for p in resumed.passages[:40]]
     assert [[p.id for p in r] for r in resumed.search(qs, 3)] == [[p.id for p in r] for r in fresh.search(qs, 3)]
     assert n_before >= 3

@@ -7,7 +7,6 @@ rerun after an interruption picks up where it stopped. A failure names the noteb
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -195,17 +194,15 @@ def _executed_durations(out: Path, preset: str, skip: set) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Run the companion's notebooks headlessly, in order.")
-    from dgpo_lib.config import PRESETS
-    ap.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}, or a .yaml path (default cpu)")
+    from dgpo_lib.cli import parse, parser
+    ap = parser(__doc__)
     ap.add_argument("--seed", type=int, default=None, help="global seed (default: a seed= override, else 0)")
     ap.add_argument("--out", type=Path, default=None, help="folder for the executed notebooks (default book/executed)")
     ap.add_argument("--only", nargs="*", help="notebook prefixes to run, e.g. 00 01")
     ap.add_argument("--ablations", nargs="*", default=None,
                     help="run only these of cfg.eval.ablations in notebook 06 (default: all)")
     ap.add_argument("--no-preflight", action="store_true", help="skip the preflight check (python -m dgpo_lib.pipeline.preflight)")
-    ap.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. rl.beta=0.01")
-    a = ap.parse_intermixed_args(argv)
+    a = parse(ap, argv)
     if not a.no_preflight:  # in seconds, before hours of work: what is missing and how to fix it
         from dgpo_lib.pipeline import preflight
         if preflight.main(["--preset", a.preset, *a.overrides]) != 0:

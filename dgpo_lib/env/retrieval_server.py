@@ -9,7 +9,6 @@ answers malformed requests with a 4xx JSON error instead of crashing.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import threading
@@ -115,18 +114,17 @@ def serve(retriever, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTP
 
 
 def main(argv=None):
+    from dgpo_lib.cli import parse, parser
     from dgpo_lib.config import load_config
     from dgpo_lib.pipeline import Run
 
-    ap = argparse.ArgumentParser(description="Serve a preset's retriever over HTTP (Search-R1's /retrieve).")
-    ap.add_argument("--preset", default="cpu")
+    ap = parser("Serve a preset's retriever over HTTP (Search-R1's /retrieve).")
     ap.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     ap.add_argument("--port", type=int, default=8000)
-    ap.add_argument("overrides", nargs="*")
-    a = ap.parse_intermixed_args(argv)
+    a = parse(ap, argv)
     logging.basicConfig(level=logging.INFO)
     cfg = load_config(a.preset, a.overrides + ["retrieval.server_url=null"])
-    srv = serve(Run(cfg).retriever(), a.host, a.port)
+    srv = serve(Run(cfg).resources.retriever(), a.host, a.port)
     log.info("serving POST http://%s:%d/retrieve", a.host, a.port)
     try:
         threading.Event().wait()

@@ -8,7 +8,9 @@ config.json).
 - `records.py`: a stage's done.json and its running/finished/reused log lines;
 - `stages.py`: one function per stage (healing, teacher, TGO, KD, RL, evaluation);
 - `results.py`: the results table;
-- `run.py`: `Run`, which ties them to one config.
+- `resources.py`: the questions, the retriever and the environments the stages of a config share;
+- `run.py`: `Run`, which ties them to one config;
+- `run_stage.py`: one stage from the command line; `preflight.py`: can this machine run a preset?
 
 Stages: index -> student (healing a pruned student) -> teacher -> tgo -> kd_<method> -> rl_<variant> -> eval_<row> -> results.
 """

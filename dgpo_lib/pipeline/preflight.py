@@ -8,7 +8,6 @@ batch settings (stated below each table), not measurements.
 """
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import importlib.util
 import json
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from dgpo_lib.cli import parse, parser
 from dgpo_lib.config import ConfigError, load_config
 from dgpo_lib.data.loaders import REPO_ROOT, qa_path, repo_path, resolve
 
@@ -206,20 +206,34 @@ def n_passages(cfg) -> tuple[int | None, str]:
     return None, "unknown"
 
 
+def _preset_data(cfg):
+    """The `data` section as the preset itself sets it (None for a config from a .yaml path)."""
+    from dgpo_lib.config import PRESETS
+    return load_config(cfg.preset).data if cfg.preset in PRESETS else None
+
+
 def data_checks(cfg) -> list[Check]:
     d, out = cfg.data, []
+    preset = _preset_data(cfg)
     fix = FETCH_DATA if cfg.preset == "paper" else \
         f"{d.data_dir}/ is part of the repository: git checkout -- {d.data_dir}"
     names = list(d.eval_sets) + [n.partition(":")[0] for n in d.train_sets]
     missing = [n for n in dict.fromkeys(names) if not qa_path(d.data_dir, n).exists()]
+    # a set or a corpus the preset names is missing: the data folder is incomplete (fetch or check it out);
+    # one an override names: the override is wrong
+    ours = preset is None or set(missing) <= set(preset.eval_sets) | {n.partition(":")[0] for n in preset.train_sets}
+    sets_fix = fix if ours else (f"no such question set under {d.data_dir}/qa: fix the data.eval_sets / "
+                                 f"data.train_sets override; the sets there are the files' names")
     out.append(Check("data", "question sets", MISSING if missing else OK,
                      f"missing under {d.data_dir}/qa: {', '.join(missing)}" if missing
-                     else f"{len(set(names))} sets under {d.data_dir}/qa", fix if missing else ""))
+                     else f"{len(set(names))} sets under {d.data_dir}/qa", sets_fix if missing else ""))
     corpus = resolve(d.data_dir, d.corpus)
+    ours = preset is None or preset.corpus == d.corpus
+    corpus_fix = fix if ours else "no file there: fix the data.corpus override to name an existing corpus"
     out.append(Check("data", "corpus", OK if corpus.exists() else MISSING,
                      f"{_rel(corpus)} ({corpus.stat().st_size / GIB:.2f} GiB)" if corpus.exists()
                      else f"{_rel(corpus)} does not exist",
-                     "" if corpus.exists() else fix))
+                     "" if corpus.exists() else corpus_fix))
     r = cfg.retrieval
     if r.kind != "dense":
         return out
@@ -479,11 +493,9 @@ def render(cfg, checks: list[Check], times: list[tuple[str, str]]) -> str:
 
 
 def main(argv=None, machine: Machine | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="cpu")
+    ap = parser(__doc__)
     ap.add_argument("--out", help="also write the report to this file")
-    ap.add_argument("overrides", nargs="*", help="key=value config overrides")
-    a = ap.parse_intermixed_args(argv)
+    a = parse(ap, argv)
     try:
         cfg = load_config(a.preset, a.overrides)
     except ConfigError as e:

@@ -1,12 +1,11 @@
-"""`Run`: one config's reproduction. It knows where each stage's folder is and whether it has finished, gives the
-data, retriever and environments the stages share, and runs a stage (`run.stage(name)`, or `run.kd("taid")`,
-`run.rl("dgpo")`, `run.evaluate("dgpo")`) only when it has not finished. Paths and loaded models of finished stages
-(`model_path`, `load`) never train."""
+"""`Run`: one config's reproduction. It knows where each stage's folder is and whether it has finished, runs a stage
+(`run.stage(name)`, or `run.kd("taid")`, `run.rl("dgpo")`, `run.evaluate("dgpo")`) only when it has not finished,
+and gives the paths and loaded models of finished stages (`model_path`, `load`), which never train. The data,
+retriever and environments the stages share are `run.resources` (pipeline/resources.py)."""
 from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from dgpo_lib.models.loading import (
 from dgpo_lib.models.precision import set_compute_dtype
 from dgpo_lib.pipeline import keys, stages
 from dgpo_lib.pipeline.records import StageRecords
+from dgpo_lib.pipeline.resources import Resources
 
 log = logging.getLogger("dgpo_lib.pipeline")
 
@@ -43,7 +43,7 @@ class Run:
             torch.set_num_threads(self.cfg.threads)
         set_compute_dtype(self.cfg.models.compute_dtype)
         self.device = "cuda" if torch.cuda.is_available() else None
-        self._retriever = None
+        self.resources = Resources(self.cfg, self.root, self.progress)
         self._models: dict = {}
         self.records = StageRecords(self.cfg, self.stage_dir, self.dir)
 
@@ -155,74 +155,12 @@ class Run:
         from dgpo_lib.pipeline.results import results
         return results(self, rows or list(self.cfg.eval.methods), file)
 
-    # ---------------------------------------------------------------- data, retrieval, environments
-    def eval_sets(self):
-        return D.load_eval_sets(self.cfg)
-
-    def train_questions(self):
-        return D.load_train_questions(self.cfg)
-
-    def val_questions(self):
-        return D.load_val_questions(self.cfg)
-
-    def val_fn(self, tok):
-        """`val_fn(model, step)`: greedy EM on the validation slice, the learning curves' y axis (None when
-        `eval.val_every` and `eval.val_points` are 0 or there is no validation slice)."""
-        qs = self.val_questions()[: self.cfg.eval.val_questions]
-        if not qs or not (self.cfg.eval.val_every or self.cfg.eval.val_points):
-            return None
-        from dgpo_lib.env.rollout import run_batched
-        from dgpo_lib.evaluation.evaluate import summarize_set
-
-        def fn(model, step: int) -> dict:
-            was_training = model.training
-            model.eval()
-            trajs = run_batched(self.env(model, tok, greedy=True), qs, self.cfg.eval.batch_size, progress=False)
-            model.train(was_training)
-            s = summarize_set(trajs)
-            # hit ratio beside EM: a retrieved block held an answer (search worked) vs the answer was right (read)
-            row = {f"val_{k}": s[k] for k in ("em", "searches", "answered", "hit_ratio")}
-            for ds in sorted({t.question.dataset for t in trajs}):  # NQ and HotpotQA learn at different rates
-                row[f"val_em_{ds}"] = summarize_set([t for t in trajs if t.question.dataset == ds])["em"]
-            return row
-        return fn
-
-    def retriever(self):
-        """The index is shared by every run over the same passages with the same retrieval settings."""
-        if self._retriever is None:
-            from dgpo_lib.env.retrieval import build_retriever, corpus_fingerprint
-            passages = D.load_cfg_corpus(self.cfg)
-            # keyed by what the index depends on: the passages themselves and the retrieval settings
-            key = f"{corpus_fingerprint(passages)[:12]}-{self.cfg.hash('retrieval')}"
-            t0 = time.time()
-            self._retriever = build_retriever(self.cfg, passages, self.root / f"index-{key}", progress=self.progress)
-            log.info("retriever ready in %.1fs", time.time() - t0)
-        return self._retriever
-
-    def env(self, model, tok, greedy: bool, model_path: str | None = None):
-        """A Search-R1 environment; `model_path` marks a frozen model (vLLM may serve it)."""
-        from dgpo_lib.env.rollout import RolloutSettings, SearchEnv
-        from dgpo_lib.generation import make_generator
-        return SearchEnv(make_generator(model, tok, self.cfg, model_path), self.retriever(), tok,
-                         RolloutSettings.from_config(self.cfg, greedy))
-
     # ---------------------------------------------------------------- models of finished stages
     def pruned_student_path(self, pruned: bool = True) -> str:
         """The student base with `models.student_layers` kept (or, pruned=False, all of them: healing's teacher)."""
         m = self.cfg.models
         return resolve_model_path(m.student, "student", m.student_layers if pruned else None, m.tiny_hidden,
                                   m.tiny_layers, self.cfg.seed)
-
-    def healing_texts(self) -> tuple[list[str], list[str], set[str]]:
-        """(training passages, held-out passages, excluded ids): the corpus minus the gold passages of every
-        evaluation question (healing must not read the test answers), shuffled with the seed."""
-        import random
-
-        gold = {i for rows in self.eval_sets().values() for q in rows for i in q.metadata.get("supporting_ids") or []}
-        texts = [p.contents for p in D.load_cfg_corpus(self.cfg) if p.id not in gold]
-        random.Random(f"{self.cfg.seed}:heal-split").shuffle(texts)
-        n = self.cfg.models.heal_held_out
-        return texts[n:], texts[:n], gold
 
     def model_path(self, row: str) -> str:
         """Checkpoint folder of a results-table row whose stage has finished (`ppo@best_val`: the RL run's

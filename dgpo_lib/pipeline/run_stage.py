@@ -10,7 +10,6 @@ A stage that was interrupted resumes from its latest checkpoint.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -21,7 +20,7 @@ from dgpo_lib.pipeline import Run
 
 def run_stage(run: Run, stage: str):
     if stage == "index":
-        return len(run.retriever().passages)
+        return len(run.resources.retriever().passages)
     if stage == "results":
         return run.results(list(run.cfg.eval.methods) + list(run.cfg.eval.ablations))["avg_em"]
     out = run.stage(stage)
@@ -29,16 +28,14 @@ def run_stage(run: Run, stage: str):
 
 
 def main(argv=None) -> int:
-    from dgpo_lib.config import PRESETS
+    from dgpo_lib.cli import parse, parser
     from dgpo_lib.methods import BETA_PREFIX, METHODS
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("stage", help="index, student, teacher, tgo, "
                     + ", ".join(f"{m.stage}_{n}" for n, m in METHODS.items() if m.stage in ("kd", "rl"))
                     + f", rl_{BETA_PREFIX}<x>, eval_<row>, results")
-    ap.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}, or a .yaml path (default cpu)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
-    ap.add_argument("overrides", nargs="*", help="key=value config overrides")
-    a = ap.parse_intermixed_args(argv)
+    a = parse(ap, argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("faiss", "faiss.loader", "httpx", "bm25s"):  # library chatter, not the stage's progress
         logging.getLogger(noisy).setLevel(logging.WARNING)

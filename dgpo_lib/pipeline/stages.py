@@ -32,7 +32,7 @@ def run_student(run) -> str:
         seed_everything(c.seed)
         student, tok = load_model(run.pruned_student_path(), m.dtype, run.device)
         base, _ = load_model(run.pruned_student_path(pruned=False), m.dtype, run.device)
-        texts, held_out, gold = run.healing_texts()
+        texts, held_out, gold = run.resources.healing_texts()
         info.update(heal_student(student, base, tok, texts, held_out, c, run.stage_dir(name), out, run.progress))
         info.update(n_gold_excluded=len(gold),
                     parameters={"student": count_parameters(student), "base": count_parameters(base)})
@@ -58,17 +58,17 @@ def run_teacher(run) -> str:
     with run.records.running(name) as info:
         seed_everything(c.seed)
         base, tok = load_role(c, "teacher")
-        qs = run.train_questions()[: c.teacher.sft_questions]
-        oracle = oracle_trajectories(run.env(base, tok, True), qs, c.rollout.batch_size)
+        qs = run.resources.train_questions()[: c.teacher.sft_questions]
+        oracle = oracle_trajectories(run.resources.env(base, tok, True), qs, c.rollout.batch_size)
         save_dataset(trajectories_to_dataset(oracle), run.stage_dir(name) / "oracle", c)
         sft_dir = run.stage_dir(name) / ("sft_model" if c.teacher.ppo_steps else "model")
-        vf = run.val_fn(tok)
+        vf = run.resources.val_fn(tok)
         train_kd(METHODS["seqkd"].kd, base, tok, None, seqs_of(oracle), c, teacher_sft_budget(c, len(oracle)),
                  run.stage_dir(name) / "sft", progress=run.progress, out_dir=sft_dir,
                  val_fn=(lambda step: vf(base, step)) if vf else None)
         if c.teacher.ppo_steps:  # Search-R1's PPO on the SFT teacher, with its own number of steps
             actor, _ = load_model(str(sft_dir), c.models.dtype, run.device)
-            train_rl(METHODS["ppo"].rl, actor, tok, str(sft_dir), None, qs, lambda a, q: run.env(a, tok, False).run(q),
+            train_rl(METHODS["ppo"].rl, actor, tok, str(sft_dir), None, qs, lambda a, q: run.resources.env(a, tok, False).run(q),
                      c, rl_budget(c, c.teacher.ppo_steps), run.stage_dir(name) / "ppo", progress=run.progress,
                      out_dir=out)
         info["oracle"] = summarize(oracle)
@@ -93,19 +93,19 @@ def run_tgo(run):
     with run.records.running(name) as info:
         seed_everything(c.seed)
         teacher, tok = run.load("teacher")
-        qs = run.train_questions()[: c.kd.tgo_questions]
-        env = run.env(teacher, tok, greedy=c.kd.tgo_temperature == 0, model_path=teacher_path)
+        qs = run.resources.train_questions()[: c.kd.tgo_questions]
+        env = run.resources.env(teacher, tok, greedy=c.kd.tgo_temperature == 0, model_path=teacher_path)
         if c.kd.tgo_temperature > 0:
             env.s.temperature = c.kd.tgo_temperature
         trajs = run_batched(env, qs, c.rollout.batch_size, desc="teacher rollouts", progress=run.progress)
         write_records(run.stage_dir(name) / "all_records.jsonl", trajs)
         correct = [t for t in trajs if t.em == 1.0]
         save_dataset(trajectories_to_dataset(correct), out, c, n_questions=len(qs))
-        val = [t for t in run_batched(env, run.val_questions(), c.rollout.batch_size,
+        val = [t for t in run_batched(env, run.resources.val_questions(), c.rollout.batch_size,
                                       desc="teacher rollouts (validation)", progress=run.progress) if t.em == 1.0]
         if val:
             save_dataset(trajectories_to_dataset(val), val_dataset_dir(run.stage_dir(name)), c,
-                         n_questions=len(run.val_questions()))
+                         n_questions=len(run.resources.val_questions()))
         info.update(all=summarize(trajs), kept=summarize(correct), val_kept=len(val))
     return out
 
@@ -129,11 +129,11 @@ def run_kd(run, row: str) -> str:
         teacher, tok = run.load("teacher")
         seed_everything(cfg.seed)
         student, _ = load_model(start_path, cfg.models.dtype, run.device)
-        qs = run.train_questions()
+        qs = run.resources.train_questions()
 
         def student_rollout(step: int, n: int):  # greedy, as TAID's sampler generates
             pick = random.Random(f"{cfg.seed}:{row}:sgo:{step}").sample(range(len(qs)), min(n, len(qs)))
-            return seqs_of(run.env(student, tok, greedy=True).run([qs[i] for i in pick]))
+            return seqs_of(run.resources.env(student, tok, greedy=True).run([qs[i] for i in pick]))
 
         held_out = []
         if m.kd.data == "adaptive":
@@ -143,7 +143,7 @@ def run_kd(run, row: str) -> str:
                 seqs, held_out = (seqs[:-n], seqs[-n:]) if n else (seqs, seqs[:1])
                 log.warning("%s: no teacher text on validation questions; %s", name, f"{n} TGO sequences held out"
                             if n else "too few TGO sequences to hold any out: the first one is also trained on")
-        vf = run.val_fn(tok)
+        vf = run.resources.val_fn(tok)
         train_kd(m.kd, student, tok, teacher, seqs, cfg, kd_budget(cfg), run.stage_dir(name), student_rollout,
                  progress=run.progress, out_dir=out, val_fn=(lambda step: vf(student, step)) if vf else None,
                  held_out=held_out)
@@ -174,9 +174,9 @@ def run_rl(run, row: str) -> str:
         teacher, tok = run.load("teacher")
         seed_everything(run.cfg.seed)
         actor, _ = load_model(start_path, run.cfg.models.dtype, run.device)
-        train_rl(v, actor, tok, start_path, teacher, run.train_questions(),
-                 lambda a, q: run.env(a, tok, greedy=False).run(q), run.cfg, rl_budget(run.cfg), run.stage_dir(name),
-                 progress=run.progress, out_dir=out, val_fn=run.val_fn(tok))
+        train_rl(v, actor, tok, start_path, teacher, run.resources.train_questions(),
+                 lambda a, q: run.resources.env(a, tok, greedy=False).run(q), run.cfg, rl_budget(run.cfg), run.stage_dir(name),
+                 progress=run.progress, out_dir=out, val_fn=run.resources.val_fn(tok))
         info["variant"] = {"start": m.start, **v.__dict__}
     return str(out)
 
@@ -212,7 +212,7 @@ def run_eval(run, row: str) -> dict:
             return copy_evaluation(run.stage_dir(f"eval_{twin}"), run.stage_dir(name), row, twin)
         model, tok = run.load(row)
         seed_everything(run.cfg.seed)
-        summary = evaluate(model, tok, run.retriever(), run.eval_sets(), run.cfg, run.stage_dir(name), row,
+        summary = evaluate(model, tok, run.resources.retriever(), run.resources.eval_sets(), run.cfg, run.stage_dir(name), row,
                            progress=run.progress, model_path=run.model_path(row))
     return summary
 

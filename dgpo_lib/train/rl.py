@@ -51,35 +51,40 @@ def prompts_per_step(wanted: int, available: int, world: int) -> int:
     return min(-(-max(wanted, 1) // world) * world, most)
 
 
-def _flat_scores(model, trajs, pad_id, micro, need_grad=False, entropy=False):
-    """Per-action-token log-probs (and entropies) for a list of trajectories, as [B, A] padded tensors."""
-    lps, ents, counts = [None] * len(trajs), [None] * len(trajs), [0] * len(trajs)
+def _per_action(trajs, pad_id, micro, need_grad, forward, n_out: int):
+    """`forward(batch) -> (n_out flat tensors over the batch's action tokens, the rows' action counts)` run over
+    length-bucketed micro-batches of `trajs`; each output padded to [B, A] in the trajectories' order, and the mask."""
+    outs, counts = [[None] * len(trajs) for _ in range(n_out)], [0] * len(trajs)
     for idx in length_buckets([len(t.prompt_ids) + len(t.response_ids) for t in trajs], micro):
         b = collate_seqs([trajs[i] for i in idx], pad_id)
         with torch.set_grad_enabled(need_grad):
-            logits, tgt, cnt = action_logits(model, b)
-            lp, ent = logprobs_and_entropy(logits, tgt)
-        for j, (i, c) in enumerate(zip(idx, cnt.tolist())):
-            off = int(cnt[:j].sum())
-            lps[i], ents[i], counts[i] = lp[off:off + c], ent[off:off + c], c
-    counts_t = torch.tensor(counts, device=lps[0].device if lps else None)  # beside the log-probs (GPU)
-    lp_pad, mask = R.to_padded(torch.cat(lps) if lps else torch.zeros(0), counts_t)
-    ent_pad, _ = R.to_padded(torch.cat(ents) if ents else torch.zeros(0), counts_t)
-    return lp_pad, ent_pad, mask
+            flat, cnt = forward(b)
+        off = 0
+        for i, c in zip(idx, cnt):
+            for out, f in zip(outs, flat):
+                out[i] = f[off:off + c]
+            counts[i] = c
+            off += c
+    counts_t = torch.tensor(counts, device=outs[0][0].device if trajs else None)  # beside the outputs (GPU)
+    padded = [R.to_padded(torch.cat(o) if trajs else torch.zeros(0), counts_t) for o in outs]
+    return [p for p, _ in padded], padded[0][1]
+
+
+def _flat_scores(model, trajs, pad_id, micro, need_grad=False, entropy=False):
+    """Per-action-token log-probs and entropies for a list of trajectories, as [B, A] padded tensors, and the mask."""
+    def forward(b):
+        logits, tgt, cnt = action_logits(model, b)
+        return logprobs_and_entropy(logits, tgt), cnt.tolist()
+    (lp, ent), mask = _per_action(trajs, pad_id, micro, need_grad, forward, 2)
+    return lp, ent, mask
 
 
 def _values(critic, trajs, pad_id, micro, need_grad=False):
-    vals, counts = [None] * len(trajs), [0] * len(trajs)
-    for idx in length_buckets([len(t.prompt_ids) + len(t.response_ids) for t in trajs], micro):
-        b = collate_seqs([trajs[i] for i in idx], pad_id)
-        with torch.set_grad_enabled(need_grad):
-            v = action_values(critic, b)
-        cnt = b.action_mask[:, 1:].sum(1).tolist()
-        off = 0
-        for i, c in zip(idx, cnt):
-            vals[i], counts[i] = v[off:off + c], c
-            off += c
-    return R.to_padded(torch.cat(vals), torch.tensor(counts, device=vals[0].device))[0]
+    """The critic's value at each action token, [B, A] padded."""
+    def forward(b):
+        return (action_values(critic, b),), b.action_mask[:, 1:].sum(1).tolist()
+    (values,), _ = _per_action(trajs, pad_id, micro, need_grad, forward, 1)
+    return values
 
 
 def rollout_stats(trajs: Sequence[Trajectory]) -> dict:
