@@ -164,7 +164,7 @@ def test_a_wrong_data_override_is_told_to_fix_the_override():
     """A corpus or question set that an override names and that is not there: the fix is the override, not a
     checkout of the committed data folder."""
     from dgpo_lib.config import load_config
-    checks = {c.name: c for c in P.data_checks(load_config("smoke", ["data.corpus=corpus/nope.jsonl.gz",
+    checks = {c.item: c for c in P.data_checks(load_config("smoke", ["data.corpus=corpus/nope.jsonl.gz",
                                                                       "data.eval_sets=[nq, no_such_set]"]))}
     assert checks["corpus"].status == P.MISSING and "data.corpus override" in checks["corpus"].fix
     assert "no_such_set" in checks["question sets"].detail and "override" in checks["question sets"].fix
