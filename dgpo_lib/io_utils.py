@@ -132,3 +132,8 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def best_val_dir(out_dir: Path) -> Path:
+    """Where the model with the best validation EM of an RL run is kept, beside its final model `out_dir`."""
+    return Path(out_dir).with_name(Path(out_dir).name + "_best_val")

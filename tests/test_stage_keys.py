@@ -96,7 +96,7 @@ def test_an_rl_checkpoint_with_the_weights_of_an_evaluated_row_reuses_its_evalua
 
     from dgpo_lib.models.loading import same_weights
     from dgpo_lib.pipeline.stages import same_weights_row
-    from dgpo_lib.train.rl import best_val_dir
+    from dgpo_lib.io_utils import best_val_dir
 
     c = copy.deepcopy(smoke_cfg)
     c.run_root, c.eval.rl_checkpoint = str(tmp_path), "best_val"

@@ -243,3 +243,48 @@ def test_lora_kd_and_lora_ppo_with_adapter_off_reference(smoke_cfg, tiny_teacher
     assert len(rows) == 2 and "kl_ref" in rows[-1]
     after, _ = load_model(str(tmp_path / "ppo_out"))
     assert any(not torch.equal(before[k], v) for k, v in after.named_parameters() if k in before)
+
+
+def test_a_new_kd_method_is_one_table_entry_and_its_loss(monkeypatch, smoke_cfg, tiny_teacher, kd_data, tmp_path):
+    """A KD method added as one row of the method table, with a loss of its own in losses.py: the stage graph, its
+    cache key and the trainer take it up with no other change."""
+    from dgpo_lib.methods import KDMethod, Method
+    from dgpo_lib.pipeline import keys
+    from dgpo_lib.train import losses
+
+    seen = []
+
+    def my_loss(s, t, alpha):  # skew forward KL under another name, recording the arguments it is given
+        seen.append(alpha)
+        return losses.skew_forward_kl(s, t, alpha)
+
+    monkeypatch.setattr(losses, "my_loss", my_loss, raising=False)
+    row = Method("skd", "Skew forward KD", "kd", "student",
+                 kd=KDMethod("skd", "my_loss", ("student", "teacher", "kd.skew_alpha")),
+                 table=False)
+    monkeypatch.setitem(METHODS, "skd", row)
+    cfg = copy.deepcopy(smoke_cfg)
+    cfg.eval.ablations = ["skd"]
+    assert "kd_skd" in keys.stage_names(cfg) and "eval_skd" in keys.stage_names(cfg)
+    assert keys.upstream(cfg, "kd_skd") == ["tgo", "student"] and "kd.skew_alpha" in keys.stage_reads(cfg, "kd_skd")
+    student, tok = _fresh(smoke_cfg)
+    teacher, _ = tiny_teacher
+    rows = kd.train_kd(row.kd, student, tok, teacher, kd_data, cfg, kd_budget(cfg), tmp_path / "skd", progress=False)
+    assert len(rows) == cfg.kd.steps and seen and set(seen) == {cfg.kd.skew_alpha}
+
+
+def test_the_method_table_is_torch_free_and_matches_the_paper_rows():
+    import subprocess
+    import sys
+
+    from dgpo_lib.book.paper_numbers import PAPER_TABLE1
+    from dgpo_lib.methods import KDMethod, method, row_label
+    code = ("import sys, dgpo_lib.methods, dgpo_lib.config, dgpo_lib.book.readings, dgpo_lib.book.claims; "
+            "assert 'torch' not in sys.modules")  # the book learns names and labels without the trainers
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    assert [n for n, m in METHODS.items() if m.table] == list(PAPER_TABLE1)  # the paper's Table 1, in its order
+    assert method("dgpo_beta_0.05").rl.beta == 0.05 and row_label("dgpo@final") == "DGPO (last step)"
+    with pytest.raises(ValueError, match="unknown loss inputs"):
+        KDMethod("x", "forward_kl", ("student", "logits"))
+    with pytest.raises(ValueError, match="unknown method"):
+        method("nope")

@@ -68,7 +68,7 @@ def selected_checkpoints(run, variants: Sequence[str]) -> pd.DataFrame:
     import json
     from pathlib import Path
 
-    from dgpo_lib.train.rl import best_val_dir
+    from dgpo_lib.io_utils import best_val_dir
 
     rows = []
     for v in variants:

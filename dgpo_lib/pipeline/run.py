@@ -177,7 +177,7 @@ class Run:
             raise self._no_weights(stage)
         if not stage.startswith("rl_") or self.rl_checkpoint(row) == "final":
             return final
-        from dgpo_lib.train.rl import best_val_dir
+        from dgpo_lib.io_utils import best_val_dir
         best = best_val_dir(Path(final))
         if not (best / "selected.json").exists():
             raise FileNotFoundError(f"{best}: no checkpoint selected on validation (set eval.val_points or "

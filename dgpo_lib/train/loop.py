@@ -98,7 +98,7 @@ class Checkpointer:
 
 
 def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict], modules: dict,
-                 optimizers: dict, schedulers: dict, helpers: dict | None = None, save_every: int = 10,
+                 optimizers: dict, schedulers: dict, helpers: dict | None = None, *, save_every: int = 10,
                  desc: str = "train", progress: bool = True, stop_after: int | None = None,
                  is_main: bool = True, barrier: Callable[[], None] = lambda: None,
                  val_fn: Callable[[int], dict] | None = None, val_every: int = 0,

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import torch
 
 from dgpo_lib.config import val_interval
+from dgpo_lib.io_utils import best_val_dir
 from dgpo_lib.env.rollout import Trajectory
 from dgpo_lib.methods import RLVariant
 from dgpo_lib.models.policy import (
@@ -159,8 +160,8 @@ def advantages(setup: RLVariant, rc, scores, logp, ref_logp, mask, values, group
     return k1, adv, returns
 
 
-def ppo_update(actor, critic, optims: dict, trajs, old_lp, adv, old_v, returns, mask, rc, tc, pad: int, micro: int,
-               world: int = 1, seed: str = "") -> tuple[dict, int]:
+def ppo_update(actor, critic, optims: dict, trajs, *, old_lp, adv, old_v, returns, mask, rc, tc, pad: int,
+               micro: int, world: int = 1, seed: str = "") -> tuple[dict, int]:
     """`rl.ppo_epochs` passes over the batch in shuffled mini-batches of `rl.mini_batch` trajectories: the clipped
     policy loss minus the entropy bonus, and (PPO) the clipped value loss, as token means over each mini-batch.
     Returns the mean statistics and the number of optimiser steps."""
@@ -294,8 +295,9 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
         with torch.no_grad():
             moments = (lambda x, m: _global_moments(acc, x, m)) if world > 1 else None
             k1, adv, returns = advantages(setup, rc, scored.scores, old_lp, scored.ref_lp, mask, old_v, group, moments)
-        stats, n_updates = ppo_update(actor, critic, optims, trajs, old_lp, adv, old_v, returns, mask, rc, tc,
-                                      pad, micro, world, seed=f"{cfg.seed}:rl:{step}")
+        stats, n_updates = ppo_update(actor, critic, optims, trajs, old_lp=old_lp, adv=adv, old_v=old_v,
+                                      returns=returns, mask=mask, rc=rc, tc=tc, pad=pad, micro=micro, world=world,
+                                      seed=f"{cfg.seed}:rl:{step}")
         for sc in scheds.values():
             sc.step()
         actor.eval()
@@ -327,11 +329,6 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
         save_policy(acc.unwrap_model(actor), tokenizer, out_dir)
     acc.wait_for_everyone()
     return rows
-
-
-def best_val_dir(out_dir: Path) -> Path:
-    """Where the model with the best validation EM of a run is kept, beside its final model."""
-    return Path(out_dir).with_name(Path(out_dir).name + "_best_val")
 
 
 def save_best(model, tokenizer, out_dir: Path, step: int, row: dict) -> None:
