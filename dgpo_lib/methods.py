@@ -104,34 +104,43 @@ class Method:
         return self.stage if self.stage in ("student", "teacher") else f"{self.stage}_{self.name}"
 
 
-JSD = KDMethod("gkd", "generalized_jsd", ("student", "teacher", "kd.gkd_beta"), data="mixed")
+JSD = KDMethod("gkd", "generalized_jsd",
+               ("student", "teacher", "kd.gkd_beta"), data="mixed")
 SEQKD = KDMethod("seqkd", "token_nll", ("student", "targets"))
 FORWARD_KL = KDMethod("kd", "forward_kl", ("student", "teacher"))
-SKEW_KL = KDMethod("distillm", "skew_reverse_kl", ("student", "teacher", "kd.skew_alpha"), data="adaptive")
+SKEW_KL = KDMethod("distillm", "skew_reverse_kl",
+                   ("student", "teacher", "kd.skew_alpha"),
+                   data="adaptive")
 TAID = KDMethod("taid", "taid_loss", ("student", "teacher", "taid_t"))
-ON_POLICY_JSD = replace(JSD, on_policy=1.0)  # every batch the student's own generations, scored by the teacher
+# every batch the student's own generations, scored by the teacher
+ON_POLICY_JSD = replace(JSD, on_policy=1.0)
 
 SEARCH_R1_PPO = RLVariant("ppo", "initial", "always")
 DGPO = RLVariant("ppo", "teacher", "selective")
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    # the paper's Table 1, in its order
+    # the paper's Table 1, in its order:
+    # name, label, stage kind, start, then its KD method or RL variant
     Method("student", "Student (no training)", "student"),
     Method("teacher", "Teacher", "teacher"),
     Method("ppo", "PPO", "rl", "student", rl=SEARCH_R1_PPO),
     Method("gkd", "GKD", "kd", "student", kd=JSD),
     Method("seqkd", "SeqKD", "kd", "student", kd=SEQKD),
-    Method("kd", "KD", "kd", "student", kd=FORWARD_KL),  # DGPO's cold start
+    Method("kd", "KD", "kd", "student", kd=FORWARD_KL),  # cold start
     Method("distillm", "DistiLLM", "kd", "student", kd=SKEW_KL),
     Method("taid", "TAID", "kd", "student", kd=TAID),
     Method("dgpo", "DGPO", "rl", "kd", rl=DGPO),
     # ablations (the paper's Figures 4 and 5)
-    Method("dgpo_no_coldstart", "DGPO w/o cold start", "rl", "student", rl=DGPO, table=False),
-    Method("dgpo_kl_always", "DGPO, KL on every trajectory", "rl", "kd", rl=replace(DGPO, kl_mode="always"),
+    Method("dgpo_no_coldstart", "DGPO w/o cold start", "rl", "student",
+           rl=DGPO, table=False),
+    Method("dgpo_kl_always", "DGPO, KL on every trajectory", "rl", "kd",
+           rl=replace(DGPO, kl_mode="always"), table=False),
+    Method("dgpo_grpo", "DGPO with GRPO instead of PPO", "rl", "kd",
+           rl=replace(DGPO, algo="grpo"), table=False),
+    Method("gkd_onpolicy", "GKD (teacher guidance only)", "kd",
+           "student", kd=ON_POLICY_JSD, table=False),
+    Method("kd_then_gkd", "KD -> GKD", "kd", "kd", kd=ON_POLICY_JSD,
            table=False),
-    Method("dgpo_grpo", "DGPO with GRPO instead of PPO", "rl", "kd", rl=replace(DGPO, algo="grpo"), table=False),
-    Method("gkd_onpolicy", "GKD (teacher guidance only)", "kd", "student", kd=ON_POLICY_JSD, table=False),
-    Method("kd_then_gkd", "KD -> GKD", "kd", "kd", kd=ON_POLICY_JSD, table=False),
 )}
 BETA_PREFIX = "dgpo_beta_"  # `dgpo_beta_<x>`: DGPO with beta = x (the paper's beta sweep)
 
