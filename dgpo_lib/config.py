@@ -177,6 +177,16 @@ class RLConfig:
                                 "from instead of this run's KD stage; the authors' train_dgpo.sh starts from their "
                                 "released omron-sinicx/Qwen2.5-0.5B-Instruct-kd")
     whiten_advantages: bool = _f(True, "normalise advantages over the batch's action tokens")
+    warmup_from_zero: bool = _f(False, "verl's warm-up: int(ratio * steps) warm-up steps and a learning-rate factor "
+                                "min(1, s / warm) at update s, so the first update runs at 0 (false: (s + 1) / warm, "
+                                "round(ratio * steps))")
+    shuffle_mini_batches: bool = _f(True, "shuffle the trajectories before cutting mini-batches (verl's "
+                                    "actor.shuffle is false: mini-batches in rollout order)")
+    loss_reduction: str = _f("token_mean", "token_mean: each loss is the token mean over the mini-batch; "
+                             "micro_batch_mean: the mean of the micro-batches' token means, micro-batches of "
+                             "train.micro_batch trajectories in order (verl's loss / gradient_accumulation)")
+    critic_head_std: float = _f(1e-3, "std of the critic's value head at initialisation (zero bias); verl's "
+                                "AutoModelForTokenClassification head: the model's initializer_range, 0.02 for Qwen2.5")
 
 
 @dataclass
@@ -364,6 +374,7 @@ CHOICES = {
     "teacher.source": ("pretrained", "make"),
     "kd.lr_schedule": ("constant", "cosine"),
     "eval.rl_checkpoint": ("final", "best_val"),
+    "rl.loss_reduction": ("token_mean", "micro_batch_mean"),
 }
 # (lowest, highest) allowed, None = unbounded; a key that may be null is checked only when it is set.
 RANGES = {
@@ -393,6 +404,7 @@ RANGES = {
     "rl.actor_warmup_ratio": (0, 1), "rl.critic_warmup_ratio": (0, 1), "rl.ppo_epochs": (1, None),
     "rl.mini_batch": (1, None), "rl.clip": (0, None), "rl.value_clip": (0, None), "rl.gamma": (0, 1),
     "rl.lam": (0, 1), "rl.entropy_coef": (0, None), "rl.beta": (0, None), "rl.grpo_group": (2, None),
+    "rl.critic_head_std": (0, None),
     "eval.batch_size": (1, None), "eval.val_every": (0, None), "eval.val_points": (0, None),
     "eval.val_questions": (1, None),
 }

@@ -112,6 +112,10 @@ SKEW_KL = KDMethod("distillm", "skew_reverse_kl",
                    ("student", "teacher", "kd.skew_alpha"),
                    data="adaptive")
 TAID = KDMethod("taid", "taid_loss", ("student", "teacher", "taid_t"))
+# DistiLLM's own choice for small students: skew forward KL
+SKEW_FKL = KDMethod("distillm_sfkl", "skew_forward_kl",
+                    ("student", "teacher", "kd.skew_alpha"),
+                    data="adaptive")
 # every batch the student's own generations, scored by the teacher
 ON_POLICY_JSD = replace(JSD, on_policy=1.0)
 
@@ -141,6 +145,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "student", kd=ON_POLICY_JSD, table=False),
     Method("kd_then_gkd", "KD -> GKD", "kd", "kd", kd=ON_POLICY_JSD,
            table=False),
+    # DistiLLM with skew forward KL (the table's row: TAID's skew reverse)
+    Method("distillm_sfkl", "DistiLLM, skew forward KL", "kd", "student",
+           kd=SKEW_FKL, table=False),
 )}
 BETA_PREFIX = "dgpo_beta_"  # `dgpo_beta_<x>`: DGPO with beta = x (the paper's beta sweep)
 

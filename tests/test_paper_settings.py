@@ -2,6 +2,7 @@
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from dgpo_lib.config import load_config
@@ -23,3 +24,58 @@ def test_every_row_matches_the_preset_and_names_a_source():
             value = getattr(value, part)
         assert value == yaml.safe_load(shown), f"{key}: the page says {shown}, the preset has {value!r}"
         assert source.strip(), f"{key} has no source"
+
+
+def test_the_first_three_updates_warm_up_as_verl_does():
+    """verl: warm = int(0.285 * 1000) = 285, factor min(1, s / warm): 0, 1/285, 2/285; ours (cpu/smoke): 1/285, ..."""
+    import torch
+
+    from dgpo_lib.train.loop import linear_warmup
+
+    def first_lrs(from_zero):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-6)
+        sched, lrs = linear_warmup(opt, 1000, 0.285, from_zero), []
+        for _ in range(3):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return lrs
+    assert first_lrs(True) == pytest.approx([0.0, 1e-6 / 285, 2e-6 / 285])
+    assert first_lrs(False) == pytest.approx([1e-6 / 285, 2e-6 / 285, 3e-6 / 285])
+    assert load_config("paper").rl.warmup_from_zero and not load_config("cpu").rl.warmup_from_zero
+
+
+def test_two_unequal_micro_batches_are_reduced_as_verl_does():
+    """Micro-batches of 3 and 1 action tokens: verl averages their means (1/2 each); the token mean weighs them by
+    tokens (3/4, 1/4). verl cuts the mini-batch in order, in micro-batches of the same size."""
+    import torch
+
+    from dgpo_lib.train.rl import micro_batch_weights, micro_batches, mini_batch_order
+    counts = torch.tensor([3, 1])
+    assert micro_batch_weights(counts, "micro_batch_mean").tolist() == [0.5, 0.5]
+    assert micro_batch_weights(counts, "token_mean").tolist() == [0.75, 0.25]
+    assert micro_batches([5, 90, 7, 60, 8], 2, "micro_batch_mean") == [[0, 1], [2, 3], [4]]
+    assert mini_batch_order(6, "0:rl:3", 0, shuffle=False) == list(range(6))
+    assert sorted(mini_batch_order(6, "0:rl:3", 0, shuffle=True)) == list(range(6))
+    paper = load_config("paper").rl
+    assert paper.loss_reduction == "micro_batch_mean" and paper.shuffle_mini_batches is False
+
+
+def test_the_critic_head_starts_at_the_std_the_preset_names(tmp_path):
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from dgpo_lib.models.policy import ValueModel
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=512, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=4, num_key_value_heads=2)).save_pretrained(tmp_path)
+    for std in (0.02, 1e-3):
+        head = ValueModel.from_causal_lm(str(tmp_path), head_std=std).head
+        assert head.weight.std().item() == pytest.approx(std, rel=0.15) and not head.bias.any()
+    assert load_config("paper").rl.critic_head_std == 0.02
+
+
+def test_distillm_is_offered_in_both_skew_directions():
+    from dgpo_lib.methods import METHODS
+    assert METHODS["distillm"].kd.loss == "skew_reverse_kl" and METHODS["distillm_sfkl"].kd.loss == "skew_forward_kl"
+    assert METHODS["distillm_sfkl"].kd.data == METHODS["distillm"].kd.data == "adaptive"

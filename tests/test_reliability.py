@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from dgpo_lib.data.loaders import REPO_ROOT, QAExample
 from dgpo_lib.io_utils import atomic_write_json, read_jsonl_tolerant
-from dgpo_lib.env.reward import em_reward, extract_answer, normalize_answer
+from dgpo_lib.env.reward import exact_match, normalize_answer
 from dgpo_lib.env.rollout import RolloutSettings, SearchEnv, clean_query, parse_action
 
 TAGGY = st.lists(st.sampled_from(list("ab <>/\n") + ["<search>", "</search>", "<answer>", "</answer>", "<think>",
@@ -26,11 +26,11 @@ def test_parser_never_crashes_on_random_text(text):
     kind, content = parse_action(text)
     assert kind in (None, "search", "answer")
     assert len(clean_query(content)) <= 512 and "<search>" not in clean_query(content)
-    em = em_reward(text, ["Paris"])
+    em = exact_match(content if kind == "answer" else None, ["Paris"])
     assert em in (0.0, 1.0)
     if em == 1.0:
         # EM compares normalised text (Search-R1: lower case, no punctuation, articles or extra spaces)
-        assert normalize_answer(extract_answer(text)) == "paris"
+        assert normalize_answer(content) == "paris"
 
 
 @given(st.lists(TAGGY | st.text(max_size=40), min_size=1, max_size=6))

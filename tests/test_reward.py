@@ -1,6 +1,7 @@
 import pytest
 
-from dgpo_lib.env.reward import em_reward, exact_match, extract_answer, f1_score, normalize_answer
+from dgpo_lib.env.reward import exact_match, f1_score, normalize_answer
+from dgpo_lib.env.rollout import parse_action
 
 
 @pytest.mark.parametrize("text,norm", [
@@ -36,11 +37,11 @@ def test_f1():
     assert f1_score(None, ["x"]) == 0.0
 
 
-def test_extract_from_response_only_and_last_match():
-    assert extract_answer("<think>x</think><answer> Paris </answer>") == "Paris"
-    assert extract_answer("<answer>a</answer> then <answer> b </answer>") == "b"
-    assert extract_answer("<answer> unterminated") is None
-    assert extract_answer("no tags") is None
-    # the prompt's example '<answer> Beijing </answer>' is never part of the response we score
-    assert em_reward("<search> q </search>", ["Beijing"]) == 0.0
-    assert em_reward("<answer>Beijing</answer>", ["beijing"]) == 1.0
+def test_the_scored_answer_is_the_action_of_the_turn():
+    """A turn's action is its first complete <search> or <answer> (Search-R1's postprocess_predictions); the
+    episode's EM is that answer's (the prompt's example '<answer> Beijing </answer>' is never scored)."""
+    assert parse_action("<think>x</think><answer> Paris </answer>") == ("answer", "Paris")
+    assert parse_action("<answer>a</answer> then <answer> b </answer>") == ("answer", "a")
+    assert parse_action("<search> q </search><answer>a</answer>") == ("search", "q")
+    assert parse_action("<answer> unterminated") == (None, "")
+    assert exact_match(None, ["Beijing"]) == 0.0 and exact_match("Beijing", ["beijing"]) == 1.0

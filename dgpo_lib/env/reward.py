@@ -1,7 +1,8 @@
 """Search-R1's answer normalisation (SQuAD style), exact match and token F1.
 
-The answer is taken from the model's *response only* (the last `<answer>...</answer>`), so the worked
-example in the prompt can never be scored, unlike Search-R1's decode-the-whole-sequence quirk.
+What is scored is the content of the `<answer>` action that ended the episode (`env/rollout.py`: the first
+`<search>` or `<answer>` of a turn is its action, as Search-R1's `postprocess_predictions`), never text across
+turns and never the worked example in the prompt, unlike Search-R1's decode-the-whole-sequence quirk.
 """
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import re
 import string
 from collections import Counter
 
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _PUNCT = set(string.punctuation)
 
 
@@ -19,12 +19,6 @@ def normalize_answer(s: str) -> str:
     s = "".join(ch for ch in s if ch not in _PUNCT)
     s = re.sub(r"\b(a|an|the)\b", " ", s)
     return " ".join(s.split())
-
-
-def extract_answer(response: str) -> str | None:
-    """Last complete `<answer>...</answer>` in the response, stripped; None if there is none."""
-    matches = _ANSWER_RE.findall(response)
-    return matches[-1].strip() if matches else None
 
 
 def exact_match(prediction: str | None, golden_answers: list[str]) -> float:
@@ -53,8 +47,3 @@ def f1_score(prediction: str | None, golden_answers: list[str]) -> float:
         prec, rec = same / len(pt), same / len(gt)
         best = max(best, 2 * prec * rec / (prec + rec))
     return best
-
-
-def em_reward(response: str, golden_answers: list[str]) -> float:
-    """Outcome reward of a trajectory: EM of the extracted answer (0 when there is no answer)."""
-    return exact_match(extract_answer(response), golden_answers)

@@ -44,18 +44,18 @@ def logprobs_and_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[t
 class ValueModel(nn.Module):
     """Critic: the decoder of a causal LM plus a scalar head (veRL initialises it from the student checkpoint)."""
 
-    def __init__(self, backbone: nn.Module, hidden: int):
+    def __init__(self, backbone: nn.Module, hidden: int, head_std: float = 1e-3):
         super().__init__()
         self.backbone = backbone
         self.head = nn.Linear(hidden, 1)
-        nn.init.normal_(self.head.weight, std=1e-3)
+        nn.init.normal_(self.head.weight, std=head_std)  # rl.critic_head_std (verl: the model's initializer_range)
         nn.init.zeros_(self.head.bias)
 
     @classmethod
-    def from_causal_lm(cls, path: str, dtype=torch.float32) -> "ValueModel":
+    def from_causal_lm(cls, path: str, dtype=torch.float32, head_std: float = 1e-3) -> "ValueModel":
         from transformers import AutoModel
         backbone = AutoModel.from_pretrained(path, dtype=dtype)
-        return cls(backbone, backbone.config.hidden_size)
+        return cls(backbone, backbone.config.hidden_size, head_std)
 
     def forward(self, input_ids, attention_mask) -> torch.Tensor:
         with amp(input_ids.device.type):

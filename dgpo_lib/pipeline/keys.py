@@ -25,8 +25,10 @@ TRAIN_READS = ("train.lora", "train.lora_r", "train.lora_alpha", "train.max_grad
                "eval.val_every", "eval.val_points", "eval.val_questions", "eval.batch_size")
 KD_BUDGET = ("kd.steps", "kd.batch_size", "kd.lr", "kd.warmup_ratio", "kd.lr_schedule")
 RL_COMMON = ("rl.steps", "rl.prompts_per_step", "rl.actor_lr", "rl.actor_warmup_ratio", "rl.ppo_epochs",
-             "rl.mini_batch", "rl.clip", "rl.entropy_coef", "rl.whiten_advantages")
-RL_ALGO = {"ppo": ("rl.critic_lr", "rl.critic_warmup_ratio", "rl.value_clip", "rl.gamma", "rl.lam"),
+             "rl.mini_batch", "rl.clip", "rl.entropy_coef", "rl.whiten_advantages", "rl.warmup_from_zero",
+             "rl.shuffle_mini_batches", "rl.loss_reduction")
+RL_ALGO = {"ppo": ("rl.critic_lr", "rl.critic_warmup_ratio", "rl.value_clip", "rl.gamma", "rl.lam",
+                   "rl.critic_head_std"),
            "grpo": ("rl.grpo_group", "rl.grpo_same_trajectories")}
 STUDENT_READS = ("seed", "data", "models.student", "models.student_layers", "models.heal_steps", "models.heal_lr",
                  "models.heal_batch", "models.heal_seq_len", "models.heal_held_out", "models.tiny_hidden",

@@ -27,8 +27,13 @@ from dgpo_lib.io_utils import (
 log = logging.getLogger(__name__)
 
 
-def linear_warmup(optimizer, total_steps: int, warmup_ratio: float):
-    """Linear warm-up, then constant (Search-R1/veRL's schedule)."""
+def linear_warmup(optimizer, total_steps: int, warmup_ratio: float, from_zero: bool = False):
+    """Linear warm-up, then constant. `from_zero` is verl's `get_constant_schedule_with_warmup` as Search-R1 and
+    DGPO call it: int(ratio * steps) warm-up steps and a factor min(1, s / warm) at update s, so the first update
+    runs at learning rate 0; otherwise round(ratio * steps) steps and (s + 1) / warm, the first update at 1 / warm."""
+    if from_zero:
+        warm = int(warmup_ratio * total_steps)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, s / max(1, warm)))
     warm = max(0, int(round(total_steps * warmup_ratio)))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
 

@@ -160,34 +160,62 @@ def advantages(setup: RLVariant, rc, scores, logp, ref_logp, mask, values, group
     return k1, adv, returns
 
 
+def mini_batch_order(n: int, seed: str, epoch: int, shuffle: bool) -> list[int]:
+    """The trajectories' order before the batch is cut into mini-batches: shuffled with the step's seed, or as rolled
+    out (verl's `actor.shuffle: False`)."""
+    order = list(range(n))
+    if shuffle:
+        random.Random(f"{seed}:{epoch}").shuffle(order)
+    return order
+
+
+def micro_batches(lengths: list[int], micro: int, reduction: str) -> list[list[int]]:
+    """A mini-batch's micro-batches (indices into it): length buckets for `token_mean` (whose result does not depend
+    on how the mini-batch is split), or consecutive groups of `micro` for `micro_batch_mean` (verl's
+    `mini_batch.split(ppo_micro_batch_size)`, whose result does)."""
+    if reduction == "micro_batch_mean":
+        return [list(range(i, min(i + micro, len(lengths)))) for i in range(0, len(lengths), micro)]
+    return length_buckets(lengths, micro)
+
+
+def micro_batch_weights(token_counts: torch.Tensor, reduction: str) -> torch.Tensor:
+    """The weight of each micro-batch's token-mean loss in the mini-batch's loss: its share of the mini-batch's
+    action tokens (the mini-batch token mean), or 1 / (number of micro-batches) (verl: `loss /
+    gradient_accumulation`)."""
+    if reduction == "micro_batch_mean":
+        return torch.full((len(token_counts),), 1.0 / len(token_counts))
+    return token_counts / token_counts.sum().clamp(min=1)
+
+
 def ppo_update(actor, critic, optims: dict, trajs, *, old_lp, adv, old_v, returns, mask, rc, tc, pad: int,
                micro: int, world: int = 1, seed: str = "") -> tuple[dict, int]:
-    """`rl.ppo_epochs` passes over the batch in shuffled mini-batches of `rl.mini_batch` trajectories: the clipped
-    policy loss minus the entropy bonus, and (PPO) the clipped value loss, as token means over each mini-batch.
+    """`rl.ppo_epochs` passes over the batch in mini-batches of `rl.mini_batch` trajectories (shuffled, or in order:
+    `rl.shuffle_mini_batches`): the clipped policy loss minus the entropy bonus, and (PPO) the clipped value loss,
+    each reduced over the mini-batch as `rl.loss_reduction` says (`micro_batch_weights`).
     Returns the mean statistics and the number of optimiser steps."""
     actor.train()
     if critic is not None:
         critic.train()
     stats = {"pg_loss": 0.0, "clipfrac": 0.0, "entropy": 0.0, "vf_loss": 0.0, "vf_clipfrac": 0.0, "approx_kl": 0.0}
     n_updates = 0
-    order = list(range(len(trajs)))
     for epoch in range(rc.ppo_epochs):
-        random.Random(f"{seed}:{epoch}").shuffle(order)
+        order = mini_batch_order(len(trajs), seed, epoch, rc.shuffle_mini_batches)
         mini = max(1, rc.mini_batch // world)  # the same number of updates on every process (DDP)
         for s in range(0, len(order), mini):
             mb = order[s:s + mini]
-            n_tok = mask[mb].sum().clamp(min=1)
             for o in optims.values():
                 o.zero_grad(set_to_none=True)
-            # one backward per micro-batch (activations of one micro-batch in memory at a time), each weighted by
-            # its share of the mini-batch's tokens: the result is the mini-batch token mean
+            # one backward per micro-batch (activations of one micro-batch in memory at a time), each weighted as
+            # rl.loss_reduction says: by its share of the mini-batch's tokens (the mini-batch token mean) or equally
             lengths = [len(trajs[i].prompt_ids) + len(trajs[i].response_ids) for i in mb]
-            for part in length_buckets(lengths, micro):
+            parts = micro_batches(lengths, micro, rc.loss_reduction)
+            weights = micro_batch_weights(torch.stack([mask[[mb[j] for j in p]].sum() for p in parts]),
+                                          rc.loss_reduction)
+            for part, w in zip(parts, weights):
                 ids = [mb[j] for j in part]
                 sub = [trajs[i] for i in ids]
                 lp, ent, mm = _flat_scores(actor, sub, pad, len(sub), need_grad=True)
                 A = lp.shape[1]
-                w = mm.sum() / n_tok
                 pg, cf, akl = R.ppo_policy_loss(lp, old_lp[ids][:, :A], adv[ids][:, :A], mm, rc.clip)
                 entropy = R.masked_mean(ent, mm)
                 loss = pg - rc.entropy_coef * entropy
@@ -241,14 +269,16 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
         reference = None if tc.lora else copy.deepcopy(actor).eval().requires_grad_(False)
     modules, optims, scheds = {"actor": actor}, {}, {}
     optims["actor"] = torch.optim.AdamW([p for p in actor.parameters() if p.requires_grad], lr=budget.lr)
-    scheds["actor"] = linear_warmup(optims["actor"], budget.steps, budget.warmup_ratio)
+    scheds["actor"] = linear_warmup(optims["actor"], budget.steps, budget.warmup_ratio, rc.warmup_from_zero)
     if setup.algo == "ppo":
-        critic = (critic or ValueModel.from_causal_lm(critic_init)).to(next(actor.parameters()).device)
+        critic = (critic or ValueModel.from_causal_lm(critic_init, head_std=rc.critic_head_std)).to(
+            next(actor.parameters()).device)
         if tc.lora:
             critic.backbone = add_lora(critic.backbone, tc.lora_r, tc.lora_alpha)
         modules["critic"] = critic
         optims["critic"] = torch.optim.AdamW([p for p in critic.parameters() if p.requires_grad], lr=rc.critic_lr)
-        scheds["critic"] = linear_warmup(optims["critic"], budget.steps, rc.critic_warmup_ratio)
+        scheds["critic"] = linear_warmup(optims["critic"], budget.steps, rc.critic_warmup_ratio,
+                                         rc.warmup_from_zero)
     elif setup.algo == "grpo":
         critic = None
     else:
