@@ -145,9 +145,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "student", kd=ON_POLICY_JSD, table=False),
     Method("kd_then_gkd", "KD -> GKD", "kd", "kd", kd=ON_POLICY_JSD,
            table=False),
-    # DistiLLM with skew forward KL (the table's row: TAID's skew reverse)
-    Method("distillm_sfkl", "DistiLLM, skew forward KL", "kd", "student",
-           kd=SKEW_FKL, table=False),
+    # DistiLLM with skew forward KL (the table's row: skew reverse)
+    Method("distillm_sfkl", "DistiLLM, skew forward KL", "kd",
+           "student", kd=SKEW_FKL, table=False),
 )}
 BETA_PREFIX = "dgpo_beta_"  # `dgpo_beta_<x>`: DGPO with beta = x (the paper's beta sweep)
 
