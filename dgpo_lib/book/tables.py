@@ -107,10 +107,11 @@ def probe_table(probe: pd.DataFrame):
     from dgpo_lib.evaluation.probes import KINDS
 
     missing = ", ".join(row_label(r) for r in probe.attrs.get("missing") or [])
-    if probe.empty:
-        from IPython.display import Markdown
-        return Markdown(f"*No probe is kept with this run, and the trained weights that would compute one are not "
-                        f"here* ({missing}).")
+    if probe.empty:  # shown, not returned: a returned Markdown object also prints its repr in the chapter
+        from IPython.display import Markdown, display
+        display(Markdown(f"*No probe is kept with this run, and the trained weights that would compute one are not "
+                         f"here* ({missing})."))
+        return None
     left_out = f" Left out (no kept probe, no trained weights here): {missing}." if missing else ""
     df = probe[list(KINDS)].rename(index=row_label)
     return table(df, f"Mean probability each model gives the teacher's tokens, by kind, on "
