@@ -66,8 +66,9 @@ class RetrievalConfig:
                              "Search-R1 indexes it) or title_dot ('Title. text')")
     index_path: str | None = _f(None, "a prebuilt faiss index over the same corpus in the same order (Search-R1's "
                                 "e5_Flat.index for wiki-18), loaded instead of building one")
-    encoder_dtype: str = _f("float32", "encoder weights: float32, bfloat16 (about 2x faster on CPUs with AVX512-BF16; "
-                            "embeddings agree with float32 to cosine 0.9999) or float16 (GPU)")
+    encoder_dtype: str = _f("float32", "encoder weights: float32, bfloat16 (about 2x faster on CPUs with AVX512-BF16, "
+                            "several times slower on CPUs without; embeddings agree with float32 to cosine 0.9999), "
+                            "float16 (GPU) or auto (bfloat16 where the hardware has it, else float32; resolved at load)")
     server_url: str | None = _f(None, "use a Search-R1 compatible POST /retrieve server instead of the in-process index")
 
 
@@ -84,7 +85,9 @@ class ModelConfig:
     tiny_hidden: int = _f(64, "hidden size of tiny random models (smoke)")
     tiny_layers: int = _f(2, "layers of tiny random models (smoke); the teacher gets twice as many")
     dtype: str = _f("float32", "weight dtype: float32 or bfloat16")
-    compute_dtype: str = _f("float32", "autocast dtype of every forward pass: float32 or bfloat16 (faster on CPUs with AVX512-BF16)")
+    compute_dtype: str = _f("float32", "autocast dtype of every forward pass: float32, bfloat16 (faster on CPUs with "
+                            "AVX512-BF16 or AMX, several times slower without) or auto (bfloat16 where the hardware "
+                            "has it, else float32; resolved at load)")
     chat_template: bool = _f(False, "wrap the prompt in the tokenizer's chat template (Qwen2.5-Instruct: yes)")
     few_shot: bool = _f(True, "prepend one worked example to the prompt (small models need it to use the tags)")
 
@@ -358,7 +361,22 @@ def load_config(preset: str = "smoke", overrides: dict | list | None = None) -> 
     if cfg.preset != path.stem and path.parent == PRESET_DIR:
         cfg.preset = path.stem
     validate(cfg)
+    _resolve_auto(cfg)
     return cfg
+
+
+AUTO_DTYPE_KEYS = ("retrieval.encoder_dtype", "models.compute_dtype")
+
+
+def _resolve_auto(cfg: Config) -> None:
+    """Turn `auto` dtypes into the concrete one this machine runs fast, so that records and cache keys name
+    what ran (a run on an AVX2-only CPU and one on an AVX512-BF16 CPU do not share stages)."""
+    from dgpo_lib.models.precision import resolve_dtype
+
+    for key in AUTO_DTYPE_KEYS:
+        section, name = key.split(".")
+        obj = getattr(cfg, section)
+        setattr(obj, name, resolve_dtype(getattr(obj, name)))
 
 
 # Every choice key and every numeric key, with what it may be: checked before any work starts (`validate`).
@@ -366,9 +384,9 @@ CHOICES = {
     "retrieval.kind": ("dense", "bm25"),
     "retrieval.index_type": ("flat", "ivf", "ivfpq", "hnsw"),
     "retrieval.passage_format": ("contents", "title_dot"),
-    "retrieval.encoder_dtype": ("float32", "bfloat16", "float16"),
+    "retrieval.encoder_dtype": ("float32", "bfloat16", "float16", "auto"),
     "models.dtype": ("float32", "bfloat16", "float16"),
-    "models.compute_dtype": ("float32", "bfloat16", "float16"),
+    "models.compute_dtype": ("float32", "bfloat16", "float16", "auto"),
     "rollout.obs_truncation": ("block", "closed"),
     "rollout.generator": ("continuous", "kv", "hf", "vllm"),
     "teacher.source": ("pretrained", "make"),

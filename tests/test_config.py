@@ -127,3 +127,31 @@ def test_each_key_given_a_bad_value_stops_with_one_line_naming_it(key, value, wo
     assert "\n" not in msg and f"'{key}'" in msg and words in msg, msg
     if words != "unknown method" and words != "needs a number":
         assert f"set {key}=" in msg, msg
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bfloat16"), (False, "float32")])
+def test_auto_dtypes_become_what_the_hardware_runs_fast(monkeypatch, native, expected):
+    # bfloat16 is emulated on AVX2-only CPUs (several times slower than float32): `auto` picks per machine,
+    # once at load, so the records and cache keys name the dtype that ran
+    from dgpo_lib.models import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device_type=None: native)
+    cfg = load_config("cpu")
+    assert (cfg.retrieval.encoder_dtype, cfg.models.compute_dtype) == (expected, expected)
+    assert load_config("cpu", ["models.compute_dtype=float32"]).models.compute_dtype == "float32"
+    assert load_config("smoke").models.compute_dtype == "float32"  # smoke's own choice stays
+    assert load_config("paper").models.compute_dtype == "bfloat16"
+
+
+def test_native_bf16_reads_the_cpu_flags_when_torch_cannot_say(monkeypatch):
+    import torch
+
+    from dgpo_lib.models import precision
+
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    precision.native_bf16.cache_clear()
+    try:
+        flags = open("/proc/cpuinfo").read().split()
+        assert precision.native_bf16("cpu") == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    finally:
+        precision.native_bf16.cache_clear()
