@@ -188,6 +188,11 @@ class RLConfig:
     loss_reduction: str = _f("token_mean", "token_mean: each loss is the token mean over the mini-batch; "
                              "micro_batch_mean: the mean of the micro-batches' token means, micro-batches of "
                              "train.micro_batch trajectories in order (verl's loss / gradient_accumulation)")
+    prompt_order: str = _f("sample", "sample: each step draws its prompts afresh with the step's seed; epochs: "
+                           "consecutive slices of a permutation drawn once per epoch, the rest dropped (verl's "
+                           "shuffled DataLoader with drop_last)")
+    critic_micro_batch: int | None = _f(None, "trajectories per critic micro-batch (verl: critic.ppo_micro_batch_size "
+                                        "per GPU); None = train.micro_batch, the actor's")
     critic_head_std: float = _f(1e-3, "std of the critic's value head at initialisation (zero bias); verl's "
                                 "AutoModelForTokenClassification head: the model's initializer_range, 0.02 for Qwen2.5")
 
@@ -393,6 +398,7 @@ CHOICES = {
     "kd.lr_schedule": ("constant", "cosine"),
     "eval.rl_checkpoint": ("final", "best_val"),
     "rl.loss_reduction": ("token_mean", "micro_batch_mean"),
+    "rl.prompt_order": ("sample", "epochs"),
 }
 # (lowest, highest) allowed, None = unbounded; a key that may be null is checked only when it is set.
 RANGES = {
@@ -422,7 +428,7 @@ RANGES = {
     "rl.actor_warmup_ratio": (0, 1), "rl.critic_warmup_ratio": (0, 1), "rl.ppo_epochs": (1, None),
     "rl.mini_batch": (1, None), "rl.clip": (0, None), "rl.value_clip": (0, None), "rl.gamma": (0, 1),
     "rl.lam": (0, 1), "rl.entropy_coef": (0, None), "rl.beta": (0, None), "rl.grpo_group": (2, None),
-    "rl.critic_head_std": (0, None),
+    "rl.critic_head_std": (0, None), "rl.critic_micro_batch": (1, None),
     "eval.batch_size": (1, None), "eval.val_every": (0, None), "eval.val_points": (0, None),
     "eval.val_questions": (1, None),
 }

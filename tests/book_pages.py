@@ -1,6 +1,7 @@
 """Every page of a built book, as headless Chromium renders it at 1280 px: a screenshot each, and what a reader
-would trip over (tables or code wider than the text column, raw TeX, warnings, log lines or machine paths in
-executed outputs), measured in the browser by page_check.js."""
+would trip over (tables, code, display math or outputs wider than the text column, raw TeX, warnings, log lines,
+machine paths or Python object reprs in executed outputs, script errors on the console), measured in the browser
+by page_check.js."""
 from __future__ import annotations
 
 import html as html_lib
@@ -10,6 +11,11 @@ import subprocess
 from pathlib import Path
 
 CHECK_JS = Path(__file__).with_name("page_check.js")
+# first in <head>, before the page's own scripts: every script error and console.error of the page, for the report
+ERRORS_JS = ("<script>window.__pageErrors = []; window.addEventListener('error', function (e) { "
+             "window.__pageErrors.push(e.message || String(e)); }); (function () { var ce = console.error; "
+             "console.error = function () { window.__pageErrors.push([].join.call(arguments, ' ')); "
+             "return ce.apply(console, arguments); }; })();</script>")
 WIDTH = 1280
 
 
@@ -31,6 +37,7 @@ def check_page(chromium: str, page: Path, profile: Path, shot: Path | None = Non
     text = page.read_text(encoding="utf-8")
     if 'id="page-check-js"' not in text:
         text = text.replace("</body>", f'<script id="page-check-js">{CHECK_JS.read_text()}</script></body>')
+        text = re.sub(r"<head([^>]*)>", lambda m: f"<head{m.group(1)}>{ERRORS_JS}", text, count=1)
         page.write_text(text, encoding="utf-8")
     flags = chromium_flags(profile)
     for attempt in range(2):  # a headless Chromium now and then returns before the page's scripts ran: once more
@@ -50,4 +57,4 @@ def check_page(chromium: str, page: Path, profile: Path, shot: Path | None = Non
 
 def problems(report: dict) -> list[str]:
     return ([report["error"]] if "error" in report else []) + [
-        f"{kind}: {item}" for kind in ("wide", "latex", "warnings") for item in report.get(kind, [])]
+        f"{kind}: {item}" for kind in ("wide", "latex", "warnings", "errors") for item in report.get(kind, [])]

@@ -18,10 +18,14 @@ OUT = REPO_ROOT / "test-output"
 
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory):
-    out = tmp_path_factory.mktemp("executed")
-    runs = tmp_path_factory.mktemp("runs")
-    run_notebooks("smoke", 0, {"run_root": str(runs)}, out, progress=False)
+def executed(tmp_path_factory, pytestconfig):
+    """The ten chapters executed on the smoke preset into `<tmp>/executed` (stages in `<tmp>/runs`); each chapter's
+    start and end is written to the terminal, so the few minutes this takes do not look like a hang."""
+    base = tmp_path_factory.mktemp("book")
+    out, runs = base / "executed", base / "runs"
+    tr = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    say = (lambda line: tr.write_line(f"  {line}")) if tr else None
+    run_notebooks("smoke", 0, {"run_root": str(runs)}, out, progress=False, say=say)
     return out
 
 
@@ -67,6 +71,7 @@ def _book_copy(tmp_path, executed: Path) -> Path:
     for f in (REPO_ROOT / "book").glob("*.*"):
         shutil.copy(f, book / "book" / f.name)
     shutil.copytree(REPO_ROOT / "book" / "_static", book / "book" / "_static")  # the stylesheet
+    shutil.copytree(REPO_ROOT / "book" / "_ext", book / "book" / "_ext")  # the bibliography style
     shutil.copytree(executed, book / "book" / "executed")
     # what pages include verbatim: library functions, the preflight reports, benchmark tables
     shutil.copytree(REPO_ROOT / "dgpo_lib", book / "dgpo_lib", ignore=shutil.ignore_patterns("__pycache__"))
@@ -142,7 +147,7 @@ def test_runner_names_the_failing_notebook_and_cell(tmp_path, monkeypatch):
     # a chapter that did not run to the end never replaces the book's copy
     assert (tmp_path / "out" / "00_fails.ipynb").read_text() == "the chapter as committed"
     assert (tmp_path / "runs" / "notebooks-smoke" / "00_fails.ipynb").exists()
-    assert rp.main(["--preset", "smoke", "--out", str(tmp_path / "out"), "rl.nope=1"]) == 1  # bad key: clear exit
+    assert rp.main(["--preset", "smoke", "--out", str(tmp_path / "out"), "rl.nope=1"]) == 2  # bad key: clear exit
 
 
 def test_killing_the_main_job_mid_notebook_leaves_a_book_that_builds(tmp_path):
@@ -173,3 +178,117 @@ def test_killing_the_main_job_mid_notebook_leaves_a_book_that_builds(tmp_path):
     assert after["01_retrieval.ipynb"] == before["01_retrieval.ipynb"]
     r = _build(book)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+def test_a_rerun_over_finished_stages_leaves_git_status_clean(executed):
+    """Executing the chapters again over the same finished stages rewrites nothing: no timestamps, no random
+    cell or table ids, no machine paths; the job's record keeps the timings of the run that did the work."""
+    repo = executed.parent / "committed"
+    shutil.copytree(executed, repo)
+    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], capture_output=True, text=True, check=True).stdout
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first run")
+    run_notebooks("smoke", 0, {"run_root": str(executed.parent / "runs")}, repo, progress=False)
+    assert git("status", "--porcelain") == ""
+    for p in repo.glob("*.ipynb"):
+        meta = json.loads(p.read_text())["metadata"]["papermill"]
+        assert not Path(meta["input_path"]).is_absolute() and not Path(meta["output_path"]).is_absolute(), p.name
+        assert str(REPO_ROOT) not in p.read_text(), f"{p.name} holds a machine path"
+
+
+def test_only_must_name_a_chapter(capsys):
+    import dgpo_lib.book.reproduce as rp
+    assert rp.main(["--preset", "smoke", "--only", "99"]) == 2
+    err = capsys.readouterr().err
+    assert "--only 99: no chapter starts with 99" in err and "00_overview" in err
+
+
+def test_a_config_error_is_not_told_to_skip_preflight(capsys):
+    import dgpo_lib.book.reproduce as rp
+    assert rp.main(["--preset", "smoke", "rl.nope=1"]) == 2
+    err = capsys.readouterr().err
+    assert "rl.nope" in err and "--no-preflight" not in err
+
+
+def test_only_the_cpu_preset_writes_the_committed_book():
+    import dgpo_lib.book.reproduce as rp
+    assert rp.default_out("cpu", "runs/cpu") == REPO_ROOT / "book" / "executed"
+    assert rp.default_out("smoke", "runs/smoke") == REPO_ROOT / "runs" / "smoke" / "book-smoke"
+    assert rp.default_out("paper", "/data/runs") == Path("/data/runs/book-paper")
+
+
+def test_a_chapter_that_differs_only_in_timestamps_is_the_same():
+    import dgpo_lib.book.reproduce as rp
+    nb = {"metadata": {"papermill": {"start_time": "a", "end_time": "b", "duration": 1.0, "parameters": {"seed": 0}}},
+          "cells": [{"id": "x", "metadata": {"execution": {"iopub.status.busy": "t1"},
+                                              "papermill": {"duration": 0.5, "status": "completed"}},
+                     "outputs": [{"text": "EM 0.35"}]}]}
+    later = json.loads(json.dumps(nb))
+    later["metadata"]["papermill"].update(start_time="c", duration=2.0)
+    later["cells"][0]["metadata"].update(execution={"iopub.status.busy": "t2"})
+    later["cells"][0]["metadata"]["papermill"]["duration"] = 0.7
+    assert rp.same_but_timestamps(json.dumps(nb).encode(), json.dumps(later).encode())
+    later["cells"][0]["outputs"][0]["text"] = "EM 0.36"
+    assert not rp.same_but_timestamps(json.dumps(nb).encode(), json.dumps(later).encode())
+    assert not rp.same_but_timestamps(b"not json", json.dumps(nb).encode())
+
+
+def test_ctrl_c_stops_the_main_job_with_one_message_and_a_second_run_resumes(tmp_path):
+    """SIGINT to the job's process group (what Ctrl-C sends) while chapter 01 executes: no traceback, a message of
+    what was kept and how to resume, exit code 130; the resumed run starts from the finished stages."""
+    import os
+    import signal
+    import time
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    cmd = [sys.executable, "-m", "dgpo_lib.book.reproduce", "--preset", "smoke", "--no-preflight", "--out", str(out),
+           f"run_root={runs}", "--only", "00", "01"]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    t0 = time.time()
+    while not (runs / "notebooks-smoke" / "01_retrieval.ipynb").exists():
+        assert proc.poll() is None and time.time() - t0 < 300, "the job ended or stalled before chapter 01"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout[-2000:] + stderr[-2000:]
+    assert "Traceback" not in stderr + stdout and "KeyboardInterrupt" not in stderr + stdout, stderr[-3000:]
+    assert "stopped by Ctrl-C while chapter 01_retrieval executed" in stderr
+    assert "chapter 00_overview is finished and written" in stderr
+    assert "Resume with:" in stderr and "dgpo_lib.book.reproduce" in stderr and f"run_root={runs}" in stderr
+    (tmp_path / "stopped.txt").write_text(stderr)
+    r = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "2 chapters ran" in r.stdout
+    assert {p.name for p in out.glob("*.ipynb")} == {"00_overview.ipynb", "01_retrieval.ipynb"}
+
+
+def test_sigterm_ends_the_job_like_ctrl_c_with_exit_code_143(tmp_path):
+    import signal
+    import time
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "dgpo_lib.book.reproduce", "--preset", "smoke", "--no-preflight",
+                             "--out", str(tmp_path / "out"), f"run_root={runs}", "--only", "00"], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    t0 = time.time()
+    while not (runs / "notebooks-smoke" / "00_overview.ipynb").exists():
+        assert proc.poll() is None and time.time() - t0 < 300, "the job ended or stalled before chapter 00"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # to the job alone, as a scheduler or `kill` does
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stdout[-2000:] + stderr[-2000:]
+    assert "stopped by SIGTERM while chapter 00_overview executed" in stderr and "Traceback" not in stderr
+    time.sleep(3)  # a kernel left behind would notice its parent is gone within a second or two
+    assert _children_of(proc.pid) == [], "a kernel of the stopped job is still running"
+
+
+def _children_of(pid: int) -> list[int]:
+    """Processes that jupyter_client started for `pid` (it sets JPY_PARENT_PID in their environment)."""
+    found = []
+    for env in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"JPY_PARENT_PID={pid}".encode() in env.read_bytes().split(b"\0"):
+                found.append(int(env.parent.name))
+        except OSError:
+            pass
+    return found

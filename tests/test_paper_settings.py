@@ -79,3 +79,38 @@ def test_distillm_is_offered_in_both_skew_directions():
     from dgpo_lib.methods import METHODS
     assert METHODS["distillm"].kd.loss == "skew_reverse_kl" and METHODS["distillm_sfkl"].kd.loss == "skew_forward_kl"
     assert METHODS["distillm_sfkl"].kd.data == METHODS["distillm"].kd.data == "adaptive"
+
+
+def test_prompts_come_epoch_by_epoch_as_verls_dataloader_gives_them():
+    """verl: a shuffled DataLoader with drop_last, `train_batch_size` prompts per step: within an epoch no prompt
+    repeats, and the left-over questions are dropped. The project's own order (cpu/smoke): a fresh sample each step."""
+    import random
+
+    from dgpo_lib.train.rl import step_prompts
+
+    n, per = 10, 3  # 3 steps per epoch, one question left over each epoch
+    epoch0 = [step_prompts(n, per, s, "0", "epochs") for s in range(3)]
+    assert all(len(p) == per for p in epoch0)
+    assert len({i for p in epoch0 for i in p}) == 9  # disjoint within the epoch
+    epoch1 = [step_prompts(n, per, s, "0", "epochs") for s in range(3, 6)]
+    assert len({i for p in epoch1 for i in p}) == 9 and epoch1 != epoch0  # a new permutation each epoch
+    assert step_prompts(n, per, 4, "0", "epochs") == epoch1[1]  # a function of the step: a resumed run agrees
+    # the project's order is what it always was: the step's own seeded sample
+    assert step_prompts(n, per, 7, "0", "sample") == random.Random("0:rl:7").sample(range(n), per)
+    assert load_config("paper").rl.prompt_order == "epochs" and load_config("cpu").rl.prompt_order == "sample"
+    with pytest.raises(ValueError, match="prompt order"):
+        step_prompts(n, per, 0, "0", "nope")
+
+
+def test_the_critic_reduces_over_its_own_micro_batches():
+    """`rl.critic_micro_batch` splits the critic's loss apart from the actor's: with micro_batch_mean its gradient
+    is the mean of its own micro-batches' means (verl: 4 critic micro-batches of 8 beside 2 actor ones of 16)."""
+    from dgpo_lib.train.rl import micro_batch_weights, micro_batches
+
+    lengths = [5] * 32
+    actor = micro_batches(lengths, 16, "micro_batch_mean")
+    critic = micro_batches(lengths, 8, "micro_batch_mean")
+    assert [len(p) for p in actor] == [16, 16] and [len(p) for p in critic] == [8, 8, 8, 8]
+    import torch
+    assert micro_batch_weights(torch.tensor([3.0, 9.0, 4.0, 4.0]), "micro_batch_mean").tolist() == [0.25] * 4
+    assert load_config("paper").rl.critic_micro_batch == 8 and load_config("cpu").rl.critic_micro_batch is None

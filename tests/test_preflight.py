@@ -169,3 +169,41 @@ def test_a_wrong_data_override_is_told_to_fix_the_override():
     assert checks["corpus"].status == P.MISSING and "data.corpus override" in checks["corpus"].fix
     assert "no_such_set" in checks["question sets"].detail and "override" in checks["question sets"].fix
     assert "git checkout" not in checks["corpus"].fix + checks["question sets"].fix
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda raw: raw[:len(raw) // 2], "truncated (the gzip stream ends early)"),
+    (lambda raw: b'{"id": "0", "contents": "T\\ntext"}\n', "not a readable gzip file"),
+    (lambda raw: __import__("gzip").compress(b'{"id": "0"}\n'), "field 'contents'"),
+])
+def test_a_corpus_that_does_not_read_is_named_with_its_key(tmp_path, damage, words):
+    """Preflight reads the data files as the run will (gzip, JSON, fields): a broken corpus is `broken`, naming
+    the file and the key, and the index over it is not reported ok."""
+    good = P.REPO_ROOT / "data" / "corpus" / "cpu_corpus.jsonl.gz"
+    bad = tmp_path / "corpus.jsonl.gz"
+    bad.write_bytes(damage(good.read_bytes()))
+    cfg = load_config("smoke", [f"data.corpus={bad}", f"run_root={tmp_path / 'runs'}"])
+    checks = {c.item: c for c in P.data_checks(cfg)}
+    c = checks["corpus"]
+    assert c.status == P.BROKEN and str(bad) in c.detail and "data.corpus" in c.detail and words in c.detail
+    assert checks["index"].status == P.INFO and "not checked" in checks["index"].detail
+    assert P.main(["--preset", "smoke", f"data.corpus={bad}", f"run_root={tmp_path / 'runs'}"]) == 1
+
+
+def test_a_question_set_with_broken_json_is_named(tmp_path):
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(P.REPO_ROOT / "data", data)
+    (data / "qa" / "nq_ctx_extra.jsonl").write_text('{"id": "1", "question": "q?", "golden_answers": ["a"]}\n{"id": 2\n')
+    checks = {c.item: c for c in P.data_checks(load_config("smoke", [f"data.data_dir={data}"]))}
+    c = checks["question set nq_ctx_extra"]
+    assert c.status == P.BROKEN and "nq_ctx_extra.jsonl" in c.detail and "data.train_sets" in c.detail
+    assert "line 2" in c.detail and "broken JSON" in c.detail
+
+
+def test_the_run_names_a_truncated_gzip_file(tmp_path):
+    from dgpo_lib.data.loaders import DataError, load_corpus
+    bad = tmp_path / "c.jsonl.gz"
+    bad.write_bytes((P.REPO_ROOT / "data" / "corpus" / "cpu_corpus.jsonl.gz").read_bytes()[:50_000])
+    with pytest.raises(DataError, match=r"c\.jsonl\.gz: truncated .* after line \d+"):
+        load_corpus(bad)

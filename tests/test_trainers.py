@@ -288,3 +288,27 @@ def test_the_method_table_is_torch_free_and_matches_the_paper_rows():
         KDMethod("x", "forward_kl", ("student", "logits"))
     with pytest.raises(ValueError, match="unknown method"):
         method("nope")
+
+
+def test_the_critic_trains_on_its_own_micro_batches_and_the_epoch_order(smoke_cfg, tiny_teacher, dense, questions,
+                                                                          tmp_path):
+    """The paper preset's verl settings together (its own critic micro-batch, micro-batch-mean losses, prompts epoch
+    by epoch): both models learn, and the critic's result depends on its micro-batch as verl's does."""
+    import copy
+
+    teacher, _ = tiny_teacher
+    heads = {}
+    for cmicro in (1, None):
+        cfg = copy.deepcopy(smoke_cfg)
+        cfg.rl.critic_micro_batch, cfg.rl.loss_reduction, cfg.rl.prompt_order = cmicro, "micro_batch_mean", "epochs"
+        actor, tok = _fresh(cfg)
+        make = _rollout_fn(cfg, dense)
+        make.tok = tok
+        actor.save_pretrained(tmp_path / f"init{cmicro}")
+        critic = ValueModel.from_causal_lm(str(tmp_path / f"init{cmicro}"))
+        before = _params(critic)
+        rows = rl.train_rl(rl.RLVariant("ppo", "teacher", "selective", 1e-3), actor, tok, None, teacher, questions,
+                           make, cfg, rl_budget(cfg), tmp_path / f"run{cmicro}", progress=False, critic=critic)
+        assert [r["step"] for r in rows] == [1, 2] and _changed(before, critic) and rows[-1]["vf_loss"] > 0
+        heads[cmicro] = critic.head.weight.detach().clone()
+    assert not torch.equal(heads[1], heads[None])

@@ -135,3 +135,27 @@ def test_performance_reading_bounds_mfu_by_the_profiled_matmul_share():
     assert "10.5% of their time" in text and "41% of the GEMM rate" in text
     assert text.count("rollouts") == 1
     assert performance_reading({}).startswith("No training")
+
+
+def _last(em, hit, searches):
+    return {"step": 10, "val_em": em, "val_hit_ratio": hit, "val_searches": searches, "val_answered": 1.0}
+
+
+def test_finding_vs_reading_compares_each_run_and_names_runs_that_never_search():
+    from dgpo_lib.book.readings import finding_vs_reading, val_reading
+    # the committed run's case: 0-40% found, EM 0.000-0.080, where the 0% runs never searched
+    text = finding_vs_reading({"kd": _last(0.08, 0.40, 1.2), "seqkd": _last(0.02, 0.30, 1.0),
+                               "gkd": _last(0.0, 0.0, 0.0)})
+    assert "about as often" not in text
+    assert "held a gold answer in 30%-40%" in text and "EM was 0.020-0.080" in text
+    assert "each finds the answer at least twice as often as it writes it out" in text
+    assert "GKD never searched" in text
+    # a run that reads out most of what it finds, beside one that does not
+    text = finding_vs_reading({"kd": _last(0.30, 0.35, 1.0), "seqkd": _last(0.02, 0.30, 1.0)})
+    assert "SeqKD finds it at least twice as often as it writes it out" in text and "never searched" not in text
+    assert finding_vs_reading({"kd": _last(0.30, 0.35, 1.0)}).endswith("each reads out more than half of what it finds.")
+    assert finding_vs_reading({"gkd": _last(0.0, 0.0, 0.0)}) == ("- **Finding vs reading**: no run searched at its last "
+                                                                 "validation point. GKD never searched, so had nothing "
+                                                                 "retrieved to read.")
+    assert finding_vs_reading({"kd": {"step": 1, "val_em": 0.1}}) is None  # records without a hit ratio
+    assert "Finding vs reading" in val_reading({"kd": [_last(0.08, 0.40, 1.2)]})

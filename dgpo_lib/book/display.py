@@ -5,6 +5,33 @@ from __future__ import annotations
 import pandas as pd
 
 _FIG_NO = [0]
+_TABLE_NO = [0]
+
+
+def stable_table_output() -> None:
+    """Every pandas table a chapter displays gets the id `t<n>` (its order in the chapter) and a plain-text form
+    of its cells, instead of pandas' random id and a repr with a memory address: executing a chapter again over
+    the same results writes the same bytes (a rerun leaves `git status` clean). IPython's formatters for the type
+    take precedence over the object's own `_repr_html_`."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    from pandas.io.formats.style import Styler
+
+    ip = get_ipython()
+    if ip is None:
+        return
+
+    def html(st: Styler) -> str:
+        _TABLE_NO[0] += 1
+        return st.set_uuid(f"t{_TABLE_NO[0]}").to_html()
+
+    def plain(st: Styler, printer, cycle) -> None:
+        printer.text((f"{st.caption}\n" if st.caption else "") + st.data.to_string())
+
+    ip.display_formatter.formatters["text/html"].for_type(Styler, html)
+    ip.display_formatter.formatters["text/plain"].for_type(Styler, plain)
 
 
 def set_style():
@@ -13,6 +40,7 @@ def set_style():
 
     matplotlib.rcParams.update({"figure.dpi": 110, "savefig.bbox": "tight", "axes.titleweight": "bold"})
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    stable_table_output()
 
 
 def show(fig, caption: str):

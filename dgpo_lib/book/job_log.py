@@ -16,10 +16,13 @@ LOG_ENV = "DGPO_LOG"  # the main job names its log file here; each chapter's ker
 
 
 class LogFollower:
-    """Print what is appended to `path` from now on, until `stop()`."""
+    """Print what is appended to `path` from now on, until `stop()`. `status`, if given, is asked on every poll for a
+    line of its own to print (the main job's "stages finished, time left" when a stage finishes)."""
 
-    def __init__(self, path: Path, out=None, prefix: str = "  ", every_s: float = 0.5, bar_every_s: float = 60.0):
+    def __init__(self, path: Path, out=None, prefix: str = "  ", every_s: float = 0.5, bar_every_s: float = 60.0,
+                 status=None):
         self.path, self.out, self.prefix = Path(path), out or sys.stdout, prefix
+        self.status = status
         self.every_s, self.bar_every_s = every_s, bar_every_s
         self.tty = hasattr(self.out, "isatty") and self.out.isatty()
         self._pos = self.path.stat().st_size if self.path.exists() else 0
@@ -45,6 +48,13 @@ class LogFollower:
             self.poll()
 
     def poll(self) -> None:
+        self._poll_log()
+        note = self.status() if self.status else None
+        if note:
+            self._line(note)
+            self.out.flush()
+
+    def _poll_log(self) -> None:
         if not self.path.exists():
             return
         with open(self.path, encoding="utf-8", errors="replace", newline="") as f:  # keep the \r of bars

@@ -40,14 +40,40 @@ def val_reading(val: dict[str, list[dict]]) -> str:
     out.append(f"- **The protocol** at the last point: {_span([r['val_searches'] for r in last], '{:.2f}'.format)} "
                f"searches per question, {_span([r['val_answered'] for r in last], _pct)} of episodes end in an "
                "`<answer>`.")
-    hits = [r.get("val_hit_ratio") for r in last if r.get("val_hit_ratio") is not None]
-    if hits:
-        ems = [r["val_em"] for r in last]
-        gap = "far more often than" if max(ems) < min(hits) / 2 else "about as often as"
-        out.append(f"- **Finding vs reading**: a retrieved passage held a gold answer in "
-                   f"{_span(hits, _pct)} of episodes while EM was {_span(ems, '{:.3f}'.format)}: the students find "
-                   f"the answer {gap} they write it out.")
+    finding = finding_vs_reading({k: v[-1] for k, v in val.items()})
+    if finding:
+        out.append(finding)
     return "\n".join(out)
+
+
+def finding_vs_reading(last: dict[str, dict]) -> str | None:
+    """A bullet comparing, run by run, how often a retrieved passage held a gold answer with how often the answer
+    was written out (EM), at each run's last validation point. Runs that never search are named apart: they have
+    nothing retrieved to read, so their 0% found says nothing about reading."""
+    rows = {k: r for k, r in last.items() if r.get("val_hit_ratio") is not None}
+    if not rows:
+        return None
+    searching = {k: r for k, r in rows.items() if r.get("val_searches", 0) > 0}
+    silent = [row_label(k) for k in rows if k not in searching]
+    never = (f" {', '.join(silent)} never searched, so had nothing retrieved to read." if silent else "")
+    if not searching:
+        return "- **Finding vs reading**: no run searched at its last validation point." + never
+    hits = [r["val_hit_ratio"] for r in searching.values()]
+    ems = [r["val_em"] for r in searching.values()]
+    more = [k for k, r in searching.items() if r["val_hit_ratio"] >= 2 * r["val_em"]
+            and r["val_hit_ratio"] - r["val_em"] >= 0.05]
+    head = (f"- **Finding vs reading** (last validation point): in the runs that search, a retrieved passage held a "
+            f"gold answer in {_span(hits, _pct)} of episodes, while their EM was {_span(ems, '{:.3f}'.format)}; ")
+    if len(more) == len(searching):
+        verdict = ("each finds the answer at least twice as often as it writes it out." if len(more) > 1
+                   else "it finds the answer at least twice as often as it writes it out.")
+    elif more:
+        verdict = (f"{', '.join(row_label(k) for k in more)} find{'s' if len(more) == 1 else ''} it at least twice as "
+                   f"often as {'it writes' if len(more) == 1 else 'they write'} it out, the others read out more "
+                   f"than half of what they find.")
+    else:
+        verdict = "each reads out more than half of what it finds."
+    return head + verdict + never
 
 
 def rewarded_rollouts(curve: list[dict]) -> tuple[int, int]:

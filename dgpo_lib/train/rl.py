@@ -52,6 +52,21 @@ def prompts_per_step(wanted: int, available: int, world: int) -> int:
     return min(-(-max(wanted, 1) // world) * world, most)
 
 
+def step_prompts(n: int, per_step: int, step: int, seed: str, order: str) -> list[int]:
+    """Indices of the questions step `step` rolls out, a function of the step alone (a resumed run agrees):
+    `sample`, a fresh seeded sample each step (questions may repeat across steps); `epochs`, consecutive slices of a
+    permutation drawn once per epoch, the left-over questions dropped (verl's shuffled DataLoader, drop_last)."""
+    if order == "sample":
+        return random.Random(f"{seed}:rl:{step}").sample(range(n), per_step)
+    if order == "epochs":
+        per_epoch = n // per_step
+        epoch, pos = divmod(step, per_epoch)
+        perm = list(range(n))
+        random.Random(f"{seed}:rl-epoch:{epoch}").shuffle(perm)
+        return perm[pos * per_step:(pos + 1) * per_step]
+    raise ValueError(f"unknown prompt order {order!r} (rl.prompt_order: sample or epochs)")
+
+
 def _per_action(trajs, pad_id, micro, need_grad, forward, n_out: int):
     """`forward(batch) -> (n_out flat tensors over the batch's action tokens, the rows' action counts)` run over
     length-bucketed micro-batches of `trajs`; each output padded to [B, A] in the trajectories' order, and the mask."""
@@ -224,9 +239,16 @@ def ppo_update(actor, critic, optims: dict, trajs, *, old_lp, adv, old_v, return
                 stats["clipfrac"] += (w * cf).item()
                 stats["entropy"] += (w * entropy).item()
                 stats["approx_kl"] += (w * akl).item()
-                if critic is not None:
-                    v = _values(critic, sub, pad, len(sub), need_grad=True)[:, :A]
-                    vl, vcf = R.value_loss(v, old_v[ids][:, :A], returns[ids][:, :A], mm, rc.value_clip)
+            if critic is not None:  # its own micro-batches (verl: critic.ppo_micro_batch_size), else the actor's
+                cmicro = rc.critic_micro_batch or micro
+                cparts = parts if cmicro == micro else micro_batches(lengths, cmicro, rc.loss_reduction)
+                cweights = weights if cmicro == micro else micro_batch_weights(
+                    torch.stack([mask[[mb[j] for j in p]].sum() for p in cparts]), rc.loss_reduction)
+                for part, w in zip(cparts, cweights):
+                    ids = [mb[j] for j in part]
+                    v = _values(critic, [trajs[i] for i in ids], pad, len(ids), need_grad=True)
+                    A = v.shape[1]
+                    vl, vcf = R.value_loss(v, old_v[ids][:, :A], returns[ids][:, :A], mask[ids][:, :A], rc.value_clip)
                     (vl * w).backward()
                     stats["vf_loss"] += (w * vl).item()
                     stats["vf_clipfrac"] += (w * vcf).item()
@@ -304,12 +326,11 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
         return _flat_scores(reference, trajs, pad, micro)[0]
 
     def step_fn(step: int) -> dict:
-        rng = random.Random(f"{cfg.seed}:rl:{step}")
         wanted = budget.batch_size
         if setup.algo == "grpo" and rc.grpo_same_trajectories:
             wanted //= rc.grpo_group  # as many trajectories per step as PPO (the authors roll out 512 x 5)
         n_q = prompts_per_step(wanted, len(questions), world)
-        qs = [questions[i] for i in rng.sample(range(len(questions)), n_q)]
+        qs = [questions[i] for i in step_prompts(len(questions), n_q, step, str(cfg.seed), rc.prompt_order)]
         qs = qs[rank::world]  # this process's share: the same size on every process
         group = None
         dev = next(actor.parameters()).device  # the RL arithmetic runs where the log-probs are

@@ -87,13 +87,19 @@ class OracleGenerator:
         return out
 
 
-def oracle_trajectories(env: SearchEnv, questions: Sequence[QAExample], batch_size: int = 32) -> list[Trajectory]:
+def oracle_trajectories(env: SearchEnv, questions: Sequence[QAExample], batch_size: int = 32,
+                        progress: bool = False) -> list[Trajectory]:
     """Run the oracle through `env` (its generator is replaced); keep correct, answer-grounded trajectories."""
+    from tqdm import tqdm
+
     out = []
-    for s in range(0, len(questions), batch_size):
-        part = questions[s:s + batch_size]
-        env.gen = OracleGenerator(env.tok, part)
-        out += [t for t in env.run(part) if t.em == 1.0 and t.info_contains_answer()]
+    with tqdm(total=len(questions), desc="oracle trajectories (searches)", unit="q", disable=not progress) as bar:
+        for s in range(0, len(questions), batch_size):
+            part = questions[s:s + batch_size]
+            env.gen = OracleGenerator(env.tok, part)
+            out += [t for t in env.run(part) if t.em == 1.0 and t.info_contains_answer()]
+            bar.update(len(part))
+            bar.set_postfix(kept=len(out))
     return out
 
 
