@@ -13,7 +13,9 @@ cmd=(.venv/bin/python -m dgpo_lib.book.reproduce --preset smoke --out "$out" "ru
 shown="\$ .venv/bin/python -m dgpo_lib.book.reproduce --preset smoke --out <scratch> run_root=$runs"
 {
   echo "$shown"
-  setsid "${cmd[@]}" > "$log.job" 2>&1 &
+  # a script's background job starts with SIGINT ignored: restore it, and give the job its own process group
+  .venv/bin/python -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.setsid();
+os.execv(sys.argv[1], sys.argv[1:])' "${cmd[@]}" > "$log.job" 2>&1 &
   job=$!
   until [ -e "$runs/notebooks-smoke/03_teacher_rollouts.ipynb" ]; do
     kill -0 "$job" 2>/dev/null || { cat "$log.job"; echo "the job ended before chapter 03"; exit 1; }

@@ -1,10 +1,11 @@
 """Carry the prose of `notebooks/*.ipynb` into the executed chapters in `book/executed/` without executing them:
 `python scripts/sync_chapter_text.py [--check]`.
 
-A chapter is updated only when its code cells are exactly those of the executed copy (so every output still
-belongs to the code above it); the markdown between them is replaced by the source's. A chapter whose code
-changed is left alone and named: it needs `python -m dgpo_lib.book.reproduce --only NN`. `--check` writes nothing
-and exits 1 if any chapter's prose differs.
+A chapter's prose is updated only when its code cells are exactly those of the executed copy (so every output
+still belongs to the code above it); the markdown between them is replaced by the source's. A chapter whose code
+changed keeps its prose and is named: it needs `python -m dgpo_lib.book.reproduce --only NN`. Every chapter gets
+the metadata the main job writes (`reproduce.finished_chapter`: repository-relative paths, no machine's folders).
+`--check` writes nothing and exits 1 if any chapter would change.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from dgpo_lib.book.reproduce import finished_chapter  # noqa: E402
 
 
 def _segments(cells: list[dict]) -> tuple[list[str], list[list[dict]]]:
@@ -69,16 +72,17 @@ def main(argv=None) -> int:
         new = synced(json.loads(src.read_text(encoding="utf-8")), executed)
         if new is None:
             stale.append(src.stem)
-            continue
+            new = executed
+        new = json.loads(finished_chapter(json.dumps(new).encode(), src, target))
         if new != executed:
             differs.append(src.stem)
             if not a.check:
                 tmp = target.with_suffix(".tmp")
                 tmp.write_text(json.dumps(new, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
                 tmp.replace(target)
-    print(f"prose {'differs in' if a.check else 'carried into'}: {', '.join(differs) or 'no chapter'}")
+    print(f"{'would change' if a.check else 'updated'}: {', '.join(differs) or 'no chapter'}")
     if stale:
-        print(f"code changed, not touched (execute them again): {', '.join(stale)}")
+        print(f"code changed, prose not carried (execute them again): {', '.join(stale)}")
     return 1 if a.check and differs else 0
 
 

@@ -1,5 +1,7 @@
 """The install story stays true: pins agree, README has exactly two set-up commands, CI runs the test one."""
 import re
+import subprocess
+import sys
 
 from dgpo_lib.data.loaders import REPO_ROOT
 
@@ -133,3 +135,15 @@ def test_pyproject_lists_every_subpackage():
                              if d.is_dir() and d.name != "__pycache__" and any(d.glob("*.py")) | any(d.glob("*.yaml")))}
     assert folders == listed, f"pyproject.toml packages miss {sorted(folders - listed)}, name {sorted(listed - folders)}"
 
+
+
+def test_no_committed_chapter_holds_a_machine_path():
+    """The executed chapters name files relative to the repository (papermill's record included): nothing of the
+    machine that ran them (`scripts/sync_chapter_text.py` rewrites the record of chapters executed before)."""
+    import re
+    for p in sorted((REPO_ROOT / "book" / "executed").glob("*.ipynb")):
+        text = p.read_text(encoding="utf-8")
+        found = re.findall(r"(?:/work|/root|/home|/tmp)/[\w.-]+", text)
+        assert not found, f"{p.name}: {found[:3]}"
+    assert subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "sync_chapter_text.py"), "--check"],
+                          capture_output=True, text=True).returncode == 0, "run scripts/sync_chapter_text.py"

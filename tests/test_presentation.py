@@ -49,6 +49,40 @@ def test_log_follower_prints_lines_and_redraws_bars_at_most_once_a_minute(tmp_pa
                      "  2026-01-01 teacher: done"]
 
 
+def test_log_follower_strips_colour_codes_off_a_terminal_and_prints_the_stage_heartbeat(tmp_path):
+    log = tmp_path / "main.log"
+    log.write_text("")
+    notes = iter([None, "-- 3 of 31 stages finished; about 2.0 h of stage work left at the reference run's costs"])
+    out = io.StringIO()
+    f = LogFollower(log, out=out, status=lambda: next(notes, None))
+    with open(log, "a") as w:
+        w.write("\x1b[0;31mValueError\x1b[0m: boom\n")
+    f.poll()
+    f.poll()
+    assert out.getvalue().splitlines() == ["  ValueError: boom", "  -- 3 of 31 stages finished; about 2.0 h of stage "
+                                           "work left at the reference run's costs"]
+
+
+def test_stage_watch_speaks_only_when_a_stage_finishes():
+    from dgpo_lib.book.reproduce import StageWatch
+
+    class FakeRun:
+        done = {"a"}
+
+        def stage_names(self):
+            return ["a", "b", "c"]
+
+        def is_done(self, s):
+            return s in self.done
+
+    run = FakeRun()
+    w = StageWatch(run, {"a": 60.0, "b": 7200.0, "c": 600.0}, every_s=0)
+    assert w() is None  # nothing new since it started
+    run.done = {"a", "b"}
+    assert w() == "-- 2 of 3 stages finished; about 10 min of stage work left at the reference run's costs"
+    assert w() is None
+
+
 def test_table_shows_counts_as_counts():
     html = table({"all": {"n": 1600, "em": 0.44625}, "kept": {"n": 714, "em": 1.0}}, index="trajectories").to_html()
     assert "1,600" in html and "1600.000" not in html and "0.446" in html and "1.000" in html

@@ -6,12 +6,14 @@ about once a minute otherwise (a log file, CI), so a redirected log stays readab
 """
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import threading
 import time
 from pathlib import Path
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 LOG_ENV = "DGPO_LOG"  # the main job names its log file here; each chapter's kernel writes its stderr to it
 
 
@@ -73,7 +75,12 @@ class LogFollower:
             self._bar(bar)
         self.out.flush()
 
+    def _plain(self, text: str) -> str:
+        """Colour codes (IPython tracebacks, some libraries' logs) only on a terminal; a log file gets plain text."""
+        return text if self.tty else _ANSI.sub("", text)
+
     def _line(self, text: str) -> None:
+        text = self._plain(text)
         if self._bar_shown:  # a finished line goes below the bar that was being redrawn
             self.out.write("\n")
             self._bar_shown = False
@@ -86,4 +93,4 @@ class LogFollower:
             self._bar_shown = True
         elif time.time() - self._bar_printed_at >= self.bar_every_s:
             self._bar_printed_at = time.time()
-            self.out.write(f"{self.prefix}{text}\n")
+            self.out.write(f"{self.prefix}{self._plain(text)}\n")

@@ -3,8 +3,9 @@
 Reports in seconds, each as ok / missing / too small (or info), with the command or setting that fixes it:
 models (local cache or hub), data and index, GPU and host memory and disk against the preset's estimate, software,
 and an estimate of each stage's GPU time. Exit status 0 when nothing is missing or too small, else 1. Nothing is
-downloaded, built or loaded. Memory, disk and time figures are estimates from parameter counts and the preset's
-batch settings (stated below each table), not measurements.
+downloaded, built or loaded, and nothing is written but the report to `--out` when given; it takes seconds (the
+data files are read to the end). Memory, disk and time figures are estimates from parameter counts and the
+preset's batch settings (stated below each table), not measurements.
 """
 from __future__ import annotations
 

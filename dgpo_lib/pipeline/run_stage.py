@@ -6,7 +6,10 @@
 
 Stages: index, student (healing a pruned student), teacher, tgo, kd_<seqkd|kd|gkd|distillm|taid|gkd_onpolicy|kd_then_gkd>,
 rl_<variant>, eval_<row>, results.
-A stage that was interrupted resumes from its latest checkpoint.
+A stage that was interrupted resumes from its latest checkpoint; one that has finished returns at once. It runs
+the stages it reads first, and writes each under the run folder (`run_root`, default `runs/`):
+`<run_root>/<preset>-<stage key>/<stage>/` with its `done.json`. How long: seconds on `smoke`; on `cpu`, what
+`results/cpu/<stage>/done.json` records (5 to 100 minutes a stage on 2 cores); prints the stage's result as JSON.
 """
 from __future__ import annotations
 
