@@ -204,6 +204,12 @@ def test_only_must_name_a_chapter(capsys):
     assert "--only 99: no chapter starts with 99" in err and "00_overview" in err
 
 
+def test_overrides_after_only_stay_overrides(capsys):
+    import dgpo_lib.book.reproduce as rp
+    assert rp.main(["--preset", "smoke", "--only", "05", "rl.nope=1"]) == 2  # the override is read (and refused)
+    assert "rl.nope" in capsys.readouterr().err
+
+
 def test_a_config_error_is_not_told_to_skip_preflight(capsys):
     import dgpo_lib.book.reproduce as rp
     assert rp.main(["--preset", "smoke", "rl.nope=1"]) == 2

@@ -308,6 +308,9 @@ def main(argv=None) -> int:
                     help="run only these of cfg.eval.ablations in notebook 06 (default: all)")
     ap.add_argument("--no-preflight", action="store_true", help="skip the preflight check (python -m dgpo_lib.pipeline.preflight)")
     a = parse(ap, argv)
+    if a.only:  # `--only 05 rl.beta=0.01`: argparse gives the override to --only; it belongs to the overrides
+        a.overrides += [o for o in a.only if "=" in o]
+        a.only = [o for o in a.only if "=" not in o]
     _STOPPED_BY["signal"] = "Ctrl-C"
     try:
         chapters(a.only)
@@ -337,7 +340,7 @@ def main(argv=None) -> int:
         flatten(ov)
         t0 = time.time()
         done = run_notebooks(a.preset, a.seed, flat, a.out, a.only, ablations=a.ablations)
-        print(f"reproduce: {len(done)} chapters ran in {(time.time() - t0) / 60:.1f} min")
+        print(f"reproduce: {len(done)} chapter{'s' if len(done) != 1 else ''} ran in {(time.time() - t0) / 60:.1f} min")
         return 0
     except (ConfigError, NotebookFailed) as e:
         print(f"reproduce: {e}", file=sys.stderr)
