@@ -100,7 +100,8 @@ def test_book_builds_without_warnings_and_renders(executed, tmp_path):
     found = {}
     for page in book_pages.pages(root):  # every page at 1280 px: a screenshot, and what a reader would trip over
         name = str(page.relative_to(root).with_suffix("")).replace("/", "__")
-        report = book_pages.check_page(chromium, page, tmp_path / "chrome", OUT / f"{name}.png")
+        # a fresh profile each page: every page as a first visit (empty localStorage), as a reader arriving from a link
+        report = book_pages.check_page(chromium, page, tmp_path / "chrome" / name, OUT / f"{name}.png")
         found[name] = report
         assert not book_pages.problems(report), f"{page.relative_to(root)}: {book_pages.problems(report)}"
         assert (OUT / f"{name}.png").stat().st_size > 10_000, name
