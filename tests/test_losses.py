@@ -131,3 +131,19 @@ def test_chunked_kd_loss_gives_the_same_loss_and_gradient(name):
     assert values[0] == pytest.approx(values[1], rel=1e-5)
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
     assert grads[0].abs().sum() > 0
+
+
+def test_pull_on_a_token_the_student_never_writes():
+    """Forward KL's logit gradient at the teacher's token is p_S - p_T by hand; the bounded divergences pull with a
+    fraction of it that shrinks with the student's probability (the calibration note's figures, recomputed)."""
+    from dgpo_lib.train.loss_pull import pull, relative_pull
+
+    assert pull(losses.forward_kl, 0.01, teacher_p=0.98) == pytest.approx(0.98 - 0.01, rel=1e-3)  # float32 inside
+    rel = relative_pull({"kd": losses.forward_kl,
+                         "distillm": lambda s, t: losses.skew_reverse_kl(s, t, 0.1),
+                         "gkd": lambda s, t: losses.generalized_jsd(s, t, 0.1)}, [0.1, 0.01, 0.001])
+    assert rel["kd"] == {0.1: 1.0, 0.01: 1.0, 0.001: 1.0}
+    assert rel["distillm"][0.1] == pytest.approx(0.36, abs=0.01) and rel["distillm"][0.001] == pytest.approx(0.0082, abs=5e-4)
+    assert rel["gkd"][0.1] == pytest.approx(0.068, abs=0.002) and rel["gkd"][0.001] == pytest.approx(0.0043, abs=3e-4)
+    for name in ("distillm", "gkd"):  # weaker and weaker as the student's probability falls
+        assert rel[name][0.1] > rel[name][0.01] > rel[name][0.001]

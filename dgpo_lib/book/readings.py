@@ -186,3 +186,71 @@ def performance_reading(bench: dict[str, dict | None]) -> str:
                    f"tokenising, sampling and bookkeeping; the target is under 10%), and prefill runs at "
                    f"{_pct(r['prefill_share_of_gemm'])} of the GEMM rate (the target is 50%).")
     return "\n".join(out) or "No training, profile or rollout benchmark results for this preset yet."
+
+
+def box(title: str, bullets: Sequence[str]) -> str:
+    """A MyST admonition with `bullets` (a chapter's "what this run shows and what it does not"), "" when empty."""
+    bullets = [b for b in bullets if b]
+    if not bullets:
+        return ""
+    return f":::{{admonition}} {title}\n:class: important\n\n" + "\n".join(f"- {b}" for b in bullets) + "\n:::"
+
+
+def results_bullets(res: dict, rows: Sequence[str], summary: dict, cold: Sequence[str], spread: str = "") -> list[str]:
+    """What the results table decides, in sentences from its own numbers: the claims that hold against rows above
+    zero, those that hold only against rows at zero, RL rows that are their cold start, and run-to-run spread."""
+    from dgpo_lib.book.claims import FLOOR
+    from dgpo_lib.methods import method
+
+    def count(n: int) -> str:
+        return "none" if n == 0 else str(n)
+
+    s = summary
+    held = (f"Of the paper's {s['total']} comparison claims, {count(s['held'])} "
+            f"{'holds' if s['held'] <= 1 else 'hold'} beyond resampling noise against a row above zero")
+    rest = [f"{s['noise']} point{'s' if s['noise'] == 1 else ''} its way within noise" if s["noise"] else "",
+            f"{s['failed']} fail{'s' if s['failed'] == 1 else ''}" if s["failed"] else ""]
+    out = [held + "".join(f"; {r}" for r in rest if r) + "."]
+    if s["at_zero"]:
+        zero = ", ".join(f"{row_label(r)} {res['avg_em'][r]:.3f}" for r in s["at_zero_rows"])
+        out.append(f"{s['at_zero']} {'holds' if s['at_zero'] == 1 else 'hold'} only against a row at zero ({zero}; "
+                   f"below {FLOOR} average EM), which says only that the other method learned something.")
+    if cold:
+        starts = "; ".join(f"{row_label(r)}: {row_label(method(r).start)}" for r in cold)
+        out.append(f"{' and '.join(row_label(r) for r in cold)}: validation EM never rose above step 0, so the "
+                   f"checkpoint selected is the model RL started from ({starts}), and the row measures that model, "
+                   "not what RL adds.")
+    if spread:
+        out.append(spread)
+    return out
+
+
+def rl_bullets(curves: dict[str, list[dict]], val: dict[str, list[dict]]) -> list[str]:
+    """Short sentences for the top of an RL chapter, one per run: the reward signal it had (rewarded sampled
+    rollouts) and where its validation EM was best (step 0 means the row is the model RL started from)."""
+    from dgpo_lib.book.selection import selected_step
+    from dgpo_lib.methods import method
+
+    out = []
+    for k, c in curves.items():
+        if not c:
+            continue
+        rewarded, total = rewarded_rollouts(c)
+        line = f"{row_label(k)}: {rewarded} of {total} sampled training rollouts earned a reward"
+        v = val.get(k) or []
+        step = selected_step(v)
+        if step == 0:
+            line += (f"; validation EM was never higher than at step 0, so its selected checkpoint, and its row in "
+                     f"the table, is its starting model ({row_label(method(k).start)})")
+        elif step is not None:
+            b = max(v, key=lambda r: r["val_em"])
+            line += f"; validation EM rose from {v[0]['val_em']:.3f} at step 0 to {b['val_em']:.3f} at step {step}"
+        out.append(line + ".")
+    return out
+
+
+def kd_bullets(val: dict[str, list[dict]]) -> list[str]:
+    """The top of the KD chapter: the validation ranking of the KD runs and, run by run, finding vs reading (the
+    bullets `val_reading` gives under the curves, without their list marks)."""
+    keep = ("- **Ranking", "- **Finding")
+    return [b[2:] for b in val_reading(val).split("\n") if b.startswith(keep)]
