@@ -16,6 +16,7 @@ import torch
 
 from dgpo_lib.data.loaders import REPO_ROOT
 from dgpo_lib.io_utils import atomic_dir
+from dgpo_lib.models.layer_selection import LayerChoice, choose_layers, use_layers
 
 log = logging.getLogger(__name__)
 
@@ -147,36 +148,43 @@ def build_tiny_model(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0
     return out
 
 
-def prune_layers(src: Path, out: Path, keep_n: int) -> Path:
-    """Keep `keep_n` evenly spaced decoder layers (first and last included), as DistilBERT initialises its
-    student from every other teacher layer. Same tokenizer and embeddings, far fewer parameters."""
+def prune_layers(src: Path, out: Path, keep_n: int, choice: LayerChoice = LayerChoice(),
+                 progress: bool = True) -> Path:
+    """Keep `keep_n` decoder layers of `src`, chosen by `choice` (models.student_layer_choice: spaced or greedy,
+    dgpo_lib/models/layer_selection.py). Same tokenizer and embeddings, far fewer parameters; dgpo_model.json
+    records which layers were kept and how they were chosen."""
     if (out / "model.safetensors").exists():
         return out
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
+    tok = load_tokenizer(src)
     n = model.config.num_hidden_layers
-    if not 1 <= keep_n <= n:
-        raise ValueError(f"student_layers={keep_n} but the base model has {n} layers")
-    keep = sorted({round(i * (n - 1) / max(keep_n - 1, 1)) for i in range(keep_n)})
-    layers = model.model.layers
-    model.model.layers = torch.nn.ModuleList([layers[i] for i in keep])
-    for new_idx, layer in enumerate(model.model.layers):
-        layer.self_attn.layer_idx = new_idx  # KV-cache slots follow the new numbering
-    model.config.num_hidden_layers = len(keep)
-    if getattr(model.config, "layer_types", None):
-        model.config.layer_types = [model.config.layer_types[i] for i in keep]
+    if choice.rule == "greedy":  # hundreds of forward passes: on the GPU where there is one
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        selection = {**choose_layers(model.to(device), tok, keep_n, choice, progress), "calibration_device": device}
+        model.to("cpu")
+    else:
+        selection = choose_layers(model, tok, keep_n, choice, progress)
+    use_layers(model, list(model.model.layers), getattr(model.config, "layer_types", None), selection["kept_layers"])
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
-        load_tokenizer(src).save_pretrained(tmp)
-        (tmp / "dgpo_model.json").write_text(json.dumps({"kind": "layer-pruned", "base": str(src),
-                                                          "kept_layers": keep, "base_layers": n}))
+        tok.save_pretrained(tmp)
+        (tmp / "dgpo_model.json").write_text(json.dumps({"kind": "layer-pruned", "base": str(src), "base_layers": n,
+                                                          **selection}, indent=1))
     return out
 
 
+def pruned_folder_name(base: str | Path, layers: int, choice: LayerChoice) -> str:
+    """`<base>-L<layers>-<rule>`: e.g. smollm2-135m-instruct-L15-greedy-c32x128-1a2b3c4d."""
+    return f"{Path(str(base)).name}-L{layers}-{choice.tag()}"
+
+
 def resolve_model_path(name: str, role: str = "student", layers: int | None = None, tiny_hidden: int = 64,
-                       tiny_layers: int = 2, seed: int = 0) -> str:
-    """Turn a model spec from the config into a loadable path or hub id (building caches as needed)."""
+                       tiny_layers: int = 2, seed: int = 0, choice: LayerChoice = LayerChoice(),
+                       progress: bool = True) -> str:
+    """Turn a model spec from the config into a loadable path or hub id (building caches as needed); with
+    `layers`, the base (tiny-random included) cut to that many decoder layers, chosen by `choice`."""
     if name == TINY:
         n = tiny_layers * (2 if role == "teacher" else 1)
         base = build_tiny_model(cache_dir() / "models" / f"tiny-h{tiny_hidden}-l{n}-s{seed}", tiny_hidden, n, seed)
@@ -190,13 +198,23 @@ def resolve_model_path(name: str, role: str = "student", layers: int | None = No
             raise FileNotFoundError(f"model path {name} does not exist")
         else:
             base = None  # a hub id: transformers resolves (and, offline, refuses) it
-    if layers is not None and name != TINY:
+    if layers is not None:
         if base is None:
             from huggingface_hub import snapshot_download
             base = Path(from_hub(snapshot_download, name))
-        tag = Path(str(base)).name
-        return str(prune_layers(Path(base), cache_dir() / "models" / f"{tag}-L{layers}", layers))
+        out = cache_dir() / "models" / pruned_folder_name(base, layers, choice)
+        return str(prune_layers(Path(base), out, layers, choice, progress))
     return str(base) if base is not None else name
+
+
+def student_layer_choice(cfg) -> LayerChoice:
+    """How the config's student keeps its layers; for greedy, with its calibration passages (the first
+    `models.layer_calib_passages` of healing's training split, dgpo_lib/data/healing_text.py)."""
+    m = cfg.models
+    if m.student_layers is None or m.student_layer_choice == "spaced":
+        return LayerChoice(m.student_layer_choice)
+    from dgpo_lib.data.healing_text import layer_calibration_texts
+    return LayerChoice(m.student_layer_choice, tuple(layer_calibration_texts(cfg)), m.heal_seq_len)
 
 
 def hub_missing(name: str, what: str = "model") -> FileNotFoundError:
@@ -238,7 +256,8 @@ def load_role(cfg, role: str, path: str | None = None):
     if path is None:
         name = m.teacher if role == "teacher" else m.student
         layers = None if role == "teacher" else m.student_layers
-        path = resolve_model_path(name, role, layers, m.tiny_hidden, m.tiny_layers, cfg.seed)
+        choice = LayerChoice() if role == "teacher" else student_layer_choice(cfg)
+        path = resolve_model_path(name, role, layers, m.tiny_hidden, m.tiny_layers, cfg.seed, choice)
     device = "cuda" if torch.cuda.is_available() else None
     return load_model(path, m.dtype, device)
 

@@ -30,7 +30,8 @@ RL_COMMON = ("rl.steps", "rl.prompts_per_step", "rl.actor_lr", "rl.actor_warmup_
 RL_ALGO = {"ppo": ("rl.critic_lr", "rl.critic_warmup_ratio", "rl.value_clip", "rl.gamma", "rl.lam",
                    "rl.critic_head_std", "rl.critic_micro_batch"),
            "grpo": ("rl.grpo_group", "rl.grpo_same_trajectories")}
-STUDENT_READS = ("seed", "data", "models.student", "models.student_layers", "models.heal_steps", "models.heal_lr",
+STUDENT_READS = ("seed", "data", "models.student", "models.student_layers", "models.student_layer_choice",
+                 "models.layer_calib_passages", "models.heal_steps", "models.heal_lr",
                  "models.heal_batch", "models.heal_seq_len", "models.heal_held_out", "models.tiny_hidden",
                  "models.tiny_layers", "models.dtype", "models.compute_dtype", "train.max_grad_norm",
                  "eval.val_every", "eval.val_points")

@@ -68,13 +68,7 @@ class Resources:
                          RolloutSettings.from_config(self.cfg, greedy))
 
     def healing_texts(self) -> tuple[list[str], list[str], set[str]]:
-        """(training passages, held-out passages, excluded ids): the corpus minus the gold passages of every
-        evaluation question (healing must not read the test answers), shuffled with the seed."""
-        import random
-
-        gold = {i for rows in self.eval_sets().values() for q in rows for i in q.metadata.get("supporting_ids") or []}
-        texts = [p.contents for p in D.load_cfg_corpus(self.cfg) if p.id not in gold]
-        random.Random(f"{self.cfg.seed}:heal-split").shuffle(texts)
-        n = self.cfg.models.heal_held_out
-        return texts[n:], texts[:n], gold
-
+        """(training passages, held-out passages, excluded ids) of the student's healing
+        (dgpo_lib/data/healing_text.py)."""
+        from dgpo_lib.data.healing_text import healing_split
+        return healing_split(self.cfg)

@@ -20,6 +20,7 @@ from dgpo_lib.models.loading import (
     load_role,
     load_tokenizer,
     resolve_model_path,
+    student_layer_choice,
 )
 from dgpo_lib.models.precision import set_compute_dtype
 from dgpo_lib.pipeline import keys, stages
@@ -45,6 +46,7 @@ class Run:
         self.device = "cuda" if torch.cuda.is_available() else None
         self.resources = Resources(self.cfg, self.root, self.progress)
         self._models: dict = {}
+        self._student_layer_choice = None
         self.records = StageRecords(self.cfg, self.stage_dir, self.dir)
 
     # ---------------------------------------------------------------- folders and stage bookkeeping
@@ -157,10 +159,19 @@ class Run:
 
     # ---------------------------------------------------------------- models of finished stages
     def pruned_student_path(self, pruned: bool = True) -> str:
-        """The student base with `models.student_layers` kept (or, pruned=False, all of them: healing's teacher)."""
+        """The student base with `models.student_layers` kept, chosen by `models.student_layer_choice` (or,
+        pruned=False, all of them: healing's teacher)."""
         m = self.cfg.models
-        return resolve_model_path(m.student, "student", m.student_layers if pruned else None, m.tiny_hidden,
-                                  m.tiny_layers, self.cfg.seed)
+        if not pruned:
+            return resolve_model_path(m.student, "student", None, m.tiny_hidden, m.tiny_layers, self.cfg.seed)
+        return resolve_model_path(m.student, "student", m.student_layers, m.tiny_hidden, m.tiny_layers,
+                                  self.cfg.seed, self._layer_choice(), self.progress)
+
+    def _layer_choice(self):
+        """The student's layer choice, its calibration passages read once per Run (the whole corpus is read)."""
+        if self._student_layer_choice is None:
+            self._student_layer_choice = student_layer_choice(self.cfg)
+        return self._student_layer_choice
 
     def model_path(self, row: str) -> str:
         """Checkpoint folder of a results-table row whose stage has finished (`ppo@best_val`: the RL run's

@@ -1,8 +1,8 @@
 """Healing a layer-pruned student before any agentic training (the `student` stage).
 
-Dropping 20 of SmolLM2's 30 layers leaves a network whose next-token loss on Wikipedia text is worse than a
-uniform guess over the 49k-token vocabulary (the stage's done.json records the held-out loss of both models),
-so no amount of task KD on a few dozen trajectories makes it write sentences. DistilBERT and Minitron fix this the same way: distil the unpruned model into the
+Dropping half of SmolLM2's 30 layers leaves a network whose next-token loss on Wikipedia text is far above the
+unpruned base's (with evenly spaced layers, worse than a uniform guess over the 49k-token vocabulary; the stage's
+done.json records the held-out loss of both models), so no amount of task KD on a few dozen trajectories makes it write sentences. DistilBERT and Minitron fix this the same way: distil the unpruned model into the
 pruned one on generic text first. Here that text is the retrieval corpus's Wikipedia passages minus the gold
 passages of every evaluation question, with forward KL to the *base* model (SmolLM2-135M-Instruct, never the
 search-agent teacher): the student learns language again but nothing about the search protocol, so it plays
