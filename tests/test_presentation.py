@@ -130,3 +130,17 @@ def test_remaining_estimate_prices_unfinished_stages_and_chapters_at_the_referen
     assert got == ("; about 2.0 h of work left at the reference run's costs (2 stages to run and 1 it has no cost "
                    "for, 2 chapters)")  # teacher + kd_kd + two chapters = 7,320 s
     assert remaining_estimate(FakeRun(), {}, {}) == ""
+
+
+def test_consecutive_prints_become_one_stream_output_however_they_were_flushed():
+    """The kernel sends two prints as one stream message or as two, by timing: the kept chapter is the same."""
+    from dgpo_lib.book.reproduce import merged_streams
+
+    one = [{"output_type": "stream", "name": "stdout", "text": ["Q: x\n", "\n", "<information>"]}]
+    two = [{"output_type": "stream", "name": "stdout", "text": ["Q: x\n"]},
+           {"output_type": "stream", "name": "stdout", "text": "\n<information>"}]
+    assert merged_streams(one) == merged_streams(two) == [
+        {"output_type": "stream", "name": "stdout", "text": ["Q: x\n", "\n", "<information>"]}]
+    mixed = [*two, {"output_type": "stream", "name": "stderr", "text": "warn\n"},
+             {"output_type": "display_data", "data": {}}, {"output_type": "stream", "name": "stdout", "text": "y"}]
+    assert [o.get("name") for o in merged_streams(mixed)] == ["stdout", "stderr", None, "stdout"]

@@ -104,6 +104,15 @@ def facts(d: dict, caption: str | None = None):
     return table(pd.DataFrame({"": list(d), "value": [measured(v) for v in d.values()]}), caption, fmt=None)
 
 
+def say(markdown: str) -> None:
+    """Show computed Markdown (a reading, a box) under the cell; nothing at all when it is empty (an empty
+    Markdown object would show its Python repr instead)."""
+    from IPython.display import Markdown, display
+
+    if markdown and markdown.strip():
+        display(Markdown(markdown))
+
+
 def glue(name: str, value, display: bool = False):
     """myst-nb glue (numbers in prose come from the run); a plain no-op outside Jupyter Book's toolchain."""
     try:

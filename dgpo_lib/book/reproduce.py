@@ -187,9 +187,12 @@ def run_notebooks(preset: str = "cpu", seed: int | None = None, overrides: dict 
 def finished_chapter(raw: bytes, source: Path, target: Path) -> bytes:
     """An executed chapter as the book keeps it: papermill's injected-parameters cell tagged remove-cell (the
     banner says preset, seed and config hash) with a fixed cell id, and repository-relative paths in papermill's
-    record (no machine's folders; a chapter written outside the repository records its file name)."""
+    record (no machine's folders; a chapter written outside the repository records its file name); a cell's
+    consecutive prints as one stream output (how the kernel chunks them depends on timing)."""
     nb = json.loads(raw)
     for c in nb["cells"]:
+        if c.get("outputs"):
+            c["outputs"] = merged_streams(c["outputs"])
         tags = c.get("metadata", {}).get("tags", [])
         if "injected-parameters" in tags:
             c["id"] = "injected-parameters"  # papermill gives it a random id each run
@@ -199,6 +202,26 @@ def finished_chapter(raw: bytes, source: Path, target: Path) -> bytes:
     inside = not Path(shown_path(target)).is_absolute()  # a folder outside the repository is named by file only
     meta.update(input_path=shown_path(source), output_path=shown_path(target) if inside else target.name)
     return (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode()
+
+
+def merged_streams(outputs: list[dict]) -> list[dict]:
+    """`outputs` with each run of consecutive stream outputs of one name (stdout, stderr) joined into one, its text
+    as lines: the same prints give the same outputs however the kernel happened to flush them."""
+    out: list[dict] = []
+    for o in outputs:
+        if o.get("output_type") == "stream" and out and out[-1].get("output_type") == "stream" \
+                and out[-1].get("name") == o.get("name"):
+            out[-1] = {**out[-1], "text": _text(out[-1]["text"]) + _text(o["text"])}
+        else:
+            out.append(o)
+    for o in out:
+        if o.get("output_type") == "stream":
+            o["text"] = _text(o["text"]).splitlines(keepends=True)
+    return out
+
+
+def _text(t) -> str:
+    return "".join(t) if isinstance(t, list) else t
 
 
 _VOLATILE = ("start_time", "end_time", "duration", "status", "exception")
