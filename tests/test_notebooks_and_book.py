@@ -72,6 +72,7 @@ def _book_copy(tmp_path, executed: Path) -> Path:
         shutil.copy(f, book / "book" / f.name)
     shutil.copytree(REPO_ROOT / "book" / "_static", book / "book" / "_static")  # the stylesheet
     shutil.copytree(REPO_ROOT / "book" / "_ext", book / "book" / "_ext")  # the bibliography style
+    shutil.copytree(REPO_ROOT / "book" / "figures", book / "book" / "figures")  # the diagrams
     shutil.copytree(executed, book / "book" / "executed")
     # what pages include verbatim: library functions, the preflight reports, benchmark tables
     shutil.copytree(REPO_ROOT / "dgpo_lib", book / "dgpo_lib", ignore=shutil.ignore_patterns("__pycache__"))

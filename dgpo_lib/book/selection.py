@@ -46,3 +46,16 @@ def _is_rl(row: str) -> bool:
         return method(row).stage == "rl"
     except ValueError:
         return False
+
+
+def ablation_runs(run, cfg, only=None):
+    """Chapter 06's runs: DGPO and the preset's ablations (`only`: a subset), each trained or reused, with the RL
+    ones' training curves and every run's validation curve: `(variants, skipped, stages, curves, val)`."""
+    variants = ["dgpo"] + [v for v in cfg.eval.ablations if only is None or v in only]
+    skipped = [v for v in cfg.eval.ablations if v not in variants]
+    stages = {v: method(v).stage_name for v in variants}  # kd_<row> or rl_<row>
+    for v in variants:  # trains the variant, or reuses the cached stage
+        run.stage(stages[v])
+    curves = {v: run.metrics(stages[v]) for v in variants if method(v).stage == "rl"}
+    val = {v: run.metrics(stages[v], "val_metrics.jsonl") for v in variants}
+    return variants, skipped, stages, curves, val

@@ -34,3 +34,30 @@ def mask_counts(tr) -> dict[str, int]:
     out["mask 1 (trained on)"] = int(sum(tr.action_mask))
     out["response tokens"] = len(tr.response_ids)
     return out
+
+
+def show_teacher_episode(run, cfg) -> None:
+    """Chapter 05's example: the first correct, searching teacher evaluation episode (NQ first), replayed through
+    the environment from its record and shown coloured by its action mask, with its token counts."""
+    import json
+
+    from IPython.display import HTML, Markdown, display
+
+    from dgpo_lib.book.display import table
+    from dgpo_lib.data.loaders import load_cfg_corpus
+    from dgpo_lib.env.replay import replay
+    from dgpo_lib.env.rollout import RolloutSettings
+
+    files = sorted(run.stage_dir("eval_teacher").glob("records_*.jsonl"), key=lambda p: "nq" not in p.name)
+    records = [json.loads(line) for line in files[0].read_text(encoding="utf-8").splitlines()] if files else []
+    example = first_searching_record(records)
+    if example is None:
+        display(Markdown("*No correct teacher episode with a search is kept with this run.*"))
+        return
+    episode = replay(example, {p.id: p for p in load_cfg_corpus(cfg)}, run.tokenizer("teacher"),
+                     RolloutSettings.from_config(cfg, greedy=True))  # raises unless token for token the record
+    display(Markdown(f"**Question** ({example['dataset']}): {example['question']} (gold: "
+                     f"{', '.join(example['golden_answers'])}; EM {example['em']:.0f})"))
+    display(HTML(masked_html(episode)))
+    display(table({"tokens": mask_counts(episode)}, "The episode's response tokens by who wrote them (the prompt "
+                  "before it is context too, never trained on).", "{:.0f}", ""))
