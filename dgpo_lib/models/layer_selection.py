@@ -87,15 +87,23 @@ def greedy_layers(model, batches: Sequence[dict], keep_n: int,
     was_training = model.training
     model.eval()
     try:
-        for _ in tqdm(range(len(layers) - keep_n), desc="greedy layer choice", unit="round", disable=not progress):
+        # the bar counts trial removals (n + (n-1) + ... + (keep_n+1) forward passes over the calibration batches),
+        # so a round of many minutes on a CPU still moves it
+        n = len(layers)
+        bar = tqdm(total=sum(range(keep_n + 1, n + 1)), desc="greedy layer choice", unit="trial",
+                   disable=not progress)
+        for round_no in range(n - keep_n):
             trial = {}
             for i in kept:
                 use_layers(model, layers, layer_types, [j for j in kept if j != i])
                 trial[i] = next_token_loss(model, batches)
+                bar.update(1)
             drop = min(kept, key=lambda i: (trial[i], i))
             kept.remove(drop)
             removal_order.append(drop)
             losses.append(trial[drop])
+            bar.set_postfix(round=f"{round_no + 1}/{n - keep_n}", dropped=drop, loss=f"{trial[drop]:.2f}")
+        bar.close()
     finally:
         use_layers(model, layers, layer_types, range(len(layers)))
         model.train(was_training)
