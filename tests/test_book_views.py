@@ -89,7 +89,7 @@ def test_try_it_gives_the_command_and_prices_it_from_the_run():
                                ("Other", "o", "06", "x=1", ["rl_missing"])])
     assert ("python -m dgpo_lib.book.reproduce --preset cpu --only 06 --out runs/try-b "
             '"eval.ablations=[dgpo_beta_0.01]"') in text
-    assert "about 40 min here" in text and "as long as one run of rl_missing" in text
+    assert "about 40 min here (as long as `rl_dgpo` and `eval_dgpo` took in this run)" in text and "as long as one run of rl_missing" in text
 
 
 def test_a_recorded_episode_replays_token_for_token(tiny, dense, scripted, corpus):

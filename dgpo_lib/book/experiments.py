@@ -8,8 +8,9 @@ from typing import Sequence
 def try_it(run, preset: str, experiments: Sequence[tuple[str, str, str, str, Sequence[str]]]) -> str:
     """Markdown bullets, one per `(what it tests, name, chapter, overrides, stages like it)`: the command that runs
     the chapter with those overrides into `runs/try-<name>/` (the book's own chapter stays as it is), and its cost
-    as the work time of the already-run stages it repeats (the new run trains and evaluates one model like them);
-    the stages it shares with this run are reused."""
+    as the work time of already-run stages like the ones it adds (e.g. an RL run like `rl_dgpo` and an evaluation
+    like `eval_kd`: DGPO's own evaluation may be a copy of its cold start's, which costs nothing); the stages it
+    shares with this run are reused."""
     from dgpo_lib.pipeline import work_s
 
     records = run.stage_records()
@@ -17,7 +18,7 @@ def try_it(run, preset: str, experiments: Sequence[tuple[str, str, str, str, Seq
     for what, name, chapter, overrides, like in experiments:
         cmd = f"python -m dgpo_lib.book.reproduce --preset {preset} --only {chapter} --out runs/try-{name} {overrides}"
         seconds = [work_s(records[s]) for s in like if s in records]
-        cost = (f"about {sum(seconds) / 60:.0f} min here (the work of {', '.join(f'`{s}`' for s in like)} in this run)"
+        cost = (f"about {sum(seconds) / 60:.0f} min here (as long as {' and '.join(f'`{s}`' for s in like)} took in this run)"
                 if len(seconds) == len(like) and seconds else f"as long as one run of {', '.join(like)}")
         out.append(f"- **{what}**\n\n  ```bash\n  {cmd}\n  ```\n\n  {cost}; the chapter, executed into "
                    f"`runs/try-{name}/`, shows it beside DGPO.")
