@@ -16,34 +16,39 @@ def _span(values: Sequence[float], fmt) -> str:
     return fmt(lo) if fmt(lo) == fmt(hi) else f"{fmt(lo)}-{fmt(hi)}"
 
 
-def val_reading(val: dict[str, list[dict]]) -> str:
-    """Markdown bullets reading validation curves (rows of `val_metrics.jsonl`, one list per run): the ranking by
-    best EM, whether the best came late (still rising) or early, the protocol (searches, answered) and the gap
-    between finding a gold answer in the retrieved text and reading it out."""
+def val_bullets(val: dict[str, list[dict]]) -> dict[str, str]:
+    """What validation curves (rows of `val_metrics.jsonl`, one list per run) say, one sentence each, by topic:
+    `ranking` (best greedy EM, at step), `rising` (whether the best came late or early), `protocol` (searches,
+    answered) and `finding` (finding a gold answer in the retrieved text against reading it out), when known."""
     val = {k: v for k, v in val.items() if v}
     if not val:
-        return ""
+        return {}
     best = {k: max(v, key=lambda r: r["val_em"]) for k, v in val.items()}
     order = sorted(val, key=lambda k: -best[k]["val_em"])
-    out = ["- **Ranking on the validation slice** (best greedy EM, at step): " + "; ".join(
+    out = {"ranking": "**Ranking on the validation slice** (best greedy EM, at step): " + "; ".join(
         f"{row_label(k)} {best[k]['val_em']:.3f} (step {best[k]['step']}, last {val[k][-1]['val_em']:.3f})"
-        for k in order) + "."]
+        for k in order) + "."}
     late = [k for k in val if best[k]["step"] > 2 * val[k][-1]["step"] / 3]
     early = [k for k in val if k not in late]
     if late:
-        out.append(f"- **Still rising?** {len(late)} of {len(val)} runs reach their best in the last third of "
-                   f"training ({', '.join(row_label(k) for k in late)})"
-                   + (f"; {', '.join(row_label(k) for k in early)} peaked earlier." if early else "."))
+        out["rising"] = (f"**Still rising?** {len(late)} of {len(val)} runs reach their best in the last third of "
+                         f"training ({', '.join(row_label(k) for k in late)})"
+                         + (f"; {', '.join(row_label(k) for k in early)} peaked earlier." if early else "."))
     else:
-        out.append("- **Still rising?** No: every run peaked in the first two thirds of its training.")
+        out["rising"] = "**Still rising?** No: every run peaked in the first two thirds of its training."
     last = [v[-1] for v in val.values()]
-    out.append(f"- **The protocol** at the last point: {_span([r['val_searches'] for r in last], '{:.2f}'.format)} "
-               f"searches per question, {_span([r['val_answered'] for r in last], _pct)} of episodes end in an "
-               "`<answer>`.")
+    out["protocol"] = (f"**The protocol** at the last point: "
+                       f"{_span([r['val_searches'] for r in last], '{:.2f}'.format)} searches per question, "
+                       f"{_span([r['val_answered'] for r in last], _pct)} of episodes end in an `<answer>`.")
     finding = finding_vs_reading({k: v[-1] for k, v in val.items()})
     if finding:
-        out.append(finding)
-    return "\n".join(out)
+        out["finding"] = finding.removeprefix("- ")  # finding_vs_reading gives a list item of its own
+    return out
+
+
+def val_reading(val: dict[str, list[dict]]) -> str:
+    """`val_bullets` as the Markdown list the chapters show under their validation curves."""
+    return "\n".join(f"- {b}" for b in val_bullets(val).values())
 
 
 def finding_vs_reading(last: dict[str, dict]) -> str | None:
@@ -243,14 +248,13 @@ def rl_bullets(curves: dict[str, list[dict]], val: dict[str, list[dict]]) -> lis
             line += (f"; validation EM was never higher than at step 0, so its selected checkpoint, and its row in "
                      f"the table, is its starting model ({row_label(method(k).start)})")
         elif step is not None:
-            b = max(v, key=lambda r: r["val_em"])
-            line += f"; validation EM rose from {v[0]['val_em']:.3f} at step 0 to {b['val_em']:.3f} at step {step}"
+            best = next(r["val_em"] for r in v if r["step"] == step)
+            line += f"; validation EM rose from {v[0]['val_em']:.3f} at step 0 to {best:.3f} at step {step}"
         out.append(line + ".")
     return out
 
 
 def kd_bullets(val: dict[str, list[dict]]) -> list[str]:
-    """The top of the KD chapter: the validation ranking of the KD runs and, run by run, finding vs reading (the
-    bullets `val_reading` gives under the curves, without their list marks)."""
-    keep = ("- **Ranking", "- **Finding")
-    return [b[2:] for b in val_reading(val).split("\n") if b.startswith(keep)]
+    """The top of the KD chapter: the validation ranking of the KD runs and, run by run, finding vs reading."""
+    b = val_bullets(val)
+    return [b[k] for k in ("ranking", "finding") if k in b]
