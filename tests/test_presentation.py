@@ -115,6 +115,24 @@ def test_benchmark_tables_reads_every_committed_result_and_skips_counts(tmp_path
     assert "sampling_cpu" in committed and "rollout_cpu" in committed
 
 
+def test_profile_tables_show_the_rl_step_by_phase_with_the_uncovered_time_as_a_row(tmp_path):
+    import json
+
+    from dgpo_lib.book.benchmarks import profile_tables
+
+    ops = {"wall_s": 10.0, "outside_operators_share": 0.2,
+           "operators": [{"operator": "aten::mm", "calls": 3, "self_s": 4.0, "share_of_wall": 0.4}]}
+    rl = {**ops, "step_s": 8.0, "rollouts": 4, "sequence_tokens": 1200,
+          "phases": [{"phase": "rollout", "s": 5.0, "share_of_step": 0.625},
+                     {"phase": "actor_update", "s": 2.0, "share_of_step": 0.25}]}
+    (tmp_path / "profile_x.json").write_text(json.dumps({"kd_steps": ops, "rl_step": rl}))
+    got = profile_tables("x", tmp_path)
+    assert len(got) == 3 and "DGPO step" in got[1][1] and "by phase" in got[2][1]
+    phases = got[2][0]
+    assert list(phases["phase"])[:2] == ["rollout", "actor_update"]
+    assert phases["s"].iloc[-1] == 1.0 and phases["share_of_step"].sum() == 1.0
+
+
 def test_remaining_estimate_prices_unfinished_stages_and_chapters_at_the_reference_costs():
     from dgpo_lib.book.reproduce import remaining_estimate
 

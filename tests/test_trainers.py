@@ -7,6 +7,7 @@ import torch
 from dgpo_lib.methods import KD_ROWS, METHODS
 from dgpo_lib.train import kd, rl
 from dgpo_lib.train.budget import kd_budget, rl_budget
+from dgpo_lib.train.phase_clock import RL_PHASES
 from dgpo_lib.train.batching import Seq
 from dgpo_lib.data.loaders import load_train_questions
 from dgpo_lib.io_utils import seed_everything
@@ -97,6 +98,12 @@ def test_rl_steps_change_actor_and_critic(setup, smoke_cfg, tiny_teacher, dense,
     assert _changed(before, actor)
     for key in ("em", "wrong_share", "searches", "entropy", "clipfrac", "kl_teacher", "tokens_per_s"):
         assert key in rows[-1]
+    # where the step's time went: every phase reported, each within the step, the critic's only where there is one
+    phases = {k: v for k, v in rows[-1].items() if k.startswith("phase_")}
+    assert set(phases) == {f"phase_{p}_s" for p in RL_PHASES}
+    assert all(v >= 0 for v in phases.values()) and sum(phases.values()) <= rows[-1]["step_s"]
+    assert phases["phase_rollout_s"] == rows[-1]["rollout_s"] and phases["phase_actor_update_s"] > 0
+    assert (phases["phase_values_s"] > 0 and phases["phase_critic_update_s"] > 0) == (critic is not None)
     if critic is not None:
         assert _changed(critic_before, critic)
         assert not torch.equal(critic_before["head.weight"], critic.head.weight)
@@ -132,7 +139,7 @@ def test_score_rollouts_asks_the_teacher_only_about_wrong_trajectories(smoke_cfg
 
 
 def _strip(rows):
-    return [{k: v for k, v in r.items() if k not in ("step_s", "tokens_per_s", "rollout_s")} for r in rows]
+    return [{k: v for k, v in r.items() if not (k.endswith("_s") or k == "tokens_per_s")} for r in rows]  # timings
 
 
 def test_kd_kill_and_resume_matches_uninterrupted(smoke_cfg, tiny_teacher, kd_data, tmp_path):

@@ -39,6 +39,8 @@ def profile_tables(preset: str = "cpu", folder=None) -> list[tuple[pd.DataFrame,
     if not prof:
         return []
     names = {"kd_steps": "two KD steps (teacher forward, student forward and backward, forward KL, AdamW)",
+             "rl_step": "one DGPO step (sampled rollouts, the actor's, teacher's and critic's forward passes, "
+                        "the actor's and critic's updates)",
              "student_decode": "the student's continuous generator: a prefill of 32 rows x 300 tokens (in groups "
                                "of 8), then decode steps over the 32 rows"}
     out = []
@@ -49,7 +51,18 @@ def profile_tables(preset: str = "cpu", folder=None) -> list[tuple[pd.DataFrame,
             out.append((df, f"Operators by self time in {what}: {r['wall_s']:.2f} s of wall time, "
                             f"{r['outside_operators_share']:.0%} of it outside every operator (Python, framework "
                             f"and profiler overhead)."))
+        if r and r.get("phases"):
+            out.append((rl_phase_table(r), f"The DGPO step by phase: {r['step_s']:.1f} s for {r['rollouts']} "
+                                           f"rollouts of {r['sequence_tokens']:,} tokens in all."))
     return out
+
+
+def rl_phase_table(r: dict) -> pd.DataFrame:
+    """Seconds and share of the step per phase of a profiled RL step, with the time no phase covers as a row."""
+    df = pd.DataFrame(r["phases"])[["phase", "s", "share_of_step"]]
+    rest = r["step_s"] - df["s"].sum()
+    df.loc[len(df)] = {"phase": "other (batching, advantages, logging)", "s": rest, "share_of_step": rest / r["step_s"]}
+    return df.round({"s": 2, "share_of_step": 3})
 
 
 def benchmark_json(name: str, folder=None) -> dict | None:

@@ -38,6 +38,7 @@ from dgpo_lib.train import rl_math as R
 from dgpo_lib.train.batching import collate_seqs, length_buckets
 from dgpo_lib.train.budget import Budget
 from dgpo_lib.train.loop import linear_warmup, run_training
+from dgpo_lib.train.phase_clock import NO_CLOCK, PhaseClock
 
 log = logging.getLogger(__name__)
 
@@ -139,22 +140,26 @@ def _logprobs_on(fn, trajs, rows: list[int], fill: torch.Tensor) -> torch.Tensor
 
 @torch.no_grad()
 def score_rollouts(setup: RLVariant, trajs: Sequence[Trajectory], actor, critic, ref_logprobs: Callable, teacher,
-                   pad: int, micro: int) -> ScoredRollouts:
+                   pad: int, micro: int, clock=NO_CLOCK) -> ScoredRollouts:
     """EM per trajectory, then the forward passes the update needs: the actor's log-probs, the reference's where
     the KL gate (`rl_math.kl_penalty_mask`) is open, and the critic's values. `ref_logprobs(trajs)` is the
-    reference policy's log-probs (the teacher for DGPO, the starting policy for PPO)."""
+    reference policy's log-probs (the teacher for DGPO, the starting policy for PPO). `clock` times each forward."""
     dev = next(actor.parameters()).device
     scores = torch.tensor([t.em for t in trajs], dtype=torch.float32, device=dev)
-    old_lp, _, mask = _flat_scores(actor, trajs, pad, micro)
+    with clock("actor_logprobs"):
+        old_lp, _, mask = _flat_scores(actor, trajs, pad, micro)
     kl_mode = setup.kl_mode if setup.beta > 0 else "none"
     gated = [i for i, g in enumerate(R.kl_penalty_mask(scores, kl_mode).tolist()) if g > 0]
-    ref_lp = _logprobs_on(ref_logprobs, trajs, gated, old_lp)
-    if setup.reference == "teacher":  # the KL-to-teacher curve: over the trajectories scored
-        teacher_rows, teacher_lp = gated, ref_lp
-    else:  # logging only: the teacher on a fixed-size sample of the batch
-        teacher_rows = list(range(min(len(trajs), 8))) if teacher is not None else []
-        teacher_lp = _logprobs_on(lambda t: _flat_scores(teacher, t, pad, micro)[0], trajs, teacher_rows, old_lp)
-    old_v = _values(critic, trajs, pad, micro) if setup.algo == "ppo" else None
+    with clock("reference_logprobs"):
+        ref_lp = _logprobs_on(ref_logprobs, trajs, gated, old_lp)
+        if setup.reference == "teacher":  # the KL-to-teacher curve: over the trajectories scored
+            teacher_rows, teacher_lp = gated, ref_lp
+        else:  # logging only: the teacher on a fixed-size sample of the batch
+            teacher_rows = list(range(min(len(trajs), 8))) if teacher is not None else []
+            teacher_lp = _logprobs_on(lambda t: _flat_scores(teacher, t, pad, micro)[0], trajs, teacher_rows,
+                                      old_lp)
+    with clock("values"):
+        old_v = _values(critic, trajs, pad, micro) if setup.algo == "ppo" else None
     return ScoredRollouts(scores, old_lp, ref_lp, mask, old_v, gated, teacher_rows, teacher_lp)
 
 
@@ -203,11 +208,12 @@ def micro_batch_weights(token_counts: torch.Tensor, reduction: str) -> torch.Ten
 
 
 def ppo_update(actor, critic, optims: dict, trajs, *, old_lp, adv, old_v, returns, mask, rc, tc, pad: int,
-               micro: int, world: int = 1, seed: str = "") -> tuple[dict, int]:
+               micro: int, world: int = 1, seed: str = "", clock=NO_CLOCK) -> tuple[dict, int]:
     """`rl.ppo_epochs` passes over the batch in mini-batches of `rl.mini_batch` trajectories (shuffled, or in order:
     `rl.shuffle_mini_batches`): the clipped policy loss minus the entropy bonus, and (PPO) the clipped value loss,
     each reduced over the mini-batch as `rl.loss_reduction` says (`micro_batch_weights`).
-    Returns the mean statistics and the number of optimiser steps."""
+    Returns the mean statistics and the number of optimiser steps; `clock` times the actor's and the critic's
+    forward and backward passes and the optimiser (gradient clipping included)."""
     actor.train()
     if critic is not None:
         critic.train()
@@ -229,12 +235,13 @@ def ppo_update(actor, critic, optims: dict, trajs, *, old_lp, adv, old_v, return
             for part, w in zip(parts, weights):
                 ids = [mb[j] for j in part]
                 sub = [trajs[i] for i in ids]
-                lp, ent, mm = _flat_scores(actor, sub, pad, len(sub), need_grad=True)
-                A = lp.shape[1]
-                pg, cf, akl = R.ppo_policy_loss(lp, old_lp[ids][:, :A], adv[ids][:, :A], mm, rc.clip)
-                entropy = R.masked_mean(ent, mm)
-                loss = pg - rc.entropy_coef * entropy
-                (loss * w).backward()
+                with clock("actor_update"):
+                    lp, ent, mm = _flat_scores(actor, sub, pad, len(sub), need_grad=True)
+                    A = lp.shape[1]
+                    pg, cf, akl = R.ppo_policy_loss(lp, old_lp[ids][:, :A], adv[ids][:, :A], mm, rc.clip)
+                    entropy = R.masked_mean(ent, mm)
+                    loss = pg - rc.entropy_coef * entropy
+                    (loss * w).backward()
                 stats["pg_loss"] += (w * pg).item()
                 stats["clipfrac"] += (w * cf).item()
                 stats["entropy"] += (w * entropy).item()
@@ -246,17 +253,20 @@ def ppo_update(actor, critic, optims: dict, trajs, *, old_lp, adv, old_v, return
                     torch.stack([mask[[mb[j] for j in p]].sum() for p in cparts]), rc.loss_reduction)
                 for part, w in zip(cparts, cweights):
                     ids = [mb[j] for j in part]
-                    v = _values(critic, [trajs[i] for i in ids], pad, len(ids), need_grad=True)
-                    A = v.shape[1]
-                    vl, vcf = R.value_loss(v, old_v[ids][:, :A], returns[ids][:, :A], mask[ids][:, :A], rc.value_clip)
-                    (vl * w).backward()
+                    with clock("critic_update"):
+                        v = _values(critic, [trajs[i] for i in ids], pad, len(ids), need_grad=True)
+                        A = v.shape[1]
+                        vl, vcf = R.value_loss(v, old_v[ids][:, :A], returns[ids][:, :A], mask[ids][:, :A],
+                                               rc.value_clip)
+                        (vl * w).backward()
                     stats["vf_loss"] += (w * vl).item()
                     stats["vf_clipfrac"] += (w * vcf).item()
-            torch.nn.utils.clip_grad_norm_(actor.parameters(), tc.max_grad_norm)
-            if critic is not None:
-                torch.nn.utils.clip_grad_norm_(critic.parameters(), tc.max_grad_norm)
-            for o in optims.values():
-                o.step()
+            with clock("optimiser"):
+                torch.nn.utils.clip_grad_norm_(actor.parameters(), tc.max_grad_norm)
+                if critic is not None:
+                    torch.nn.utils.clip_grad_norm_(critic.parameters(), tc.max_grad_norm)
+                for o in optims.values():
+                    o.step()
             n_updates += 1
     return stats, n_updates
 
@@ -337,18 +347,19 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
         if setup.algo == "grpo":
             group = torch.arange(len(qs), device=dev).repeat_interleave(rc.grpo_group)
             qs = [q for q in qs for _ in range(rc.grpo_group)]
-        t0 = time.perf_counter()
+        t0, clock = time.perf_counter(), PhaseClock()
         actor.eval()
-        trajs = [t for t in make_rollout(actor, qs)]
-        t_roll = time.perf_counter() - t0
-        scored = score_rollouts(setup, trajs, actor, critic, ref_logprobs, teacher, pad, micro)
+        with clock("rollout"):
+            trajs = [t for t in make_rollout(actor, qs)]
+        t_roll = clock.seconds["rollout"]
+        scored = score_rollouts(setup, trajs, actor, critic, ref_logprobs, teacher, pad, micro, clock)
         old_lp, mask, old_v, gated = scored.old_lp, scored.mask, scored.old_v, scored.gated
         with torch.no_grad():
             moments = (lambda x, m: _global_moments(acc, x, m)) if world > 1 else None
             k1, adv, returns = advantages(setup, rc, scored.scores, old_lp, scored.ref_lp, mask, old_v, group, moments)
         stats, n_updates = ppo_update(actor, critic, optims, trajs, old_lp=old_lp, adv=adv, old_v=old_v,
                                       returns=returns, mask=mask, rc=rc, tc=tc, pad=pad, micro=micro, world=world,
-                                      seed=f"{cfg.seed}:rl:{step}")
+                                      seed=f"{cfg.seed}:rl:{step}", clock=clock)
         for sc in scheds.values():
             sc.step()
         actor.eval()
@@ -357,7 +368,8 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
              "kl_ref": float(R.masked_mean(k1[gated], mask[gated])) if gated else 0.0,
              "tokens_per_s": n_tok / max(time.perf_counter() - t0, 1e-9), "rollout_s": t_roll,
              "rollouts": float(len(trajs) * world),  # trajectories this step, every process's together
-             "sequence_tokens": float(sum(len(t.prompt_ids) + len(t.response_ids) for t in trajs))}
+             "sequence_tokens": float(sum(len(t.prompt_ids) + len(t.response_ids) for t in trajs)),
+             **clock.metrics()}
         if teacher is not None:  # always present, so every DDP process reduces the same keys; NaN = not scored
             tr = scored.teacher_rows
             m["kl_teacher"] = float(R.masked_mean(old_lp[tr] - scored.teacher_lp[tr], mask[tr])) \
