@@ -117,3 +117,23 @@ def test_a_recorded_episode_replays_token_for_token(tiny, dense, scripted, corpu
     assert html.count('mask 1"') == sum(s.kind == "model" for s in tr.segments) and "&lt;information&gt;" in html
     with pytest.raises(ValueError, match="left its record"):  # other settings write other text: named, not drawn
         replay(record, {p.id: p for p in corpus}, tok, RolloutSettings(**{**settings.__dict__, "max_obs_tokens": 10}))
+
+
+@pytest.mark.parametrize("mode", ["block", "closed"])
+def test_the_observation_view_splits_the_block_where_the_rollout_cuts_it(tiny, corpus, mode):
+    """What chapter 01 shows as the model's view is the rollout's own cut: the shown text is the start of the
+    block, shown + hidden is the whole block, and a block under the budget hides nothing."""
+    from dgpo_lib.book.trajectory_view import observation_html, observation_split
+    from dgpo_lib.env.prompts import information_block
+
+    _, tok = tiny
+    docs = corpus[:3]
+    whole = information_block(docs)
+    shown, hidden, closed = observation_split(docs, tok, 30, mode)
+    assert shown + hidden == whole and hidden and closed == (mode == "closed")
+    assert len(tok(shown, add_special_tokens=False).input_ids) <= 30
+    assert observation_split(docs, tok, 10 ** 6, mode) == (whole, "", False)
+    word = docs[0].text.split()[0]
+    page = observation_html(docs, tok, 30, mode, answers=[word])
+    assert f"<mark>{word}</mark>" in page.replace(f"<mark>{word.lower()}</mark>", f"<mark>{word}</mark>")
+    assert "cut off, never seen" in page and "line-through" in page

@@ -162,3 +162,28 @@ def test_consecutive_prints_become_one_stream_output_however_they_were_flushed()
     mixed = [*two, {"output_type": "stream", "name": "stderr", "text": "warn\n"},
              {"output_type": "display_data", "data": {}}, {"output_type": "stream", "name": "stdout", "text": "y"}]
     assert [o.get("name") for o in merged_streams(mixed)] == ["stdout", "stderr", None, "stdout"]
+
+
+def test_observation_reading_quotes_the_row_of_the_preset_budget_and_is_silent_without_one():
+    from dgpo_lib.book.readings import observation_reading
+
+    bench = {"searches": 2317, "answer_in_three_passages": 0.36, "full_block_tokens": 309.7,
+             "rows": [{"max_obs_tokens": 160, "share_of_retrieved_answers": 0.8525, "mean_block_tokens": 158.1},
+                      {"max_obs_tokens": 500, "share_of_retrieved_answers": 1.0, "mean_block_tokens": 307.6}]}
+    text = observation_reading(bench, 160)
+    assert "2,317 evaluation searches" in text and "36% of them" in text and "shows 85% of those answers" in text
+    assert "158 tokens a block against 310 uncut" in text
+    assert observation_reading(bench, 320) == "" and observation_reading(None, 160) == ""
+
+
+def test_settings_frame_states_each_preset_s_models_budgets_and_observation_cut():
+    from dgpo_lib.book.tables import settings_frame
+    from dgpo_lib.config import load_config
+
+    cpu, paper = settings_frame(load_config("cpu")), settings_frame(load_config("paper"))
+    assert list(cpu.columns) == ["value", "config key"] and "KD" in cpu.index and "RL" in cpu.index
+    assert "15 layers (greedy), healed 600 steps" in cpu.loc["student", "value"]
+    assert "cut at 160 tokens" in cpu.loc["protocol", "value"] and "cut at 500 tokens" in paper.loc["protocol", "value"]
+    assert "200 of them held out" in cpu.loc["training questions", "value"]
+    assert "held out" not in paper.loc["training questions", "value"]  # the paper preset has no validation slice
+    assert "1000 steps of 512 prompts" in paper.loc["RL", "value"]

@@ -53,10 +53,16 @@ def start(preset: str = "smoke", seed: int | None = None, overrides: dict | None
     return Run(cfg, progress=progress), cfg
 
 
-def banner(run: Run):
+def banner(run: Run, full: bool = False):
+    """Which preset the outputs below come from: the whole note in the overview (`full`) and on every page of a
+    smoke run (whose numbers must never pass for results), one quiet line elsewhere."""
     from IPython.display import Markdown, display
 
     cfg = run.cfg
-    display(Markdown(f"```{{note}}\n{BANNERS.get(cfg.preset, '')}\n\nPreset `{cfg.preset}`, seed {cfg.seed}, "
-                     f"config hash `{cfg.hash()}`, run folder `{run.dir.name}`, {os.cpu_count()} CPU cores, "
-                     f"{platform.python_implementation()} {platform.python_version()}.\n```"))
+    ident = f"preset `{cfg.preset}`, seed {cfg.seed}, config hash `{cfg.hash()}`"
+    if full or cfg.preset == "smoke":
+        display(Markdown(f"```{{note}}\n{BANNERS.get(cfg.preset, '')}\n\n{ident[0].upper() + ident[1:]}, run folder "
+                         f"`{run.dir.name}`, {os.cpu_count()} CPU cores, {platform.python_implementation()} "
+                         f"{platform.python_version()}.\n```"))
+    else:
+        display(Markdown(f"*The outputs on this page come from the {ident} (the overview chapter says what it is).*"))

@@ -193,6 +193,19 @@ def performance_reading(bench: dict[str, dict | None]) -> str:
     return "\n".join(out) or "No training, profile or rollout benchmark results for this preset yet."
 
 
+def observation_reading(bench: dict | None, max_tokens: int) -> str:
+    """What `benchmarks/observation_budget.py` measured for this budget: of the searches whose three passages hold a
+    gold answer, the share whose cut block still shows it, and the block's length cut and whole ("" without a row
+    for `max_tokens`)."""
+    row = next((r for r in (bench or {}).get("rows", []) if r["max_obs_tokens"] == max_tokens), None)
+    if row is None:
+        return ""
+    return (f"Over the teacher's {bench['searches']:,} evaluation searches, the three passages hold a gold answer in "
+            f"{_pct(bench['answer_in_three_passages'])} of them; cut at {max_tokens} tokens, the block still shows "
+            f"{_pct(row['share_of_retrieved_answers'])} of those answers, at {row['mean_block_tokens']:.0f} tokens a "
+            f"block against {bench['full_block_tokens']:.0f} uncut.")
+
+
 def box(title: str, bullets: Sequence[str]) -> str:
     """A MyST admonition with `bullets` (a chapter's "what this run shows and what it does not"), "" when empty."""
     bullets = [b for b in bullets if b]

@@ -118,3 +118,25 @@ def probe_table(probe: pd.DataFrame):
                  f"{probe.attrs['n_trajectories']} of the teacher's correct trajectories for "
                  f"{probe.attrs['source']} (retrieved passages are context, never scored).{left_out}", "{:.3f}",
                  "method")
+
+
+def settings_frame(cfg) -> pd.DataFrame:
+    """The settings a reader needs to read the results (models, retrieval, protocol, data, budgets), one row each
+    with the config key it comes from; the whole config is `config.describe`."""
+    m, r, ro, d, kd, rl = cfg.models, cfg.retrieval, cfg.rollout, cfg.data, cfg.kd, cfg.rl
+    per_set = ", ".join(f"{k} {v}" for k, v in d.n_eval_per_set.items())
+    rows = [
+        ("teacher", m.teacher, "models.teacher"),
+        ("student", f"{m.student}, {m.student_layers} layers ({m.student_layer_choice}), healed {m.heal_steps} steps"
+         if m.student_layers else m.student, "models.student*, models.heal_steps"),
+        ("retrieval", f"{r.kind} ({r.encoder}, {r.index_type} index), top {r.topk}", "retrieval.*"),
+        ("protocol", f"up to {ro.max_turns} turns of {ro.max_turn_tokens} tokens; <information> cut at "
+         f"{ro.max_obs_tokens} tokens", "rollout.max_turns, max_turn_tokens, max_obs_tokens"),
+        ("training questions", f"{d.n_train or 'all'} ({', '.join(d.train_sets)})"
+         + (f", {d.n_val} of them held out for validation" if d.n_val else ""), "data.train_sets, n_train, n_val"),
+        ("evaluation", f"{d.n_eval or 'all'} questions per set" + (f" ({per_set})" if per_set else "")
+         + f", {len(d.eval_sets)} sets, greedy EM", "data.eval_sets, n_eval"),
+        ("KD", f"{kd.steps} steps of {kd.batch_size} sequences", "kd.steps, kd.batch_size"),
+        ("RL", f"{rl.steps} steps of {rl.prompts_per_step} prompts, beta {rl.beta:g}", "rl.steps, prompts_per_step, beta"),
+    ]
+    return pd.DataFrame(rows, columns=["setting", "value", "config key"]).set_index("setting")

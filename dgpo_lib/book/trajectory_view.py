@@ -28,6 +28,46 @@ def masked_html(tr) -> str:
             f'border:1px solid #ccc;padding:8px;margin-top:6px">{body}</div>')
 
 
+def observation_split(passages, tokenizer, max_tokens: int, mode: str) -> tuple[str, str, bool]:
+    """`(shown, hidden, closed)`: the `<information>` block's text the rollout puts in the model's context, the rest
+    of the block that its cut leaves out, and whether a closing tag was appended after the cut (`closed`)."""
+    from dgpo_lib.env.prompts import information_block
+    from dgpo_lib.env.rollout import information_ids
+
+    whole = tokenizer(information_block(passages), add_special_tokens=False).input_ids
+    shown = information_ids(passages, tokenizer, max_tokens, mode)
+    k = next((i for i, (a, b) in enumerate(zip(whole, shown)) if a != b), min(len(whole), len(shown)))
+    return tokenizer.decode(whole[:k]), tokenizer.decode(whole[k:]), len(shown) > k
+
+
+def _marked(text: str, answers) -> str:
+    """HTML-escaped text with each occurrence of a gold answer (case-insensitive) marked."""
+    import re
+
+    pats = sorted({a for a in answers if a.strip()}, key=len, reverse=True)
+    if not pats:
+        return html.escape(text)
+    parts = re.split("(" + "|".join(re.escape(a) for a in pats) + ")", text, flags=re.IGNORECASE)
+    return "".join(f"<mark>{html.escape(x)}</mark>" if i % 2 else html.escape(x) for i, x in enumerate(parts))
+
+
+def observation_html(passages, tokenizer, max_tokens: int, mode: str, answers=()) -> str:
+    """The retrieved block as the model receives it (on grey, the environment's colour) and the part the
+    observation budget cuts off (struck through, never shown), gold answers marked, token counts in the legend."""
+    shown, hidden, closed = observation_split(passages, tokenizer, max_tokens, mode)
+    n = lambda t: len(tokenizer(t, add_special_tokens=False).input_ids)  # noqa: E731
+    legend = (f'<span style="background:{COLOURS["information"][0]};padding:1px 6px;border-radius:3px">in the '
+              f'model\'s context ({n(shown)} tokens{" + the closing tag" if closed else ""})</span> '
+              f'<span style="color:#777;text-decoration:line-through;padding:1px 6px">cut off, never seen '
+              f'({n(hidden)} tokens)</span> <mark>gold answer</mark>')
+    tail = html.escape("\n</information>") if closed else ""
+    return (f'<div style="font-size:90%;line-height:1.9">{legend}</div>'
+            f'<div style="font-family:monospace;font-size:85%;white-space:pre-wrap;overflow-wrap:anywhere;'
+            f'border:1px solid #ccc;padding:8px;margin-top:6px"><span style="background:'
+            f'{COLOURS["information"][0]}">{_marked(shown, answers)}{tail}</span><span style="color:#777;'
+            f'text-decoration:line-through">{_marked(hidden, answers)}</span></div>')
+
+
 def mask_counts(tr) -> dict[str, int]:
     """Tokens of the response by kind, and how many of them the loss sees (mask 1)."""
     out = {kind: sum(s.n_tokens for s in tr.segments if s.kind == kind) for kind in COLOURS}
@@ -36,11 +76,9 @@ def mask_counts(tr) -> dict[str, int]:
     return out
 
 
-def show_teacher_episode(run, cfg) -> None:
-    """Chapter 05's example: the first correct, searching teacher evaluation episode (NQ first), replayed through
-    the environment from its record and shown coloured by its action mask, with its token counts."""
-    import json
-
+def show_record(record: dict | None, cfg, tokenizer, missing: str) -> None:
+    """One recorded episode replayed through the environment and shown coloured by its action mask, with its
+    question, gold answers and token counts (`missing` in italics when there is no record)."""
     from IPython.display import HTML, Markdown, display
 
     from dgpo_lib.book.display import table
@@ -48,16 +86,24 @@ def show_teacher_episode(run, cfg) -> None:
     from dgpo_lib.env.replay import replay
     from dgpo_lib.env.rollout import RolloutSettings
 
-    files = sorted(run.stage_dir("eval_teacher").glob("records_*.jsonl"), key=lambda p: "nq" not in p.name)
-    records = [json.loads(line) for line in files[0].read_text(encoding="utf-8").splitlines()] if files else []
-    example = first_searching_record(records)
-    if example is None:
-        display(Markdown("*No correct teacher episode with a search is kept with this run.*"))
+    if record is None:
+        display(Markdown(f"*{missing}*"))
         return
-    episode = replay(example, {p.id: p for p in load_cfg_corpus(cfg)}, run.tokenizer("teacher"),
+    episode = replay(record, {p.id: p for p in load_cfg_corpus(cfg)}, tokenizer,
                      RolloutSettings.from_config(cfg, greedy=True))  # raises unless token for token the record
-    display(Markdown(f"**Question** ({example['dataset']}): {example['question']} (gold: "
-                     f"{', '.join(example['golden_answers'])}; EM {example['em']:.0f})"))
+    display(Markdown(f"**Question** ({record['dataset']}): {record['question']} (gold: "
+                     f"{', '.join(record['golden_answers'])}; EM {record['em']:.0f})"))
     display(HTML(masked_html(episode)))
     display(table({"tokens": mask_counts(episode)}, "The episode's response tokens by who wrote them (the prompt "
                   "before it is context too, never trained on).", "{:.0f}", ""))
+
+
+def show_teacher_episode(run, cfg) -> None:
+    """Chapter 05's example: the first correct, searching teacher evaluation episode (NQ first), replayed through
+    the environment from its record and shown coloured by its action mask, with its token counts."""
+    import json
+
+    files = sorted(run.stage_dir("eval_teacher").glob("records_*.jsonl"), key=lambda p: "nq" not in p.name)
+    records = [json.loads(line) for line in files[0].read_text(encoding="utf-8").splitlines()] if files else []
+    show_record(first_searching_record(records), cfg, run.tokenizer("teacher"),
+                "No correct teacher episode with a search is kept with this run.")
