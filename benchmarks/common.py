@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,27 +12,40 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dgpo_lib.io_utils import atomic_write_json, provenance  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# where the JSON goes: the committed benchmarks/results/, or a folder of its own (the device check's, a test's)
+RESULTS = Path(os.environ.get("DGPO_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # where the pipeline puts its models (Run.device)
 
 
-def matmul_flops(dtype=torch.float32, n: int = 2048, reps: int = 10) -> float:
-    """Sustained GEMM FLOP/s of this machine for `dtype` (what a decode step's matmuls can reach at best)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def _sync():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_flops(dtype=torch.float32, n: int | None = None, reps: int = 10) -> float:
+    """Sustained GEMM FLOP/s of the device the models run on, for `dtype` (what their matmuls can reach at best)."""
+    n = n or (8192 if DEVICE == "cuda" else 2048)
+    a, b = (torch.randn(n, n, dtype=dtype, device=DEVICE) for _ in range(2))
     a @ b
+    _sync()
     t = time.perf_counter()
     for _ in range(reps):
         a @ b
+    _sync()
     return 2 * n ** 3 * reps / (time.perf_counter() - t)
 
 
 def memory_bandwidth(mb: int = 512, reps: int = 5) -> float:
-    """Bytes/s of a large copy (read + write), the bound of a decode step that streams all weights."""
-    x = torch.empty(mb * 2 ** 20 // 4, dtype=torch.float32)
+    """Bytes/s of a large copy (read + write) on the models' device, the bound of a decode step that streams all
+    weights."""
+    x = torch.empty(mb * 2 ** 20 // 4, dtype=torch.float32, device=DEVICE)
     y = torch.empty_like(x)
     y.copy_(x)
+    _sync()
     t = time.perf_counter()
     for _ in range(reps):
         y.copy_(x)
+    _sync()
     return 2 * x.numel() * 4 * reps / (time.perf_counter() - t)
 
 

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import matmul_flops, table, write
+from common import DEVICE, matmul_flops, table, write
 
 from dgpo_lib.cli import parse, parser
 from dgpo_lib.methods import KD_ROWS, METHODS
@@ -55,8 +55,8 @@ def heal_row(run: Run, cfg, tok, steps: int) -> dict:
     """Healing steps (the pruned student distilled from the unpruned base on corpus text), as the stage runs them."""
     c = copy.deepcopy(cfg)
     c.models.heal_steps, c.train.save_every = steps, 10 ** 6
-    student, _ = load_model(run.pruned_student_path())
-    base, _ = load_model(run.pruned_student_path(pruned=False))
+    student, _ = load_model(run.pruned_student_path(), device=DEVICE)
+    base, _ = load_model(run.pruned_student_path(pruned=False), device=DEVICE)
     texts, held_out, _ = run.resources.healing_texts()
     with tempfile.TemporaryDirectory() as d:
         heal_student(student, base, tok, texts, held_out[:2], c, Path(d) / "run", Path(d) / "out", progress=False)
@@ -83,11 +83,11 @@ def trl_sft_step(path: str, seqs, batch: int, steps: int, bf16: bool) -> float:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    model, tok = load_model(path)
+    model, tok = load_model(path, device=DEVICE)
     ds = Dataset.from_dict({"input_ids": [s.prompt_ids + s.response_ids for s in seqs],
                             "completion_mask": [[0] * len(s.prompt_ids) + s.action_mask for s in seqs]})
     with tempfile.TemporaryDirectory() as d:
-        args = SFTConfig(output_dir=d, per_device_train_batch_size=batch, max_steps=steps + 1, use_cpu=True,
+        args = SFTConfig(output_dir=d, per_device_train_batch_size=batch, max_steps=steps + 1, use_cpu=DEVICE == "cpu",
                          bf16=bf16, report_to="none", logging_steps=1, save_strategy="no", max_length=None,
                          gradient_checkpointing=False, dataset_num_proc=None, learning_rate=1e-5)
         tr = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
@@ -123,13 +123,13 @@ def main():
     names = {"kd": "KD", "seqkd": "SeqKD", "gkd": "GKD", "distillm": "DistiLLM", "taid": "TAID"}
     for method in KD_ROWS:
         for lora in (False, True) if method == "kd" else (False,):
-            rows.append(kd_row(f"{names[method]} ({'LoRA' if lora else 'full'})", method, load_model(run.student())[0],
+            rows.append(kd_row(f"{names[method]} ({'LoRA' if lora else 'full'})", method, load_model(run.student(), device=DEVICE)[0],
                                tok, teacher if method != "seqkd" else None, seqs, cfg, a.steps, lora))
     for lora in (False, True):
         c = copy.deepcopy(cfg)
         c.rl.steps, c.train.lora, c.train.save_every = a.steps, lora, 10 ** 6
         c.rl.prompts_per_step = c.rl.mini_batch = batch
-        actor, _ = load_model(run.student())
+        actor, _ = load_model(run.student(), device=DEVICE)
         qs = run.resources.train_questions()
         with tempfile.TemporaryDirectory() as d:
             m = rl.train_rl(METHODS["dgpo"].rl, actor, tok, run.student(),
@@ -150,7 +150,7 @@ def main():
            "arrival_order": padding_share(lengths, arrival)}
     import torch
     gemm = matmul_flops(torch.bfloat16)
-    ws, wt = linear_weights(load_model(run.student())[0]), linear_weights(teacher)
+    ws, wt = linear_weights(load_model(run.student(), device=DEVICE)[0]), linear_weights(teacher)
     # passes per token: healing = student forward + backward, the unpruned base (the teacher's size) forward; the
     # teacher's SFT = its forward + backward; a KD method = student forward + backward, teacher forward (SeqKD: no
     # teacher); a PPO/DGPO update (one epoch) = actor forward for the old log-probs, then forward + backward, the
