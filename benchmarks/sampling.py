@@ -37,10 +37,10 @@ def main():
     torch.manual_seed(cfg.seed)
     logits = torch.randn(a.rows, vocab) * 3  # a peaked next-token distribution; speed does not depend on its shape
     probs = torch.softmax(logits, -1)
-    rows = [{"sampler": "torch.multinomial (first)",
+    rows = [{"sampler": "torch.multinomial",
              "ms": ms_per_call(lambda: torch.multinomial(torch.softmax(logits, -1), 1), a.reps)},
             # one block as wide as the vocabulary: the single float64 cumsum the sampler used before its two levels
-            {"sampler": "inverse CDF, one cumsum over the vocabulary (before)",
+            {"sampler": "inverse CDF, one cumsum over the vocabulary",
              "ms": ms_per_call(lambda: inverse_cdf_sample(torch.softmax(logits, -1), block=vocab), a.reps)},
             {"sampler": f"inverse CDF, blocks of {CDF_BLOCK} (sample_next)",
              "ms": ms_per_call(lambda: sample_next(logits, 1.0, 1.0), a.reps)}]

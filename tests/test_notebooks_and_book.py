@@ -112,6 +112,29 @@ def test_book_builds_without_warnings_and_renders(executed, tmp_path):
     assert chapters["05_ppo_dgpo"]["tables"] >= 1 and chapters["05_ppo_dgpo"]["images"] >= 2
 
 
+def test_the_committed_book_passes_the_page_check(tmp_path):
+    """The book readers get (the committed `cpu` chapters in `book/executed/`), built with -W and read page by page
+    at 1280 px as the smoke book is: nothing wider than the column, no raw TeX, warnings, reprs or console errors;
+    screenshots under test-output/committed/."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it where apt works)")
+    book = _book_copy(tmp_path, REPO_ROOT / "book" / "executed")
+    r = _build(book)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    root, shots = book / "_build" / "html", OUT / "committed"
+    shots.mkdir(parents=True, exist_ok=True)
+    bad = {}
+    for page in book_pages.pages(root):
+        name = str(page.relative_to(root).with_suffix("")).replace("/", "__")
+        report = book_pages.check_page(chromium, page, tmp_path / "chrome" / name, shots / f"{name}.png")
+        if book_pages.problems(report):
+            bad[name] = book_pages.problems(report)
+    assert not bad, bad
+    for chapter in ("00_overview", "04_kd", "05_ppo_dgpo", "07_results"):
+        assert (shots / f"book__executed__{chapter}.png").stat().st_size > 10_000, chapter
+
+
 def test_page_check_sees_wide_tables_raw_tex_and_warnings(tmp_path):
     """The checker itself, on a page made to fail each way (and one that passes)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -121,6 +121,7 @@ def test_targets_are_measured_on_the_answer_bearing_sets_only():
     res = {**_res({"teacher": teacher, "student": student, "kd": kd, "dgpo@final": dgpo}), "eval_sets": list(sets)}
     t = targets_frame(res, n_boot=1000).set_index("goal")
     assert t.loc["a teacher that searches well", "measured [95% CI]"].startswith("0.350")
+    assert t.loc["a teacher that searches well", "target"] == "average EM >= 0.30"  # the miniature issue's goal
     assert t["met"].tolist() == ["yes"] * 4 + ["no"]  # 100 questions a set leave intervals wider than +-0.03
     assert t.loc["the best KD baseline reaches half the teacher", "measured [95% CI]"].startswith("KD: +0.005")
     assert t.loc["DGPO's RL stage moves its cold start", "measured [95% CI]"].startswith("DGPO (last step)")

@@ -146,7 +146,8 @@ def performance_targets(preset: str = "cpu", folder=None) -> pd.DataFrame:
             room, train = e2e["budget_s"] - e2e["without_training_s"], e2e["by_kind"]["training"]
             add(f"room in the {budget} budget for the training stages",
                 f"the main job less its training: {e2e['without_training_s'] / 60:.1f} min, leaving "
-                f"{room / 60:.1f} min for the {train['stages']} training stages, which took {train['work_s'] / 60:.1f}",
+                f"{room / 60:.1f} min for the {train['stages']} training stages, which took "
+                f"{train['work_s'] / 60:.1f} min",
                 room >= train["work_s"])
         if e2e.get("peak_rss_gib"):
             add("peak memory <= 12 GiB", f"{e2e['peak_rss_gib']:.2f} GiB", e2e["peak_rss_gib"] <= 12)

@@ -107,3 +107,26 @@ def show_teacher_episode(run, cfg) -> None:
     records = [json.loads(line) for line in files[0].read_text(encoding="utf-8").splitlines()] if files else []
     show_record(first_searching_record(records), cfg, run.tokenizer("teacher"),
                 "No correct teacher episode with a search is kept with this run.")
+
+
+def show_model_view(run, cfg, n_candidates: int = 64) -> None:
+    """Chapter 01's example: the first NQ evaluation question whose top passages (searched with the question itself)
+    hold a gold answer, its block as the model receives it (`observation_html`), and what the observation-budget
+    benchmark measured for this budget over a whole evaluation."""
+    from IPython.display import HTML, display
+
+    from dgpo_lib.book.benchmarks import benchmark_json
+    from dgpo_lib.book.display import say
+    from dgpo_lib.book.readings import observation_reading
+    from dgpo_lib.env.prompts import information_block
+    from dgpo_lib.env.reward import normalize_answer
+
+    nq = run.resources.eval_sets()["nq_ctx"][:n_candidates]
+    found = run.resources.retriever().search([q.question for q in nq], cfg.retrieval.topk)
+    holds = lambda q, docs: any(normalize_answer(a) in normalize_answer(information_block(docs))  # noqa: E731
+                                for a in q.golden_answers)
+    q, docs = next(((q, d) for q, d in zip(nq, found) if holds(q, d)), (nq[0], found[0]))
+    say(f"**Question:** {q.question} (gold: {', '.join(q.golden_answers)})")
+    display(HTML(observation_html(docs, run.tokenizer("student"), cfg.rollout.max_obs_tokens,
+                                  cfg.rollout.obs_truncation, q.golden_answers)))
+    say(observation_reading(benchmark_json(f"observation_budget_{cfg.preset}"), cfg.rollout.max_obs_tokens))
