@@ -5,7 +5,8 @@ sequences, and the padding share with and without length bucketing.
 
 Model-FLOPs utilisation (MFU): the step's linear-layer FLOPs (2 per weight per token for a forward pass, 4 more
 for a backward; attention scores and the vocabulary head at the kept positions not counted) per second, over the
-bf16 GEMM rate this script measures on the same machine in the same run.
+GEMM rate of the models' compute dtype (`models.compute_dtype`) this script measures on the same machine in the same
+run.
 
     .venv/bin/python benchmarks/training.py [--preset cpu] [--steps 3]
 """
@@ -24,6 +25,7 @@ from dgpo_lib.methods import KD_ROWS, METHODS
 from dgpo_lib.train.budget import kd_budget, rl_budget
 from dgpo_lib.train import kd, rl
 from dgpo_lib.train.batching import length_buckets, padding_share
+from dgpo_lib.train.flops import flops_per_token
 from dgpo_lib.config import load_config
 from dgpo_lib.train.heal import heal_student
 from dgpo_lib.io_utils import read_jsonl_tolerant
@@ -149,24 +151,18 @@ def main():
     pad = {"bucketed": padding_share(lengths, length_buckets(lengths, cfg.train.micro_batch)),
            "arrival_order": padding_share(lengths, arrival)}
     import torch
-    gemm = matmul_flops(torch.bfloat16)
+    dtype = cfg.models.compute_dtype  # what the models' matmuls run in (auto resolved: float32 without AVX512-BF16)
+    gemm = matmul_flops(getattr(torch, dtype))
     ws, wt = linear_weights(load_model(run.student(), device=DEVICE)[0]), linear_weights(teacher)
-    # passes per token: healing = student forward + backward, the unpruned base (the teacher's size) forward; the
-    # teacher's SFT = its forward + backward; a KD method = student forward + backward, teacher forward (SeqKD: no
-    # teacher); a PPO/DGPO update (one epoch) = actor forward for the old log-probs, then forward + backward, the
-    # critic the same, the teacher forward (DGPO's reference, on the wrong trajectories only: counted on all, an
-    # upper bound when some are right)
-    per_token = {"Healing": 6 * ws + 2 * wt, "Teacher SFT (full)": 6 * wt, "SeqKD (full)": 6 * ws,
-                 **{f"{n} (full)": 6 * ws + 2 * wt for n in ("KD", "GKD", "DistiLLM", "TAID")},
-                 "DGPO update (full)": 16 * ws + 2 * wt, "TRL SFTTrainer (full)": 6 * ws}
-    for r in rows:
-        if r["step"] in per_token:
-            r["mfu"] = per_token[r["step"]] * r["tokens_per_s"] / gemm
+    for r in rows:  # linear-layer FLOPs per token (dgpo_lib/train/flops.py) over the GEMM rate
+        flops = flops_per_token(r["step"], ws, wt)
+        if flops is not None:
+            r["mfu"] = flops * r["tokens_per_s"] / gemm
     print(table(rows, ["step", "s_per_step", "tokens_per_s", "mfu", "rollout_s"]))
-    print(f"bf16 GEMM rate measured here: {gemm / 1e9:.0f} GFLOP/s")
+    print(f"{dtype} GEMM rate measured here: {gemm / 1e9:.0f} GFLOP/s")
     print(f"padding share of computed tokens: bucketed {pad['bucketed']:.1%}, arrival order {pad['arrival_order']:.1%}")
     write(f"training_{a.preset}", {"rows": rows, "padding_share": pad, "batch": batch,
-                                   "tokens_per_step": tokens_per_step, "gemm_bf16_flops": gemm,
+                                   "tokens_per_step": tokens_per_step, "gemm_flops": gemm, "gemm_dtype": dtype,
                                    "linear_weights": {"student": ws, "teacher": wt}}, cfg)
 
 

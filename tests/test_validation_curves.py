@@ -137,6 +137,30 @@ def test_performance_reading_bounds_mfu_by_the_profiled_matmul_share():
     assert performance_reading({}).startswith("No training")
 
 
+def test_flops_per_token_counts_each_pass_of_a_step():
+    """2 FLOPs per weight forward, 4 more backward: KD = student fwd+bwd + teacher fwd; the DGPO update adds the
+    old log-prob and old value forwards and the critic's forward and backward."""
+    from dgpo_lib.train.flops import flops_per_token
+    ws, wt = 10, 100
+    assert flops_per_token("KD (full)", ws, wt) == 6 * 10 + 2 * 100
+    assert flops_per_token("DGPO update (full)", ws, wt) == (2 + 2 + 6 + 6) * 10 + 2 * 100
+    assert flops_per_token("Teacher SFT (full)", ws, wt) == 600 and flops_per_token("KD (LoRA)", ws, wt) is None
+
+
+def test_rl_update_reading_compares_arithmetic_and_efficiency_with_kd():
+    """At the cpu preset's sizes (53M and 106M linear weights) the update computes 2.0x KD's FLOPs per token; the
+    reading gives that beside both steps' tokens/s and MFU."""
+    from dgpo_lib.book.readings import performance_reading, rl_update_reading
+    tr = {"gemm_bf16_flops": 4e11, "linear_weights": {"student": 53_000_000, "teacher": 106_000_000},
+          "rows": [{"step": "KD (full)", "tokens_per_s": 260.0, "mfu": 0.35},
+                   {"step": "DGPO update (full)", "tokens_per_s": 120.0, "mfu": 0.32}]}
+    text = rl_update_reading(tr)
+    assert "120 tokens/s against a KD step's 260" in text and "2.2x fewer" in text
+    assert "computes 2.0x a KD step's linear-layer FLOPs" in text and "32% of the GEMM rate against KD's 35%" in text
+    assert text in performance_reading({"training": tr})
+    assert rl_update_reading({"rows": tr["rows"]}) == "" and rl_update_reading(None) == ""
+
+
 def _last(em, hit, searches):
     return {"step": 10, "val_em": em, "val_hit_ratio": hit, "val_searches": searches, "val_answered": 1.0}
 

@@ -162,14 +162,17 @@ def performance_reading(bench: dict[str, dict | None]) -> str:
     """Markdown bullets on what bounds the measured rates, from the benchmark scripts' JSON (`training`, `profile`,
     `rollout`; any may be None): each training step's model-FLOPs utilisation against where a profiled KD step
     spends its time, and a rollout's time outside the forward passes and its prefill rate."""
+    from dgpo_lib.book.benchmarks import gemm_rate
+
     out = []
     tr, prof, ro = bench.get("training"), bench.get("profile"), bench.get("rollout")
     mfu = {r["step"]: r["mfu"] for r in (tr or {}).get("rows", [])  # this library's steps (not the TRL peer)
            if r.get("mfu") is not None and not r["step"].startswith("TRL")}
     if mfu:
         low = [s for s, m in mfu.items() if m < 0.5]
-        line = (f"- **Training** runs at {_span(list(mfu.values()), _pct)} of the bf16 GEMM rate measured in the same "
-                f"run ({tr['gemm_bf16_flops'] / 1e9:.0f} GFLOP/s), counting linear layers' FLOPs only; "
+        rate, dtype = gemm_rate(tr)
+        line = (f"- **Training** runs at {_span(list(mfu.values()), _pct)} of the {dtype} GEMM rate measured in the "
+                f"same run ({rate / 1e9:.0f} GFLOP/s), counting linear layers' FLOPs only; "
                 + (f"{len(low)} of {len(mfu)} steps are under 50%." if low else "every step reaches 50%."))
         kd = (prof or {}).get("kd_steps")
         if kd and low:
@@ -183,6 +186,9 @@ def performance_reading(bench: dict[str, dict | None]) -> str:
                      f"running {_pct(mm)} of the time, the count cannot exceed about {_pct(mm)} of the rate even "
                      "if each ran at the full rate.")
         out.append(line)
+    rl = rl_update_reading(tr)
+    if rl:
+        out.append(rl)
     rows = [r for r in (ro or {}).get("rows", []) if r.get("outside_forward_share") is not None
             and r["generator"] == "continuous"]
     for r in rows:
@@ -191,6 +197,28 @@ def performance_reading(bench: dict[str, dict | None]) -> str:
                    f"tokenising, sampling and bookkeeping; the target is under 10%), and prefill runs at "
                    f"{_pct(r['prefill_share_of_gemm'])} of the GEMM rate (the target is 50%).")
     return "\n".join(out) or "No training, profile or rollout benchmark results for this preset yet."
+
+
+def rl_update_reading(tr: dict | None) -> str:
+    """Why an RL update is slower per token than a KD step (benchmarks/training.py's rows): the linear-layer FLOPs
+    each computes per token (dgpo_lib/train/flops.py) against the tokens/s and MFU each reached ("" without both)."""
+    from dgpo_lib.train.flops import flops_per_token
+
+    rows = {r["step"]: r for r in (tr or {}).get("rows", [])}
+    kd, rl = rows.get("KD (full)"), rows.get("DGPO update (full)")
+    if not (kd and rl and (tr or {}).get("linear_weights")):
+        return ""
+    ws, wt = tr["linear_weights"]["student"], tr["linear_weights"]["teacher"]
+    more = flops_per_token("DGPO update (full)", ws, wt) / flops_per_token("KD (full)", ws, wt)
+    slower = kd["tokens_per_s"] / rl["tokens_per_s"]
+    return (f"- **The RL update** (a DGPO step without its rollouts) processes {rl['tokens_per_s']:.0f} tokens/s "
+            f"against a KD step's {kd['tokens_per_s']:.0f} on the same machine, {slower:.1f}x fewer. Per token it "
+            f"computes {more:.1f}x a KD step's linear-layer FLOPs: the actor's forward for the old log-probs, the "
+            "critic's for the old values, then the forward and backward of both, and the teacher's forward, against "
+            "KD's one student forward and backward and one teacher forward. It runs at "
+            f"{_pct(rl['mfu'])} of the GEMM rate against KD's {_pct(kd['mfu'])}: it is slower because it computes "
+            f"more, not because it computes less efficiently, and at KD's efficiency it would still process "
+            f"{more:.1f}x fewer tokens per second.")
 
 
 def observation_reading(bench: dict | None, max_tokens: int) -> str:
