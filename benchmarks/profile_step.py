@@ -96,7 +96,9 @@ def main():
         print(table(r["operators"], ["operator", "calls", "self_s", "share_of_wall"]))
         if "phases" in r:
             print(table(r["phases"], ["phase", "s", "share_of_step"]))
-    write(f"profile_{a.preset}", {**out, "threads": torch.get_num_threads()}, cfg)
+    # the overrides and dtype say which models ran (stand-in stages, float32 on a CPU without AVX512-BF16)
+    write(f"profile_{a.preset}", {**out, "threads": torch.get_num_threads(), "overrides": a.overrides,
+                                  "compute_dtype": cfg.models.compute_dtype}, cfg)
 
 
 if __name__ == "__main__":
