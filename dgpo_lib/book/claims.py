@@ -108,10 +108,9 @@ TEACHER_TARGET = 0.30
 def targets_frame(res: dict, n_boot: int = 5000) -> pd.DataFrame:
     """The miniature's goals, each measured on this run's answer-bearing benchmarks with a 95% paired-bootstrap
     interval over the evaluation questions (dgpo_lib/evaluation/stats.py): a teacher that searches well
-    (>= TEACHER_TARGET), an
-    untrained student near zero (<= 0.05), a KD baseline reaching half the teacher, DGPO's RL stage moving its
-    cold start by a margin the interval can see (either way; the final RL checkpoint against the KD cold start),
-    and every row's average known to +-0.03. Rows the results file lacks are skipped."""
+    (>= TEACHER_TARGET), an untrained student near zero (<= 0.05), a KD baseline reaching half the teacher, DGPO's
+    RL stage moving its cold start by a margin the interval can see (either way; the final RL checkpoint against the
+    KD cold start), and every row's average known to +-0.03. Rows the results file lacks are skipped."""
     from dgpo_lib.evaluation.stats import paired_bootstrap
     from dgpo_lib.methods import KD_ROWS
 
