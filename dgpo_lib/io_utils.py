@@ -35,6 +35,20 @@ def atomic_path(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
 
 
 @contextmanager
+def exclusive(path: str | Path):
+    """Hold an exclusive lock on `<path>.lock` beside `path` while the block runs: processes that would build the
+    same cache folder at once (parallel test workers, two runs sharing `cache/`) take turns, and the second finds
+    the folder built. The lock ends with the process, however it ends."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+@contextmanager
 def atomic_dir(out: str | Path):
     """Yield a temp folder beside `out`; on success it replaces `out` in one rename (a model or dataset folder
     is either complete or absent, never half-written)."""

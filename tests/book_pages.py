@@ -7,8 +7,12 @@ from __future__ import annotations
 import html as html_lib
 import json
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
+
+from dgpo_lib.data.loaders import REPO_ROOT
 
 CHECK_JS = Path(__file__).with_name("page_check.js")
 # first in <head>, before the page's own scripts: every script error and console.error of the page, for the report
@@ -58,3 +62,40 @@ def check_page(chromium: str, page: Path, profile: Path, shot: Path | None = Non
 def problems(report: dict) -> list[str]:
     return ([report["error"]] if "error" in report else []) + [
         f"{kind}: {item}" for kind in ("wide", "latex", "warnings", "errors") for item in report.get(kind, [])]
+
+
+def check_book(chromium: str, html_root: Path, profiles: Path, shots: Path) -> dict[str, dict]:
+    """`check_page` on every page of a built book, a fresh Chromium profile each (every page as a first visit, as a
+    reader arriving from a link): {page name: report}, screenshots in `shots`."""
+    shots.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for page in pages(html_root):
+        name = str(page.relative_to(html_root).with_suffix("")).replace("/", "__")
+        out[name] = check_page(chromium, page, profiles / name, shots / f"{name}.png")
+    return out
+
+
+def book_copy(tmp_path: Path, executed: Path) -> Path:
+    """The book's sources in a scratch folder, with `executed` as its executed chapters."""
+    book = tmp_path / "book_src"
+    (book / "book").mkdir(parents=True)
+    for f in ("_config.yml", "_toc.yml"):
+        shutil.copy(REPO_ROOT / f, book / f)
+    for f in (REPO_ROOT / "book").glob("*.*"):
+        shutil.copy(f, book / "book" / f.name)
+    shutil.copytree(REPO_ROOT / "book" / "_static", book / "book" / "_static")  # the stylesheet
+    shutil.copytree(REPO_ROOT / "book" / "_ext", book / "book" / "_ext")  # the bibliography style
+    shutil.copytree(REPO_ROOT / "book" / "figures", book / "book" / "figures")  # the diagrams
+    shutil.copytree(executed, book / "book" / "executed")
+    # what pages include verbatim: library functions, the preflight reports, benchmark tables
+    shutil.copytree(REPO_ROOT / "dgpo_lib", book / "dgpo_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    for sub in ("results/preflight", "results/transcripts", "benchmarks/results"):
+        shutil.copytree(REPO_ROOT / sub, book / sub)
+    return book
+
+
+def build(book: Path) -> subprocess.CompletedProcess:
+    """`jupyter-book build -W -n --keep-going` of a `book_copy`."""
+    jb = Path(sys.executable).parent / "jupyter-book"  # the one installed beside this interpreter
+    return subprocess.run([str(jb) if jb.exists() else "jupyter-book", "build", str(book), "-W", "-n", "--keep-going"],
+                          capture_output=True, text=True, timeout=600)

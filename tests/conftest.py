@@ -7,6 +7,19 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers share two cores: one thread each, subprocesses included
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+    torch.set_num_threads(1)
+
+# The files that take longest (minutes), started first so that neither worker is left with one at the end.
+LONGEST_FIRST = ("test_notebooks_and_book.py", "test_committed_book.py", "test_paper_scale.py", "test_accelerate.py",
+                 "test_reliability.py", "test_stage_reads.py", "test_device_check.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept otherwise
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +77,12 @@ class ScriptedGenerator:
 @pytest.fixture
 def scripted():
     return ScriptedGenerator
+
+
+@pytest.fixture
+def free_port() -> str:
+    """A free loopback port for `accelerate launch --main_process_port`: two test files may launch at once."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])

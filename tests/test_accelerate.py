@@ -9,7 +9,7 @@ from pathlib import Path
 from dgpo_lib.data.loaders import REPO_ROOT
 
 
-def test_accelerate_launch_two_cpu_processes_two_dgpo_steps(tmp_path):
+def test_accelerate_launch_two_cpu_processes_two_dgpo_steps(tmp_path, free_port):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     # 10 prompts, GRPO groups of 2: GRPO rolls out 5 questions, which two processes cannot share evenly
     common = ["--preset", "smoke", "--quiet", f"run_root={tmp_path}", "rl.steps=2", "rl.prompts_per_step=10",
@@ -18,9 +18,9 @@ def test_accelerate_launch_two_cpu_processes_two_dgpo_steps(tmp_path):
     subprocess.run([sys.executable, "-m", "dgpo_lib.pipeline.run_stage", "kd_kd", *common], cwd=REPO_ROOT, env=env, check=True,
                    capture_output=True, timeout=600)
     accel = Path(sys.executable).with_name("accelerate")
-    r = subprocess.run([str(accel), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "dgpo_lib.pipeline.run_stage", "rl_dgpo",
-                        *common], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    launch = [str(accel), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port",
+              free_port, "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "dgpo_lib.pipeline.run_stage"]
+    r = subprocess.run([*launch, "rl_dgpo", *common], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     [metrics] = Path(tmp_path).glob("smoke-*/rl_dgpo/metrics.jsonl")
     rows = [json.loads(x) for x in metrics.read_text().splitlines()]
@@ -29,8 +29,6 @@ def test_accelerate_launch_two_cpu_processes_two_dgpo_steps(tmp_path):
     assert list(Path(tmp_path).glob("smoke-*/rl_dgpo/model/model.safetensors"))
     # GRPO: 5 questions x 2 rollouts in mini-batches of 2 per process; split 3 vs 2, the processes made 3 vs 2
     # updates and the all-reduce waited forever
-    r = subprocess.run([str(accel), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "dgpo_lib.pipeline.run_stage", "rl_dgpo_grpo",
-                        *common], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run([*launch, "rl_dgpo_grpo", *common], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     assert list(Path(tmp_path).glob("smoke-*/rl_dgpo_grpo/model/model.safetensors"))

@@ -62,95 +62,23 @@ def test_every_notebook_ran_and_produced_its_outputs(executed):
     assert "Overview" in nbs["00_overview"].cells[0].source
 
 
-def _book_copy(tmp_path, executed: Path) -> Path:
-    """The book's sources in a scratch folder, with `executed` as its executed chapters."""
-    book = tmp_path / "book_src"
-    (book / "book").mkdir(parents=True)
-    for f in ("_config.yml", "_toc.yml"):
-        shutil.copy(REPO_ROOT / f, book / f)
-    for f in (REPO_ROOT / "book").glob("*.*"):
-        shutil.copy(f, book / "book" / f.name)
-    shutil.copytree(REPO_ROOT / "book" / "_static", book / "book" / "_static")  # the stylesheet
-    shutil.copytree(REPO_ROOT / "book" / "_ext", book / "book" / "_ext")  # the bibliography style
-    shutil.copytree(REPO_ROOT / "book" / "figures", book / "book" / "figures")  # the diagrams
-    shutil.copytree(executed, book / "book" / "executed")
-    # what pages include verbatim: library functions, the preflight reports, benchmark tables
-    shutil.copytree(REPO_ROOT / "dgpo_lib", book / "dgpo_lib", ignore=shutil.ignore_patterns("__pycache__"))
-    for sub in ("results/preflight", "results/transcripts", "benchmarks/results"):
-        shutil.copytree(REPO_ROOT / sub, book / sub)
-    return book
-
-
-def _build(book: Path):
-    jb = Path(sys.executable).parent / "jupyter-book"  # the one installed beside this interpreter
-    return subprocess.run([str(jb) if jb.exists() else "jupyter-book", "build", str(book), "-W", "-n", "--keep-going"],
-                          capture_output=True, text=True, timeout=600)
-
-
 def test_book_builds_without_warnings_and_renders(executed, tmp_path):
-    book = _book_copy(tmp_path, executed)
-    r = _build(book)
+    book = book_pages.book_copy(tmp_path, executed)
+    r = book_pages.build(book)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     html = book / "_build" / "html" / "book" / "executed"
     assert (html / "07_results.html").exists() and (html / "05_ppo_dgpo.html").exists()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it where apt works)")
-    OUT.mkdir(exist_ok=True)
-    root = book / "_build" / "html"
-    found = {}
-    for page in book_pages.pages(root):  # every page at 1280 px: a screenshot, and what a reader would trip over
-        name = str(page.relative_to(root).with_suffix("")).replace("/", "__")
-        # a fresh profile each page: every page as a first visit (empty localStorage), as a reader arriving from a link
-        report = book_pages.check_page(chromium, page, tmp_path / "chrome" / name, OUT / f"{name}.png")
-        found[name] = report
-        assert not book_pages.problems(report), f"{page.relative_to(root)}: {book_pages.problems(report)}"
-        assert (OUT / f"{name}.png").stat().st_size > 10_000, name
+    found = book_pages.check_book(chromium, book / "_build" / "html", tmp_path / "chrome", OUT)
+    bad = {name: book_pages.problems(r) for name, r in found.items() if book_pages.problems(r)}
+    assert not bad, bad
+    assert all((OUT / f"{name}.png").stat().st_size > 10_000 for name in found)
     assert len(found) >= 15, sorted(found)
     chapters = {n.split("__")[-1]: r for n, r in found.items() if "executed" in n}
     assert chapters["07_results"]["tables"] >= 3 and chapters["07_results"]["images"] >= 1
     assert chapters["05_ppo_dgpo"]["tables"] >= 1 and chapters["05_ppo_dgpo"]["images"] >= 2
-
-
-def test_the_committed_book_passes_the_page_check(tmp_path):
-    """The book readers get (the committed `cpu` chapters in `book/executed/`), built with -W and read page by page
-    at 1280 px as the smoke book is: nothing wider than the column, no raw TeX, warnings, reprs or console errors;
-    screenshots under test-output/committed/."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it where apt works)")
-    book = _book_copy(tmp_path, REPO_ROOT / "book" / "executed")
-    r = _build(book)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    root, shots = book / "_build" / "html", OUT / "committed"
-    shots.mkdir(parents=True, exist_ok=True)
-    bad = {}
-    for page in book_pages.pages(root):
-        name = str(page.relative_to(root).with_suffix("")).replace("/", "__")
-        report = book_pages.check_page(chromium, page, tmp_path / "chrome" / name, shots / f"{name}.png")
-        if book_pages.problems(report):
-            bad[name] = book_pages.problems(report)
-    assert not bad, bad
-    for chapter in ("00_overview", "04_kd", "05_ppo_dgpo", "07_results"):
-        assert (shots / f"book__executed__{chapter}.png").stat().st_size > 10_000, chapter
-
-
-def test_page_check_sees_wide_tables_raw_tex_and_warnings(tmp_path):
-    """The checker itself, on a page made to fail each way (and one that passes)."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed")
-    cells = "".join(f"<td>column{i}</td>" for i in range(60))
-    bad = tmp_path / "bad.html"
-    bad.write_text("<html><body><article style='width:600px'><table><tr>" + cells + "</tr></table>"
-                   "<p>the KL is \\(\\beta\\) here</p><div class='cell_output'><pre>/usr/lib/x.py:3: UserWarning: "
-                   "careful</pre></div></article></body></html>")
-    report = book_pages.check_page(chromium, bad, tmp_path / "chrome")
-    assert report["wide"] and report["latex"] and report["warnings"], report
-    good = tmp_path / "good.html"
-    good.write_text("<html><body><article style='width:600px'><table><tr><td>0.35</td></tr></table>"
-                    "<pre>print(1)</pre><div class='cell_output'><pre>EM 0.35</pre></div></article></body></html>")
-    assert book_pages.problems(book_pages.check_page(chromium, good, tmp_path / "chrome")) == []
 
 
 def test_runner_names_the_failing_notebook_and_cell(tmp_path, monkeypatch):
@@ -173,36 +101,6 @@ def test_runner_names_the_failing_notebook_and_cell(tmp_path, monkeypatch):
     assert (tmp_path / "out" / "00_fails.ipynb").read_text() == "the chapter as committed"
     assert (tmp_path / "runs" / "notebooks-smoke" / "00_fails.ipynb").exists()
     assert rp.main(["--preset", "smoke", "--out", str(tmp_path / "out"), "rl.nope=1"]) == 2  # bad key: clear exit
-
-
-def test_killing_the_main_job_mid_notebook_leaves_a_book_that_builds(tmp_path):
-    """SIGKILL while a chapter executes: the book's copies are untouched (or replaced by finished chapters only),
-    and `jupyter-book build -W` still succeeds from them."""
-    import os
-    import signal
-    import time
-    book = _book_copy(tmp_path, REPO_ROOT / "book" / "executed")
-    before = {p.name: p.read_bytes() for p in (book / "book" / "executed").glob("*.ipynb")}
-    runs = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "dgpo_lib.book.reproduce", "--preset", "smoke", "--out",
-                             str(book / "book" / "executed"), f"run_root={runs}"], cwd=REPO_ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    t0 = time.time()
-    while not (runs / "notebooks-smoke" / "01_retrieval.ipynb").exists():  # chapter 01 is executing
-        assert proc.poll() is None and time.time() - t0 < 300, "the job ended or stalled before chapter 01"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the job and its kernel
-    proc.wait()
-    after = {p.name: p.read_bytes() for p in (book / "book" / "executed").glob("*.ipynb")}
-    assert set(after) == set(before)
-    for name, data in after.items():  # each chapter is the committed one or a finished execution
-        if data != before[name]:
-            nb = nbformat.reads(data.decode(), as_version=4)
-            assert name == "00_overview.ipynb" and all(c.get("execution_count") for c in nb.cells
-                                                       if c.cell_type == "code"), name
-    assert after["01_retrieval.ipynb"] == before["01_retrieval.ipynb"]
-    r = _build(book)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
 
 def test_a_rerun_over_finished_stages_leaves_git_status_clean(executed):

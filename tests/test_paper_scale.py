@@ -86,7 +86,7 @@ def test_paper_path_index_ivf_reload_server_and_eval(standins):
     assert json.loads(prompt.splitlines()[0])["finish"] in ("answer", "eos", "max_turns", "length")
 
 
-def test_paper_path_dgpo_under_accelerate_two_processes(standins):
+def test_paper_path_dgpo_under_accelerate_two_processes(standins, free_port):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     stage = [sys.executable, "-m", "dgpo_lib.pipeline.run_stage"]
     r = subprocess.run([*stage, "kd_kd", "--preset", "paper", "--quiet", *standins], cwd=REPO_ROOT, env=env,
@@ -94,6 +94,7 @@ def test_paper_path_dgpo_under_accelerate_two_processes(standins):
     assert r.returncode == 0, r.stderr[-4000:]
     accel = Path(sys.executable).with_name("accelerate")
     r = subprocess.run([str(accel), "launch", "--config_file", str(REPO_ROOT / "configs/accelerate/cpu_2proc.yaml"),
+                        "--main_process_port", free_port,
                         "-m", "dgpo_lib.pipeline.run_stage", "rl_dgpo", "--preset", "paper", "--quiet", *standins],
                        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]

@@ -73,6 +73,21 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     assert read_jsonl_tolerant(tmp_path / "m.jsonl") == [{"step": 1}]
 
 
+def test_two_processes_building_one_cache_folder_take_turns(tmp_path):
+    """Parallel test workers (or two runs sharing `cache/`) may both need a model folder that is not built yet:
+    one builds it, the other waits and loads it, and neither sees the other's half-written folder."""
+    code = ("import sys; from pathlib import Path; from dgpo_lib.models.loading import build_tiny_model; "
+            "from transformers import AutoModelForCausalLM; out = build_tiny_model(Path(sys.argv[1]), layers=1); "
+            "print(AutoModelForCausalLM.from_pretrained(out).config.num_hidden_layers)")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "tiny")], cwd=REPO_ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    assert [out.strip() for out, _ in outs] == ["1", "1"]
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["tiny", "tiny.lock"]  # no temp folder left behind
+
+
 def _stage(args, root, **kw):
     cmd = [sys.executable, "-m", "dgpo_lib.pipeline.run_stage", *args, "--preset", "smoke", "--quiet", f"run_root={root}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}

