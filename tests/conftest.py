@@ -14,7 +14,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers share two cores: one th
 
 # The files that take longest (minutes), started first so that neither worker is left with one at the end.
 LONGEST_FIRST = ("test_notebooks_and_book.py", "test_committed_book.py", "test_paper_scale.py", "test_accelerate.py",
-                 "test_reliability.py", "test_stage_reads.py", "test_device_check.py")
+                 "test_reliability.py", "test_validation_curves.py", "test_stage_reads.py", "test_device_check.py")
 
 
 def pytest_collection_modifyitems(config, items):

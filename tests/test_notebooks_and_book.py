@@ -172,8 +172,9 @@ def test_ctrl_c_stops_the_main_job_with_one_message_and_a_second_run_resumes(tmp
     runs, out = tmp_path / "runs", tmp_path / "out"
     cmd = [sys.executable, "-m", "dgpo_lib.book.reproduce", "--preset", "smoke", "--no-preflight", "--out", str(out),
            f"run_root={runs}", "--only", "00", "01"]
+    # SIGINT handled, as from a shell (a pytest-xdist worker ignores it, and children inherit an ignored signal)
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.time()
     while not (runs / "notebooks-smoke" / "01_retrieval.ipynb").exists():
         assert proc.poll() is None and time.time() - t0 < 300, "the job ended or stalled before chapter 01"
