@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "faiss-cpu",
             "numpy")
@@ -34,18 +35,21 @@ def atomic_path(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         raise
 
 
-@contextmanager
-def exclusive(path: str | Path):
-    """Hold an exclusive lock on `<path>.lock` beside `path` while the block runs: processes that would build the
-    same cache folder at once (parallel test workers, two runs sharing `cache/`) take turns, and the second finds
-    the folder built. The lock ends with the process, however it ends."""
+def build_once(out: str | Path, done: Callable[[], bool], write: Callable[[], None]) -> Path:
+    """`write()` the cache folder `out` unless `done()` says it is built. Builders take turns on an exclusive lock
+    (`<out>.lock`, released when the process ends however it ends), so processes that need the same folder at once
+    (parallel test workers, two runs sharing `cache/`) build it once: the others wait, then find it built. A built
+    folder is returned without the lock, so a read-only cache still loads."""
     import fcntl
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+    out = Path(out)
+    if not done():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out.with_name(out.name + ".lock"), "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            if not done():
+                write()
+    return out
 
 
 @contextmanager

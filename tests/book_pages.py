@@ -23,6 +23,16 @@ ERRORS_JS = ("<script>window.__pageErrors = []; window.addEventListener('error',
 WIDTH = 1280
 
 
+def chromium_or_skip() -> str:
+    """Debian's Chromium, or the calling test is skipped (scripts/setup.sh installs it where apt works)."""
+    import pytest
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it where apt works)")
+    return found
+
+
 def chromium_flags(profile: Path) -> list[str]:
     return ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--hide-scrollbars",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",

