@@ -97,6 +97,12 @@ class Method:
     kd: KDMethod | None = None
     rl: RLVariant | None = None
     table: bool = True
+    paper_row: str | None = None  # the paper's Table 1 row this one stands in for when it is not one itself
+
+    @property
+    def table_row(self) -> str | None:
+        """The paper's Table 1 row this row is, or stands in for (a baseline started as its own paper starts it)."""
+        return self.name if self.table else self.paper_row
 
     @property
     def stage_name(self) -> str:
@@ -148,6 +154,13 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     # DistiLLM with skew forward KL (the table's row: skew reverse)
     Method("distillm_sfkl", "DistiLLM, skew forward KL", "kd",
            "student", kd=SKEW_FKL, table=False),
+    # GKD and DistiLLM as their own papers and code run them: from a student supervised fine-tuned on the task
+    # (DistiLLM's scripts/*/init; GKD's "initial student"); here the SeqKD row, SFT on the TGO trajectories.
+    # They stand in for the table's GKD and DistiLLM rows in a preset whose student cannot write the protocol.
+    Method("gkd_sft", "GKD (from the SeqKD student)", "kd", "seqkd", kd=JSD,
+           table=False, paper_row="gkd"),
+    Method("distillm_sft", "DistiLLM (from the SeqKD student)", "kd", "seqkd",
+           kd=SKEW_KL, table=False, paper_row="distillm"),
 )}
 BETA_PREFIX = "dgpo_beta_"  # `dgpo_beta_<x>`: DGPO with beta = x (the paper's beta sweep)
 
@@ -173,9 +186,23 @@ def names(stage: str | None = None, table: bool | None = None) -> tuple[str, ...
                  if (stage is None or m.stage == stage) and (table is None or m.table == table))
 
 
-KD_ROWS = names("kd", table=True)            # the KD baselines' rows, in the paper's order
-KD_ABLATIONS = names("kd", table=False)      # on-policy GKD from the student and from the KD cold start
+KD_ROWS = names("kd", table=True)            # the paper's KD baselines, in its order
+KD_ABLATIONS = names("kd", table=False)      # the other KD rows (on-policy GKD, other starts or losses)
 RL_ROWS = names("rl")
+
+
+def kd_baselines(rows) -> list[str]:
+    """The KD baselines among `rows`, in their order: KD-trained rows that are, or stand in for, a row of the
+    paper's table (not the on-policy GKD ablations)."""
+    return [r for r in rows if paper_row(r) and method(r).stage == "kd"]
+
+
+def paper_row(row: str) -> str | None:
+    """The paper's Table 1 row that `row` is or stands in for (`gkd_sft` -> `gkd`), None for an ablation."""
+    try:
+        return method(row).table_row
+    except ValueError:
+        return None
 
 
 def row_label(row: str) -> str:

@@ -73,6 +73,31 @@ def test_the_gkd_ablations_are_kd_stages_from_their_own_start(smoke_cfg):
     assert {"kd_gkd_onpolicy", "kd_kd_then_gkd"} <= set(run.stage_names())
 
 
+def test_gkd_and_distillm_from_the_seqkd_student_stand_in_for_the_papers_rows(smoke_cfg):
+    """The cpu preset's GKD and DistiLLM start from the SeqKD student, as their own papers start from a supervised
+    student: trained after it, keyed by it, and compared with the paper's GKD and DistiLLM rows."""
+    from dgpo_lib.book.tables import comparison_frame, paper_frame
+    from dgpo_lib.methods import kd_baselines, paper_row, row_label
+    from dgpo_lib.config import load_config
+
+    c = copy.deepcopy(smoke_cfg)
+    c.eval.methods = ["student", "teacher", "gkd_sft", "seqkd", "kd", "distillm_sft", "taid", "dgpo"]
+    run = Run(c, progress=False)
+    assert run.upstream("kd_gkd_sft") == run.upstream("kd_distillm_sft") == ["tgo", "kd_seqkd"]
+    names = run.stage_names()
+    assert names.index("kd_seqkd") < names.index("kd_gkd_sft") and "kd_gkd" not in names
+    assert run.stage_key("kd_gkd_sft") != Run(smoke_cfg, progress=False).stage_key("kd_gkd")
+    assert kd_baselines(c.eval.methods) == ["gkd_sft", "seqkd", "kd", "distillm_sft", "taid"]
+    assert kd_baselines(["gkd_onpolicy", "kd_then_gkd", "dgpo", "gkd"]) == ["gkd"]  # ablations are not baselines
+    assert paper_row("gkd_sft") == "gkd" and paper_row("gkd_onpolicy") is None
+    assert row_label("distillm_sft") == "DistiLLM (from the SeqKD student)"
+    paper = paper_frame(["gkd_sft", "kd"])
+    assert list(paper.index) == ["GKD", "KD"] and paper.loc["GKD", "Avg"] == 0.240
+    res = {"preset": "cpu", "avg_em": {"gkd_sft": 0.1}}
+    assert comparison_frame(res, ["gkd_sft"]).iloc[0].tolist() == [0.1, 0.240]
+    assert load_config("cpu").eval.methods[3] == "gkd_sft" and "dgpo_kl_always" in load_config("cpu").eval.ablations
+
+
 def test_paths_and_models_of_unfinished_stages_are_never_trained_on_the_way(smoke_cfg, tmp_path):
     import pytest
 

@@ -23,11 +23,11 @@ def claims_frame(res: dict, n_boot: int = 5000, cold_starts=()) -> pd.DataFrame:
     their cold start. Results files without per-question EM (older runs) get the point comparison alone."""
     from dgpo_lib.book.selection import cold_start_label
     from dgpo_lib.evaluation.stats import paired_bootstrap, verdict
-    from dgpo_lib.methods import KD_ROWS
+    from dgpo_lib.methods import kd_baselines
 
     a = res["avg_em"]
     per_q = res.get("em_per_question", {})
-    kd_rows = [r for r in KD_ROWS if r in a]
+    kd_rows = kd_baselines(a)
     label = lambda r: cold_start_label(r) if r in cold_starts else row_label(r)  # noqa: E731
     rows, at_zero = [], set()
 
@@ -112,7 +112,7 @@ def targets_frame(res: dict, n_boot: int = 5000) -> pd.DataFrame:
     RL stage moving its cold start by a margin the interval can see (either way; the final RL checkpoint against the
     KD cold start), and every row's average known to +-0.03. Rows the results file lacks are skipped."""
     from dgpo_lib.evaluation.stats import paired_bootstrap
-    from dgpo_lib.methods import KD_ROWS
+    from dgpo_lib.methods import kd_baselines
 
     per_q, sets = res["em_per_question"], answer_bearing_sets(res)
     on = lambda r: {s: per_q[r][s] for s in sets}  # noqa: E731
@@ -137,7 +137,7 @@ def targets_frame(res: dict, n_boot: int = 5000) -> pd.DataFrame:
     if "student" in alone:
         add("the untrained student near zero", "average EM <= 0.05", ci(alone["student"]),
             alone["student"]["diff"] <= 0.05)
-    kd_rows = [r for r in KD_ROWS if r in per_q]
+    kd_rows = kd_baselines(per_q)
     if kd_rows and "teacher" in per_q:
         best = max(kd_rows, key=lambda r: alone[r]["diff"])
         b = against(best, "teacher", 0.5)

@@ -22,15 +22,17 @@ def run_colours(runs: Sequence[str]) -> dict[str, tuple]:
     table's order."""
     import seaborn as sns
 
-    from dgpo_lib.methods import METHODS
+    from dgpo_lib.methods import METHODS, paper_row
 
     strong, dark = sns.color_palette("colorblind", 10), sns.color_palette("dark", 10)
     order = [m for m in METHODS if m not in _ROW_COLOUR]
+    bases = {r.partition("@")[0] for r in runs}
     out = {}
     for i, r in enumerate(runs):
         base = r.partition("@")[0]
-        if base in _ROW_COLOUR:
-            out[r] = strong[_ROW_COLOUR[base]]
+        row = base if base in _ROW_COLOUR else paper_row(base)  # a stand-in (GKD from SeqKD) takes its row's colour
+        if row in _ROW_COLOUR and (row == base or row not in bases):
+            out[r] = strong[_ROW_COLOUR[row]]
         else:
             out[r] = dark[(order.index(base) if base in order else len(order) + i) % len(dark)]
     return out

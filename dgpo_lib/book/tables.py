@@ -10,7 +10,7 @@ from dgpo_lib.book.claims import answer_bearing_sets
 from dgpo_lib.book.display import table
 from dgpo_lib.book.paper_numbers import PAPER_AVG, PAPER_SETS, PAPER_TABLE1
 from dgpo_lib.data.loaders import display_name
-from dgpo_lib.methods import row_label
+from dgpo_lib.methods import paper_row, row_label
 
 
 def results_frame(res: dict, rows: Sequence[str] | None = None) -> pd.DataFrame:
@@ -24,7 +24,8 @@ def results_frame(res: dict, rows: Sequence[str] | None = None) -> pd.DataFrame:
 
 
 def paper_frame(rows: Sequence[str]) -> pd.DataFrame:
-    rows = [r for r in rows if r in PAPER_TABLE1]
+    """The paper's Table 1 for `rows` (a stand-in row, GKD from the SeqKD student, shows the paper's GKD)."""
+    rows = [paper_row(r) for r in rows if paper_row(r) in PAPER_TABLE1]
     df = pd.DataFrame([PAPER_TABLE1[r] + [PAPER_AVG[r]] for r in rows], index=[row_label(r) for r in rows],
                       columns=[display_name(s) for s in PAPER_SETS] + ["Avg"])
     df.index.name = "method"
@@ -34,7 +35,7 @@ def paper_frame(rows: Sequence[str]) -> pd.DataFrame:
 def comparison_frame(res: dict, rows: Sequence[str]) -> pd.DataFrame:
     """Average EM, ours beside the paper's (Qwen2.5 3B -> 0.5B, wiki-18), clearly labelled."""
     return pd.DataFrame({f"ours ({res['preset']} preset) avg EM": [res["avg_em"][r] for r in rows],
-                         "paper avg EM (Qwen2.5 3B->0.5B)": [PAPER_AVG.get(r, float("nan")) for r in rows]},
+                         "paper avg EM (Qwen2.5 3B->0.5B)": [PAPER_AVG.get(paper_row(r), float("nan")) for r in rows]},
                         index=[row_label(r) for r in rows])
 
 

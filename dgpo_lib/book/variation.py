@@ -27,11 +27,11 @@ def spread_reading(retrained: pd.DataFrame, res: dict, rows) -> str:
     """One sentence: the largest retraining move beside the spread of the KD-family rows of this run's table."""
     if retrained.empty:
         return ""
-    from dgpo_lib.methods import KD_ROWS
+    from dgpo_lib.methods import kd_baselines
 
     moves = (retrained["second training"] - retrained["first training"]).abs()
     i = int(moves.idxmax())
-    kd = [r for r in KD_ROWS if r in rows and r in res["avg_em"]]
+    kd = [r for r in kd_baselines(rows) if r in res["avg_em"]]
     lo, hi = (min(res["avg_em"][r] for r in kd), max(res["avg_em"][r] for r in kd)) if kd else (None, None)
     text = (f"Trained a second time, {retrained.loc[i, 'row']} moved from {retrained.loc[i, 'first training']:.3f} "
             f"to {retrained.loc[i, 'second training']:.3f} average EM, with "

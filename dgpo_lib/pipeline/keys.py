@@ -9,7 +9,7 @@ import hashlib
 import json
 
 from dgpo_lib.config import Config
-from dgpo_lib.methods import KD_ROWS, METHODS, method
+from dgpo_lib.methods import METHODS, method
 
 # What each stage reads of the config (sections or dotted keys), recorded by running every kind of stage
 # (tests/test_stage_reads.py: nothing a stage reads is missing from its key or its upstream stages' keys).
@@ -129,6 +129,16 @@ def final_rows(cfg: Config) -> list[str]:
 def stage_names(cfg: Config) -> list[str]:
     """Every stage this config's results table and ablations need, upstream first."""
     rows = list(dict.fromkeys([*cfg.eval.methods, *cfg.eval.ablations]))
-    trained = [f"kd_{m}" for m in KD_ROWS] + [f"kd_{r}" for r in rows if method(r).stage == "kd" and r not in KD_ROWS] + \
-        [f"rl_{r}" for r in rows if method(r).stage == "rl"]
-    return ["student", "teacher", "tgo", *trained, *(f"eval_{r}" for r in rows + final_rows(cfg))]
+    wanted = [*(f"kd_{r}" for r in rows if method(r).stage == "kd"), *(f"rl_{r}" for r in rows if method(r).stage == "rl"),
+              *(f"eval_{r}" for r in rows + final_rows(cfg))]
+    out: list[str] = []
+
+    def add(name: str) -> None:  # a stage after the stages it reads (KD from another KD row's model, DGPO from KD)
+        if name not in out:
+            for up in upstream(cfg, name):
+                add(up)
+            out.append(name)
+
+    for name in ["student", "teacher", "tgo", *wanted]:
+        add(name)
+    return out

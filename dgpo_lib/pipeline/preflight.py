@@ -371,8 +371,8 @@ def disk_needed(cfg, shapes: dict, corpus_present: bool, n_pass: int | None) -> 
         total += n_pass * per
     total += sum(2 * sh.params for sh in shapes.values() if sh)  # bf16 downloads
     if s:
-        from dgpo_lib.methods import KD_ROWS
-        n_stages = len(KD_ROWS) + 2 + len(cfg.eval.ablations)  # KD baselines, PPO and DGPO, the ablations
+        from dgpo_lib.pipeline.keys import stage_names
+        n_stages = sum(n.startswith(("kd_", "rl_")) for n in stage_names(cfg))  # every trained student model
         total += n_stages * 8 * s.params + 2 * 12 * s.params * 2
     return total
 
