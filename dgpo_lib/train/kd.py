@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import torch
 
 from dgpo_lib.config import val_interval
+from dgpo_lib.memory import release_memory
 from dgpo_lib.methods import KDMethod
 from dgpo_lib.models.policy import action_logits, add_lora, save_policy
 from dgpo_lib.train import losses
@@ -145,6 +146,7 @@ def train_kd(m: KDMethod, student, tokenizer, teacher, data: Sequence[Seq], cfg,
             raise ValueError(f"{name} needs a student_rollout function for its student-generated batches")
         student.eval()
         seqs = [s for s in student_rollout(step, budget.batch_size) if sum(s.action_mask)]
+        release_memory()  # the rollout's KV caches, before the training step's activations
         student.train()
         return seqs
 

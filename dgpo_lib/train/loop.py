@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from dgpo_lib.data.loaders import shown_path
+from dgpo_lib.memory import release_memory
 from dgpo_lib.io_utils import (
     append_jsonl,
     atomic_write_json,
@@ -144,8 +145,10 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
     def validate(step: int) -> None:
         if val_fn is None or not val_every or any(r["step"] == step for r in val_rows):
             return
+        release_memory()  # the training phase's freed memory, before the rollouts' KV caches (and back after)
         t0 = time.perf_counter()
         row = {"step": step, **{k: float(v) for k, v in val_fn(step).items()}, "val_s": time.perf_counter() - t0}
+        release_memory()
         best = max((r["val_em"] for r in val_rows), default=None) if on_best is not None else None
         val_rows.append(row)
         if is_main:

@@ -24,6 +24,7 @@ import torch
 
 from dgpo_lib.config import val_interval
 from dgpo_lib.io_utils import best_val_dir
+from dgpo_lib.memory import release_memory
 from dgpo_lib.env.rollout import Trajectory
 from dgpo_lib.methods import RLVariant
 from dgpo_lib.models.policy import (
@@ -351,6 +352,7 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
         actor.eval()
         with clock("rollout"):
             trajs = [t for t in make_rollout(actor, qs)]
+            release_memory()  # the KV caches' memory, before the scoring and the update need theirs
         t_roll = clock.seconds["rollout"]
         scored = score_rollouts(setup, trajs, actor, critic, ref_logprobs, teacher, pad, micro, clock)
         old_lp, mask, old_v, gated = scored.old_lp, scored.mask, scored.old_v, scored.gated
@@ -363,6 +365,7 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
         for sc in scheds.values():
             sc.step()
         actor.eval()
+        release_memory()  # the update's activations and gradients, before the next rollout
         n_tok = float(mask.sum())
         m = {**rollout_stats(trajs), **{k: v / max(n_updates, 1) for k, v in stats.items()},
              "kl_ref": float(R.masked_mean(k1[gated], mask[gated])) if gated else 0.0,
