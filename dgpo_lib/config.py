@@ -179,7 +179,8 @@ class RLConfig:
     gamma: float = _f(1.0, "GAE discount")
     lam: float = _f(1.0, "GAE lambda")
     entropy_coef: float = _f(1e-3, "entropy bonus")
-    beta: float = _f(1e-3, "KL-in-reward coefficient")
+    beta: float = _f(1e-3, "KL-in-reward coefficient of DGPO and its ablations (the teacher-KL penalty); the PPO "
+                      "baseline keeps Search-R1's 0.001")
     grpo_group: int = _f(5, "rollouts per question for the GRPO ablation")
     grpo_same_trajectories: bool = _f(False, "GRPO rolls out prompts_per_step / grpo_group questions, as many "
                                       "trajectories as PPO (ours); false = prompts_per_step questions x grpo_group "

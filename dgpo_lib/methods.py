@@ -125,7 +125,8 @@ SKEW_FKL = KDMethod("distillm_sfkl", "skew_forward_kl",
 # every batch the student's own generations, scored by the teacher
 ON_POLICY_JSD = replace(JSD, on_policy=1.0)
 
-SEARCH_R1_PPO = RLVariant("ppo", "initial", "always")
+# Search-R1's PPO keeps its own KL coefficient (its kl_coef 0.001): `rl.beta` is DGPO's, chosen on validation
+SEARCH_R1_PPO = RLVariant("ppo", "initial", "always", beta=1e-3)
 DGPO = RLVariant("ppo", "teacher", "selective")
 
 METHODS: dict[str, Method] = {m.name: m for m in (

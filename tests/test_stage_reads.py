@@ -72,7 +72,7 @@ SPOT = {
     "kd.taid_t_start": {"kd_taid"},
     "rl.grpo_group": {"rl_dgpo_grpo"},
     "rl.critic_lr": {"rl_ppo", "rl_dgpo", "rl_dgpo_no_coldstart", "rl_dgpo_kl_always", "rl_dgpo_beta_0.01"},
-    "rl.beta": {"rl_ppo", "rl_dgpo", "rl_dgpo_no_coldstart", "rl_dgpo_kl_always", "rl_dgpo_grpo"},
+    "rl.beta": {"rl_dgpo", "rl_dgpo_no_coldstart", "rl_dgpo_kl_always", "rl_dgpo_grpo"},
     "kd.tgo_questions": {"tgo"},
     "eval.batch_size": {"teacher", "eval_student"},  # every evaluation and validation curve: all but healing
     "train.save_every": set(),

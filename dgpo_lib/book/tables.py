@@ -138,6 +138,6 @@ def settings_frame(cfg) -> pd.DataFrame:
         ("evaluation", f"{d.n_eval or 'all'} questions per set" + (f" ({per_set})" if per_set else "")
          + f", {len(d.eval_sets)} sets, greedy EM", "data.eval_sets, n_eval"),
         ("KD", f"{kd.steps} steps of {kd.batch_size} sequences", "kd.steps, kd.batch_size"),
-        ("RL", f"{rl.steps} steps of {rl.prompts_per_step} prompts, beta {rl.beta:g}", "rl.steps, prompts_per_step, beta"),
+        ("RL", f"{rl.steps} steps of {rl.prompts_per_step} prompts, DGPO's beta {rl.beta:g} (PPO's: Search-R1's 0.001)", "rl.steps, prompts_per_step, beta"),
     ]
     return pd.DataFrame(rows, columns=["setting", "value", "config key"]).set_index("setting")
