@@ -40,15 +40,24 @@ class ModelShape:
     kv_heads: int
     head_dim: int
     vocab: int
+    inter: int = 0  # the MLP's width (0: 4 x hidden)
+
+    def pruned(self, layers: int | None) -> "ModelShape":
+        """The same model with `layers` decoder layers kept (the pruned student), embeddings unchanged."""
+        if not layers or layers >= self.layers:
+            return self
+        emb = self.vocab * self.hidden
+        return ModelShape(emb + (self.params - emb) * layers / self.layers, layers, self.hidden, self.kv_heads,
+                          self.head_dim, self.vocab, self.inter)
 
 
 # Shapes of the paper's models (their config.json on the hub), so a machine without them can still be sized.
 KNOWN_SHAPES = {
-    "omron-sinicx/SearchR1-ppo-qwen2.5-3b-instruct": ModelShape(3.09e9, 36, 2048, 2, 128, 151936),
-    "Qwen/Qwen2.5-0.5B-Instruct": ModelShape(0.494e9, 24, 896, 2, 64, 151936),
-    "omron-sinicx/Qwen2.5-0.5B-Instruct-kd": ModelShape(0.494e9, 24, 896, 2, 64, 151936),
-    "intfloat/e5-base-v2": ModelShape(0.110e9, 12, 768, 12, 64, 30522),
-    "smollm2-135m-instruct": ModelShape(0.135e9, 30, 576, 3, 64, 49152),
+    "omron-sinicx/SearchR1-ppo-qwen2.5-3b-instruct": ModelShape(3.09e9, 36, 2048, 2, 128, 151936, 11008),
+    "Qwen/Qwen2.5-0.5B-Instruct": ModelShape(0.494e9, 24, 896, 2, 64, 151936, 4864),
+    "omron-sinicx/Qwen2.5-0.5B-Instruct-kd": ModelShape(0.494e9, 24, 896, 2, 64, 151936, 4864),
+    "intfloat/e5-base-v2": ModelShape(0.110e9, 12, 768, 12, 64, 30522, 3072),
+    "smollm2-135m-instruct": ModelShape(0.135e9, 30, 576, 3, 64, 49152, 1536),
 }
 WIKI18_PASSAGES = 21_015_324  # wiki-18 (psgs_w100), for sizing the index before the corpus is on disk
 # Search-R1's test sets (FlashRAG test split, else dev), for sizing the evaluation before they are fetched
@@ -155,7 +164,7 @@ def _shape(name: str, folder: Path | None) -> ModelShape | None:
     inter = c.get("intermediate_size", 4 * hidden)
     params = layers * (4 * hidden * hidden + 3 * hidden * inter) + vocab * hidden
     return ModelShape(params, layers, hidden, c.get("num_key_value_heads", heads),
-                      c.get("head_dim") or hidden // max(heads, 1), vocab)
+                      c.get("head_dim") or hidden // max(heads, 1), vocab, inter)
 
 
 # ----------------------------------------------------------------------------------------------------- models
@@ -320,27 +329,52 @@ def trajectory_tokens(cfg) -> int:
     return min(ro.max_total_tokens, 300 + ro.max_turns * (ro.max_turn_tokens // 2 + ro.max_obs_tokens))
 
 
-def stage_memory(cfg, shapes: dict, world: int) -> dict[str, float]:
-    """Bytes per device (each DDP process holds every model) for the heaviest stages: weights at models.dtype,
-    16 B per trained parameter (weights, gradient, AdamW's two moments), the bf16 KV cache of a rollout batch,
-    and ~24 B per layer x hidden x token of saved activations for a micro-batch."""
+# What a process holds besides the models on a CPU run: Python, torch, the questions, the retriever (the MiniLM
+# encoder and a flat index of the cpu corpus). Measured: 0.9-1.3 GiB resident in the teacher stage while it built
+# the index and the oracle trajectories, before any model trained.
+HOST_BASELINE = 1.2 * GIB
+
+
+def stage_memory(cfg, shapes: dict, world: int, host: bool = False) -> dict[str, float]:
+    """Bytes per device (each DDP process holds every model; `host`: the CPU's memory, with `HOST_BASELINE`) for
+    each kind of stage: weights at models.dtype, 16 B per trained parameter (weights, gradient, AdamW's two
+    moments), the KV cache of a rollout batch, and the activations a micro-batch saves for its backward pass, about
+    8 x hidden + 4 x MLP width values per layer and token on a CPU (a decoder layer's inputs, norms, q/k/v,
+    attention output, gate, up and their product; checked against the stages' measured peaks,
+    `benchmarks/memory_estimate.py`), 24 B per layer x hidden x token on a GPU. Sequences are taken at their longest (`trajectory_tokens`). Phases of one
+    stage that never overlap (an RL step's rollout and its update; `memory.release_memory` between them) count
+    once, the larger."""
     t, s = shapes.get("teacher") or shapes.get("student"), shapes.get("student")
     if s is None:
         return {}
+    from dgpo_lib.models.precision import resolve_dtype
+
+    base = s
+    s = s.pruned(cfg.models.student_layers)
     wb = 2 if cfg.models.dtype in ("bfloat16", "float16") else 4
+    ab = 4 if resolve_dtype(cfg.models.compute_dtype, "cuda" if world > 1 or not host else "cpu") == "float32" else 2
     T = trajectory_tokens(cfg)
 
     def kv(shape, batch):
-        return 2 * shape.layers * shape.kv_heads * shape.head_dim * 2 * T * batch
+        return 2 * shape.layers * shape.kv_heads * shape.head_dim * ab * T * batch
 
-    def act(shape):
-        return 24 * shape.layers * shape.hidden * T * cfg.train.micro_batch
+    def act(shape, tokens):
+        if not host:  # GPUs: ~24 B per layer x hidden x token (bf16, flash attention); not yet checked on a GPU run
+            return 24 * shape.layers * shape.hidden * tokens
+        return ab * shape.layers * tokens * (8 * shape.hidden + 4 * (shape.inter or 4 * shape.hidden))
 
+    micro = cfg.train.micro_batch
     rollout_batch = max(1, cfg.rl.prompts_per_step // world)
-    return {"tgo (teacher rollouts)": wb * t.params + kv(t, cfg.rollout.batch_size),
-            "kd": 16 * s.params + wb * t.params + act(s),
-            "rl (actor, critic, teacher)": 32 * s.params + wb * t.params + kv(s, rollout_batch) + 2 * act(s),
-            "eval (teacher row)": wb * t.params + kv(t, cfg.eval.batch_size)}
+    out = {"student healing": 16 * s.params + wb * base.params
+           + act(s, cfg.models.heal_batch * cfg.models.heal_seq_len) if cfg.models.heal_steps else 0.0,
+           "tgo (teacher rollouts)": wb * t.params + kv(t, cfg.rollout.batch_size),
+           "kd": 16 * s.params + wb * t.params + act(s, micro * T),
+           "rl (actor, critic, teacher)": 32 * s.params + wb * (t.params + s.params)
+           + max(kv(s, rollout_batch), act(s, micro * T)),
+           "eval (teacher row)": wb * t.params + kv(t, cfg.eval.batch_size)}
+    if cfg.teacher.source == "make":
+        out["teacher sft"] = 16 * t.params + act(t, (cfg.teacher.sft_micro_batch or micro) * T)
+    return {k: v + (HOST_BASELINE if host else 0.0) for k, v in out.items() if v}
 
 
 def stage_flops(cfg, shapes: dict, n_eval: int, n_tgo: int) -> dict[str, float]:
@@ -394,7 +428,7 @@ def eval_size(cfg) -> int:
 def hardware_checks(cfg, m: Machine, shapes: dict) -> tuple[list[Check], list[tuple[str, str]]]:
     out = []
     world = max(1, len(m.gpus))
-    mem = stage_memory(cfg, shapes, world)
+    mem = stage_memory(cfg, shapes, world, host=not m.gpus)
     need = max(mem.values()) if mem else 0.0
     if m.gpus:
         smallest = min(b for _, b in m.gpus)
