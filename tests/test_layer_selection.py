@@ -185,3 +185,40 @@ def test_the_layer_choice_is_in_the_student_key(smoke_cfg):
     key = keys.stage_key(smoke_cfg, "student")
     for override in ("models.student_layer_choice=spaced", "models.layer_calib_passages=9"):
         assert keys.stage_key(load_config("smoke", [override]), "student") != key
+
+
+def test_a_stopped_greedy_choice_goes_on_from_its_last_round(base, tmp_path):
+    """The choice takes hours on a CPU: a process stopped after round one, then a new call, gives the same result
+    as one uninterrupted call, without redoing round one."""
+    import dgpo_lib.models.layer_selection as LS
+
+    model, tok = base
+    batches = token_batches(tok, TEXTS, 24, batch=2)
+    whole = greedy_layers(model, batches, 1, progress=False)
+    rounds = tmp_path / "rounds.json"
+    calls = {"n": 0}
+    real = LS.next_token_loss
+
+    def stop_in_round_two(m, b):
+        calls["n"] += 1
+        if calls["n"] > 4:  # round one tries the 4 layers; stop in round two
+            raise KeyboardInterrupt
+        return real(m, b)
+
+    LS.next_token_loss = stop_in_round_two
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            greedy_layers(model, batches, 1, progress=False, rounds_file=rounds)
+    finally:
+        LS.next_token_loss = real
+    saved = json.loads(rounds.read_text())
+    assert saved["removal_order"] == whole[1][:1] and len(model.model.layers) == 4
+    calls["n"] = 0
+    LS.next_token_loss = lambda m, b: (calls.__setitem__("n", calls["n"] + 1), real(m, b))[1]
+    try:
+        resumed = greedy_layers(model, batches, 1, progress=False, rounds_file=rounds)
+    finally:
+        LS.next_token_loss = real
+    assert resumed == whole and calls["n"] == 3 + 2  # rounds two and three only
+    with pytest.raises(ValueError, match="delete it"):
+        greedy_layers(model, batches, 2, progress=False, rounds_file=rounds)

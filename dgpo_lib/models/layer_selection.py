@@ -10,7 +10,9 @@ Works on any Qwen2/Llama-style causal LM whose decoder layers are `model.model.l
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -73,17 +75,29 @@ def use_layers(model, layers: Sequence[torch.nn.Module], layer_types: list | Non
         model.config.layer_types = [layer_types[i] for i in keep]
 
 
-def greedy_layers(model, batches: Sequence[dict], keep_n: int,
-                  progress: bool = True) -> tuple[list[int], list[int], list[float]]:
+def greedy_layers(model, batches: Sequence[dict], keep_n: int, progress: bool = True,
+                  rounds_file: Path | None = None) -> tuple[list[int], list[int], list[float]]:
     """Drop layers one per round until `keep_n` are left: each round tries removing each remaining layer and drops
     the one whose removal gives the lowest loss on `batches` (ties: the lower index). Returns (kept layers,
-    sorted; layers in the order removed; the loss after each round). `model` is left unchanged."""
+    sorted; layers in the order removed; the loss after each round). `model` is left unchanged.
+
+    `rounds_file` keeps the finished rounds (the choice takes hours on a CPU): a call that finds it goes on from the
+    round after the last one written, with the same result as one uninterrupted call."""
     from tqdm import tqdm
+
+    from dgpo_lib.io_utils import atomic_write_json
 
     layers = list(model.model.layers)
     layer_types = list(getattr(model.config, "layer_types", None) or []) or None
     _check_keep(len(layers), keep_n)
     kept, removal_order, losses = list(range(len(layers))), [], []
+    if rounds_file is not None and Path(rounds_file).exists():
+        done = json.loads(Path(rounds_file).read_text())
+        if done.get("layers") != len(layers) or done.get("keep_n") != keep_n:
+            raise ValueError(f"{rounds_file}: rounds of a choice of {done.get('keep_n')} of {done.get('layers')} "
+                             f"layers, not {keep_n} of {len(layers)}; delete it to choose again")
+        removal_order, losses = list(done["removal_order"]), list(done["losses"])
+        kept = [i for i in kept if i not in removal_order]
     was_training = model.training
     model.eval()
     try:
@@ -91,8 +105,8 @@ def greedy_layers(model, batches: Sequence[dict], keep_n: int,
         # so a round of many minutes on a CPU still moves it
         n = len(layers)
         bar = tqdm(total=sum(range(keep_n + 1, n + 1)), desc="greedy layer choice", unit="trial",
-                   disable=not progress)
-        for round_no in range(n - keep_n):
+                   disable=not progress, initial=sum(range(len(kept) + 1, n + 1)))
+        for round_no in range(len(removal_order), n - keep_n):
             trial = {}
             for i in kept:
                 use_layers(model, layers, layer_types, [j for j in kept if j != i])
@@ -102,6 +116,9 @@ def greedy_layers(model, batches: Sequence[dict], keep_n: int,
             kept.remove(drop)
             removal_order.append(drop)
             losses.append(trial[drop])
+            if rounds_file is not None:
+                atomic_write_json(Path(rounds_file), {"layers": n, "keep_n": keep_n,
+                                                      "removal_order": removal_order, "losses": losses})
             bar.set_postfix(round=f"{round_no + 1}/{n - keep_n}", dropped=drop, loss=f"{trial[drop]:.2f}")
         bar.close()
     finally:
@@ -136,7 +153,8 @@ class LayerChoice:
         return hashlib.sha256("\0".join(self.texts).encode()).hexdigest()
 
 
-def choose_layers(model, tok, keep_n: int, choice: LayerChoice, progress: bool = True) -> dict:
+def choose_layers(model, tok, keep_n: int, choice: LayerChoice, progress: bool = True,
+                  rounds_file: Path | None = None) -> dict:
     """The layers to keep and how they were chosen, as recorded in the pruned model's dgpo_model.json. The greedy
     losses are float32 forward passes whatever `models.compute_dtype` says: the choice is cached per base model and
     passages, so it must not depend on the machine's precision."""
@@ -144,7 +162,7 @@ def choose_layers(model, tok, keep_n: int, choice: LayerChoice, progress: bool =
     if choice.rule == "spaced":
         return {"kept_layers": spaced_layers(n, keep_n), "layer_choice": "spaced"}
     batches = token_batches(tok, choice.texts, choice.seq_len)
-    kept, order, losses = greedy_layers(model, batches, keep_n, progress)
+    kept, order, losses = greedy_layers(model, batches, keep_n, progress, rounds_file)
     return {"kept_layers": kept, "layer_choice": "greedy", "removal_order": order, "calibration_losses": losses,
             "calibration_loss_unpruned": next_token_loss(model, batches),
             "calibration_passages": len(choice.texts), "calibration_seq_len": choice.seq_len,
