@@ -31,7 +31,10 @@ def main():
     _, shapes = model_checks(cfg, Machine.probe(Path(cfg.run_root)))
     est = stage_memory(cfg, shapes, 1, host=True)
     rows = []
-    for stage in run.stage_names():
+    # every stage recorded there (committed results: their own rows, whatever this config's are), else this config's
+    stages = sorted(p.name for p in Path(a.records).iterdir() if (p / "done.json").exists()) if a.records \
+        else run.stage_names()
+    for stage in stages:
         done = Path(a.records) / stage / "done.json" if a.records else run.stage_dir(stage) / "done.json"
         kind = KIND.get(stage) or (KIND.get(stage.partition("_")[0]) if not stage.startswith("eval_") else None)
         if not done.exists() or kind is None:

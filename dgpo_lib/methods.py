@@ -195,7 +195,7 @@ RL_ROWS = names("rl")
 def kd_baselines(rows) -> list[str]:
     """The KD baselines among `rows`, in their order: KD-trained rows that are, or stand in for, a row of the
     paper's table (not the on-policy GKD ablations)."""
-    return [r for r in rows if paper_row(r) and method(r).stage == "kd"]
+    return [r for r in rows if paper_row(r) and METHODS[paper_row(r)].stage == "kd"]
 
 
 def paper_row(row: str) -> str | None:

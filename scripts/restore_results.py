@@ -6,7 +6,7 @@ chapters execute over them without training: every stage found there counts as f
 The weights are not committed, so what needs a trained model (the protocol probe of chapters 04 and 08) shows
 only the models whose probe was kept with the results. A stage is restored only into the folder of its own cache
 key: its `done.json` names the key it ran under, and a stage whose key differs from this config's is refused (the
-config changed since) unless `--accept-key` names it. Nothing is overwritten: a stage already in the run root
+config changed since) unless `--accept-key` names it (`--accept-all`: every stage). Nothing is overwritten: a stage already in the run root
 stays as it is. `--stage` restores only the stages it names (e.g. one evaluation another run root reuses).
 """
 import argparse
@@ -59,6 +59,9 @@ def main():
     ap.add_argument("--src", type=Path, default=None, help="results folder (default results/<preset>)")
     ap.add_argument("--accept-key", action="append", default=[], metavar="STAGE",
                     help="restore STAGE although its recorded cache key differs from this config's")
+    ap.add_argument("--accept-all", action="store_true",
+                    help="--accept-key for every stage: the chapters over a committed run of older code, under the "
+                         "overrides it ran with (results/<preset>/overrides.txt)")
     ap.add_argument("--stage", action="append", default=[], metavar="STAGE",
                     help="restore only STAGE (repeatable; default: every stage found in --src)")
     ap.add_argument("overrides", nargs="*")
@@ -66,7 +69,8 @@ def main():
     run = Run(load_config(a.preset, a.overrides), progress=False)
     src = a.src or Path(__file__).resolve().parent.parent / "results" / a.preset
     try:
-        report = restore(run, src, set(a.accept_key), set(a.stage))
+        accept = set(run.stage_names()) if a.accept_all else set(a.accept_key)
+        report = restore(run, src, accept, set(a.stage))
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"restore_results: {e}")
     for stage, what in report.items():

@@ -10,8 +10,9 @@ from dgpo_lib.book import selection
 class FakeRun:
     """The two things the book's helpers read of a run: stage logs and stage records."""
 
-    def __init__(self, val=None, records=None):
+    def __init__(self, val=None, records=None, ablations=()):
         self.val, self.records = val or {}, records or {}
+        self.cfg = type("Cfg", (), {"eval": type("Eval", (), {"methods": ["dgpo"], "ablations": list(ablations)})})
 
     def metrics(self, stage, file="metrics.jsonl"):
         return self.val.get(stage, []) if file == "val_metrics.jsonl" else []
@@ -90,6 +91,8 @@ def test_try_it_gives_the_command_and_prices_it_from_the_run():
     assert ("python -m dgpo_lib.book.reproduce --preset cpu --only 06 --out runs/try-b "
             '"eval.ablations=[dgpo_beta_0.01]"') in text
     assert "about 40 min here (as long as `rl_dgpo` and `eval_dgpo` took in this run)" in text and "as long as one run of rl_missing" in text
+    shown = FakeRun(ablations=["dgpo_beta_0.01"])  # a variant the run already shows is not offered again
+    assert "try-b" not in try_it(shown, "cpu", [("Beta", "b", "06", '"eval.ablations=[dgpo_beta_0.01]"', ["rl_dgpo"])])
 
 
 def test_a_recorded_episode_replays_token_for_token(tiny, dense, scripted, corpus):

@@ -86,7 +86,9 @@ def test_gkd_and_distillm_from_the_seqkd_student_stand_in_for_the_papers_rows(sm
     assert run.upstream("kd_gkd_sft") == run.upstream("kd_distillm_sft") == ["tgo", "kd_seqkd"]
     names = run.stage_names()
     assert names.index("kd_seqkd") < names.index("kd_gkd_sft") and "kd_gkd" not in names
-    assert run.stage_key("kd_gkd_sft") != Run(smoke_cfg, progress=False).stage_key("kd_gkd")
+    both = copy.deepcopy(c)
+    both.eval.methods = [*c.eval.methods, "gkd"]  # the same method from two starts: two stages, two keys
+    assert Run(both, progress=False).stage_key("kd_gkd_sft") != Run(both, progress=False).stage_key("kd_gkd")
     assert kd_baselines(c.eval.methods) == ["gkd_sft", "seqkd", "kd", "distillm_sft", "taid"]
     assert kd_baselines(["gkd_onpolicy", "kd_then_gkd", "dgpo", "gkd"]) == ["gkd"]  # ablations are not baselines
     assert paper_row("gkd_sft") == "gkd" and paper_row("gkd_onpolicy") is None

@@ -10,12 +10,18 @@ def try_it(run, preset: str, experiments: Sequence[tuple[str, str, str, str, Seq
     the chapter with those overrides into `runs/try-<name>/` (the book's own chapter stays as it is), and its cost
     as the work time of already-run stages like the ones it adds (e.g. an RL run like `rl_dgpo` and an evaluation
     like `eval_kd`: DGPO's own evaluation may be a copy of its cold start's, which costs nothing); the stages it
-    shares with this run are reused."""
+    shares with this run are reused. A variant this run already shows (its row in the config's rows) is left out."""
+    import re
+
     from dgpo_lib.pipeline import work_s
 
     records = run.stage_records()
+    shown = {*run.cfg.eval.methods, *run.cfg.eval.ablations}
     out = []
     for what, name, chapter, overrides, like in experiments:
+        rows = re.findall(r"eval\.(?:ablations|methods)=\[([^\]]*)\]", overrides)
+        if rows and {r.strip() for r in ",".join(rows).split(",")} <= shown:
+            continue
         cmd = f"python -m dgpo_lib.book.reproduce --preset {preset} --only {chapter} --out runs/try-{name} {overrides}"
         seconds = [work_s(records[s]) for s in like if s in records]
         cost = (f"about {sum(seconds) / 60:.0f} min here (as long as {' and '.join(f'`{s}`' for s in like)} took in this run)"

@@ -18,7 +18,8 @@ _ROW_COLOUR = {"kd": 0, "seqkd": 1, "ppo": 2, "dgpo": 3, "gkd": 4, "distillm": 5
 
 def run_colours(runs: Sequence[str]) -> dict[str, tuple]:
     """A colour per run that is the same in every figure of the book: KD is one colour in chapters 04, 05 and 06
-    alike. The table's rows take the colour-blind palette; ablations and other runs a darker one, in the methods
+    alike. The table's rows take the colour-blind palette (a row standing in for one, GKD from the SeqKD student,
+    takes that row's colour unless both are in the figure); ablations and other runs a darker one, in the methods
     table's order."""
     import seaborn as sns
 

@@ -10,7 +10,7 @@ from dgpo_lib.book.claims import answer_bearing_sets
 from dgpo_lib.book.display import table
 from dgpo_lib.book.paper_numbers import PAPER_AVG, PAPER_SETS, PAPER_TABLE1
 from dgpo_lib.data.loaders import display_name
-from dgpo_lib.methods import paper_row, row_label
+from dgpo_lib.methods import METHODS, paper_row, row_label
 
 
 def results_frame(res: dict, rows: Sequence[str] | None = None) -> pd.DataFrame:
@@ -25,7 +25,7 @@ def results_frame(res: dict, rows: Sequence[str] | None = None) -> pd.DataFrame:
 
 def paper_frame(rows: Sequence[str]) -> pd.DataFrame:
     """The paper's Table 1 for `rows` (a stand-in row, GKD from the SeqKD student, shows the paper's GKD)."""
-    rows = [paper_row(r) for r in rows if paper_row(r) in PAPER_TABLE1]
+    rows = list(dict.fromkeys(paper_row(r) for r in rows if paper_row(r) in PAPER_TABLE1))
     df = pd.DataFrame([PAPER_TABLE1[r] + [PAPER_AVG[r]] for r in rows], index=[row_label(r) for r in rows],
                       columns=[display_name(s) for s in PAPER_SETS] + ["Avg"])
     df.index.name = "method"
@@ -138,6 +138,7 @@ def settings_frame(cfg) -> pd.DataFrame:
         ("evaluation", f"{d.n_eval or 'all'} questions per set" + (f" ({per_set})" if per_set else "")
          + f", {len(d.eval_sets)} sets, greedy EM", "data.eval_sets, n_eval"),
         ("KD", f"{kd.steps} steps of {kd.batch_size} sequences", "kd.steps, kd.batch_size"),
-        ("RL", f"{rl.steps} steps of {rl.prompts_per_step} prompts, DGPO's beta {rl.beta:g} (PPO's: Search-R1's 0.001)", "rl.steps, prompts_per_step, beta"),
+        ("RL", f"{rl.steps} steps of {rl.prompts_per_step} prompts, DGPO's beta {rl.beta:g} (PPO's: Search-R1's "
+                f"{METHODS['ppo'].rl.beta:g})", "rl.steps, prompts_per_step, beta"),
     ]
     return pd.DataFrame(rows, columns=["setting", "value", "config key"]).set_index("setting")

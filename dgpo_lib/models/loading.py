@@ -169,10 +169,9 @@ def _write_pruned(src: Path, out: Path, keep_n: int, choice: LayerChoice, progre
     model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
     tok = load_tokenizer(src)
     n = model.config.num_hidden_layers
+    rounds = out.parent / f"{out.name}.rounds.json"  # the greedy choice's finished rounds: a stop goes on from them
     if choice.rule == "greedy":  # hundreds of forward passes: on the GPU where there is one
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        # the finished rounds beside the cache folder: a stopped choice goes on from the last of them
-        rounds = out.parent / f"{out.name}.rounds.json"
         selection = {**choose_layers(model.to(device), tok, keep_n, choice, progress, rounds),
                      "calibration_device": device}
         model.to("cpu")
@@ -184,7 +183,7 @@ def _write_pruned(src: Path, out: Path, keep_n: int, choice: LayerChoice, progre
         tok.save_pretrained(tmp)
         (tmp / "dgpo_model.json").write_text(json.dumps({"kind": "layer-pruned", "base": str(src), "base_layers": n,
                                                           **selection}, indent=1))
-    (out.parent / f"{out.name}.rounds.json").unlink(missing_ok=True)  # the greedy rounds, now in dgpo_model.json
+    rounds.unlink(missing_ok=True)  # now in dgpo_model.json
 
 
 def pruned_folder_name(base: str | Path, layers: int, choice: LayerChoice) -> str:

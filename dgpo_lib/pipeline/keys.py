@@ -1,7 +1,7 @@
 """Which stages a config has, what each reads of the config, and the cache key that names its folder.
 
 A stage's key hashes the config entries it reads (`stage_reads`) and its upstream stages' keys: changing `rl.beta`
-reruns the RL stages and their evaluations, never healing, the teacher or KD. Pure functions of the config.
+reruns DGPO's RL stages and their evaluations, never healing, the teacher or KD. Pure functions of the config.
 """
 from __future__ import annotations
 

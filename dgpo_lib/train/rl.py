@@ -352,8 +352,8 @@ def train_rl(setup: RLVariant, actor, tokenizer, critic_init: str | None, teache
         actor.eval()
         with clock("rollout"):
             trajs = [t for t in make_rollout(actor, qs)]
-            release_memory()  # the KV caches' memory, before the scoring and the update need theirs
         t_roll = clock.seconds["rollout"]
+        release_memory()  # the KV caches' memory, before the scoring and the update need theirs
         scored = score_rollouts(setup, trajs, actor, critic, ref_logprobs, teacher, pad, micro, clock)
         old_lp, mask, old_v, gated = scored.old_lp, scored.mask, scored.old_v, scored.gated
         with torch.no_grad():
