@@ -2,8 +2,8 @@
 
 On Linux, glibc keeps the memory PyTorch frees on the CPU in its heap for reuse, and hands little of it back. A
 stage that alternates phases with different allocations (greedy rollouts with their KV caches, then training steps
-with their activations) then carries one phase's leftovers under the next phase's peak. Measured on the cpu preset's
-teacher stage between two SFT steps: 8.0 GiB resident, 4.7 GiB after `malloc_trim(0)`. The trainers call
+with their activations) then carries one phase's leftovers under the next phase's peak (on the cpu preset's teacher
+stage, several GiB between two SFT steps; `tests/test_memory.py` shows the mechanism on heap holes). The trainers call
 `release_memory()` where a phase ends (around each validation, after each rollout, after each RL update).
 """
 from __future__ import annotations

@@ -341,9 +341,9 @@ def stage_memory(cfg, shapes: dict, world: int, host: bool = False) -> dict[str,
     moments), the KV cache of a rollout batch, and the activations a micro-batch saves for its backward pass, about
     8 x hidden + 4 x MLP width values per layer and token on a CPU (a decoder layer's inputs, norms, q/k/v,
     attention output, gate, up and their product), 24 B per layer x hidden x token on a GPU. `benchmarks/
-    memory_estimate.py` sets the CPU figures beside the stages' measured peaks: the all-question teacher's SFT
-    peaked at 8.3 GiB against 8.1 estimated; the committed run's stages (bfloat16, before `release_memory`) at
-    1.2-2.7x their estimate, so on such a run this is a lower bound. Sequences are taken at their longest (`trajectory_tokens`). Phases of one
+    memory_estimate.py` sets the CPU figures beside the stages' measured peaks (its JSON in benchmarks/results;
+    the committed run's stages, bfloat16 and before `release_memory`, peaked well above them, so on such a run
+    this is a lower bound). Sequences are taken at their longest (`trajectory_tokens`). Phases of one
     stage that never overlap (an RL step's rollout and its update; `memory.release_memory` between them) count
     once, the larger."""
     t, s = shapes.get("teacher") or shapes.get("student"), shapes.get("student")
