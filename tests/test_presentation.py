@@ -133,6 +133,25 @@ def test_profile_tables_show_the_rl_step_by_phase_with_the_uncovered_time_as_a_r
     assert phases["s"].iloc[-1] == 1.0 and phases["share_of_step"].sum() == 1.0
 
 
+def test_rl_step_profile_reads_the_phase_shares_and_the_update_rate_from_the_json(tmp_path):
+    import json
+
+    from dgpo_lib.book.benchmarks import rl_step_profile
+
+    rl = {"wall_s": 10.0, "outside_operators_share": 0.1, "step_s": 10.0, "rollouts": 4, "sequence_tokens": 800,
+          "response_tokens_per_rollout": 50,
+          "operators": [{"operator": "aten::mm", "calls": 3, "self_s": 6.0, "share_of_wall": 0.6}],
+          "phases": [{"phase": "rollout", "s": 2.0, "share_of_step": 0.2},
+                     {"phase": "reference_logprobs", "s": 3.0, "share_of_step": 0.3},
+                     {"phase": "actor_update", "s": 5.0, "share_of_step": 0.5}]}
+    (tmp_path / "profile_cpu.json").write_text(json.dumps({"rl_step": rl, "threads": 2}))
+    tables, reading = rl_step_profile(tmp_path)
+    assert [len(df) for df, _ in tables] == [4, 1] and "4 rollouts of 800 tokens" in tables[0][1]
+    assert "rollout takes 20%" in reading and "score it take 30%" in reading and "actor's update 50%" in reading
+    assert "100 tokens/s" in reading and "Matrix multiplications are 60%" in reading  # 800 tokens / (10 - 2) s
+    assert rl_step_profile(tmp_path / "none") == ([], "")
+
+
 def test_remaining_estimate_prices_unfinished_stages_and_chapters_at_the_reference_costs():
     from dgpo_lib.book.reproduce import remaining_estimate
 

@@ -57,6 +57,41 @@ def profile_tables(preset: str = "cpu", folder=None) -> list[tuple[pd.DataFrame,
     return out
 
 
+RL_PROFILE = "results/experiments/profile_rl_step_avx2"  # the profiled DGPO step (benchmarks/profile_step.py)
+
+
+def rl_step_profile(folder=None) -> tuple[list[tuple[pd.DataFrame, str]], str]:
+    """The profiled DGPO step's phase and operator tables, and a reading of where its time goes ("" without the
+    file): the rollout, the forward passes that score it, the two updates, and the update's tokens per second."""
+    from dgpo_lib.data.loaders import REPO_ROOT
+    prof = benchmark_json("profile_cpu", folder or REPO_ROOT / RL_PROFILE)
+    r = (prof or {}).get("rl_step")
+    if not r or not r.get("phases"):
+        return [], ""
+    s = {p["phase"]: p["s"] for p in r["phases"]}
+    share = lambda *ks: sum(s.get(k, 0.0) for k in ks) / r["step_s"]  # noqa: E731
+    update_s = r["step_s"] - s.get("rollout", 0.0)
+    ops = {o["operator"]: o["share_of_wall"] for o in r["operators"]}
+    mm = sum(v for k, v in ops.items() if k in ("aten::mm", "aten::bmm", "aten::addmm"))
+    attn = sum(v for k, v in ops.items() if "attention" in k)
+    tables = [(rl_phase_table(r), f"One DGPO step by phase: {r['step_s']:.0f} s for {r['rollouts']:.0f} rollouts of "
+                                  f"{r['sequence_tokens']:,.0f} tokens in all, {prof.get('threads', '?')} threads."),
+              (pd.DataFrame(r["operators"])[["operator", "calls", "self_s", "share_of_wall"]],
+               f"The same step's operators by self time ({r['wall_s']:.0f} s of wall time under the profiler).")]
+    reading = (f"The rollout takes {share('rollout'):.0%} of the step; the forward passes that score it take "
+               f"{share('actor_logprobs', 'reference_logprobs', 'values'):.0%} (the actor's log-probs "
+               f"{share('actor_logprobs'):.0%}, the teacher's on the wrong trajectories "
+               f"{share('reference_logprobs'):.0%}, the critic's values {share('values'):.0%}); the actor's update "
+               f"{share('actor_update'):.0%}, the critic's {share('critic_update'):.0%} and the optimiser "
+               f"{share('optimiser'):.0%}. Matrix multiplications are {mm:.0%} of the step's time and attention "
+               f"{attn:.0%}: the time follows the arithmetic. Without its rollout the step processed "
+               f"{r['sequence_tokens'] / update_s:.0f} tokens/s. These rollouts wrote "
+               f"{r['response_tokens_per_rollout']:.0f} tokens each (the profile's stand-in student had no KD), "
+               "several times what a trained student writes, so here the rollout's share is an upper bound and the "
+               "update's phases keep their proportions.")
+    return tables, reading
+
+
 def rl_phase_table(r: dict) -> pd.DataFrame:
     """Seconds and share of the step per phase of a profiled RL step, with the time no phase covers as a row."""
     df = pd.DataFrame(r["phases"])[["phase", "s", "share_of_step"]]
