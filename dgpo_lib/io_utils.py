@@ -55,13 +55,15 @@ def build_once(out: str | Path, done: Callable[[], bool], write: Callable[[], No
 @contextmanager
 def atomic_dir(out: str | Path):
     """Yield a temp folder beside `out`; on success it replaces `out` in one rename (a model or dataset folder
-    is either complete or absent, never half-written)."""
+    is either complete or absent, never half-written). The temp folder's name is unique, so two processes writing
+    the same folder (two stages converting one shared model) never delete each other's half-written files."""
     import shutil
+    import tempfile
 
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+    tmp.chmod(0o755)  # as mkdir would make it (mkdtemp: owner only)
     try:
         yield tmp
     except BaseException:

@@ -73,6 +73,25 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     assert read_jsonl_tolerant(tmp_path / "m.jsonl") == [{"step": 1}]
 
 
+def test_two_writers_of_one_folder_keep_their_own_temp_folders(tmp_path):
+    """Interleaved writers of the same folder: neither deletes the other's half-written files; the last to finish
+    leaves a complete folder, and no temp folder is left behind (nor after a failed write)."""
+    from dgpo_lib.io_utils import atomic_dir
+
+    out = tmp_path / "model"
+    with atomic_dir(out) as a:
+        (a / "w.bin").write_text("a")
+        with atomic_dir(out) as b:
+            (b / "w.bin").write_text("b")
+        assert (a / "w.bin").read_text() == "a" and (out / "w.bin").read_text() == "b"
+    assert (out / "w.bin").read_text() == "a" and oct(out.stat().st_mode & 0o777) == "0o755"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out) as c:
+            (c / "w.bin").write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert [x.name for x in tmp_path.iterdir()] == ["model"] and (out / "w.bin").read_text() == "a"
+
+
 def test_two_processes_building_one_cache_folder_take_turns(tmp_path):
     """Parallel test workers (or two runs sharing `cache/`) may both need a model folder that is not built yet:
     one builds it, the other waits and loads it, and neither sees the other's half-written folder."""

@@ -118,13 +118,12 @@ def show_model_view(run, cfg, n_candidates: int = 64) -> None:
     from dgpo_lib.book.benchmarks import benchmark_json
     from dgpo_lib.book.display import say
     from dgpo_lib.book.readings import observation_reading
+    from dgpo_lib.data.corpus import has_answer
     from dgpo_lib.env.prompts import information_block
-    from dgpo_lib.env.reward import normalize_answer
 
     nq = run.resources.eval_sets()["nq_ctx"][:n_candidates]
     found = run.resources.retriever().search([q.question for q in nq], cfg.retrieval.topk)
-    holds = lambda q, docs: any(normalize_answer(a) in normalize_answer(information_block(docs))  # noqa: E731
-                                for a in q.golden_answers)
+    holds = lambda q, docs: has_answer(information_block(docs), q.golden_answers)  # noqa: E731  (whole words)
     q, docs = next(((q, d) for q, d in zip(nq, found) if holds(q, d)), (nq[0], found[0]))
     say(f"**Question:** {q.question} (gold: {', '.join(q.golden_answers)})")
     display(HTML(observation_html(docs, run.tokenizer("student"), cfg.rollout.max_obs_tokens,
