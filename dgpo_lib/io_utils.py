@@ -135,10 +135,30 @@ def versions() -> dict:
     return v
 
 
+def machine() -> dict:
+    """What ran it, as far as costs depend on it: the platform, the CPU's model and cores, whether it multiplies
+    bfloat16 in hardware (AVX512-BF16 or AMX: several times a float32-only CPU's training rate), and the GPU."""
+    import torch
+
+    from dgpo_lib.models.precision import native_bf16
+    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("model name")),
+                 platform.processor() or None)
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu_model": model,
+            "cpu_native_bf16": native_bf16("cpu"), "gpu": gpu}
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def provenance(cfg=None, **extra) -> dict:
     """The stamp every results file carries: seed, preset, config hash, versions, git commit, time."""
     d = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git_commit": git_commit(),
-         "versions": versions(), "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}
+         "versions": versions(), "machine": machine()}
     if cfg is not None:
         d.update(seed=cfg.seed, preset=cfg.preset, config_hash=cfg.hash())
     d.update(extra)

@@ -152,6 +152,17 @@ def test_rl_step_profile_reads_the_phase_shares_and_the_update_rate_from_the_jso
     assert rl_step_profile(tmp_path / "none") == ([], "")
 
 
+def test_results_files_name_the_machine_and_whether_it_has_bfloat16_hardware():
+    from dgpo_lib.book.benchmarks import machine_words
+    from dgpo_lib.io_utils import provenance
+
+    m = provenance()["machine"]
+    assert m["cpus"] >= 1 and isinstance(m["cpu_native_bf16"], bool) and "cpu_model" in m and "gpu" in m
+    assert machine_words({"cpus": 2, "cpu_model": "AMD EPYC", "cpu_native_bf16": False, "gpu": None}) == \
+        "2 CPU cores, AMD EPYC, no bfloat16 hardware"
+    assert machine_words({"cpus": 2}) == "2 CPU cores"  # files written before the model was recorded
+
+
 def test_remaining_estimate_prices_unfinished_stages_and_chapters_at_the_reference_costs():
     from dgpo_lib.book.reproduce import remaining_estimate
 

@@ -17,8 +17,7 @@ def benchmark_tables(folder=None) -> dict:
     for p in sorted(folder.glob("*.json")):
         d = json.loads(p.read_text())
         prov = d.get("provenance", {})
-        note = f"{p.name}, preset {prov.get('preset')}, {prov.get('machine', {}).get('cpus')} CPU cores, " \
-               f"{prov.get('created')}"
+        note = f"{p.name}, preset {prov.get('preset')}, {machine_words(prov.get('machine', {}))}, {prov.get('created')}"
         # the first list of records the script wrote ("rows" is a count in some scripts, not a table)
         records = next((d[k] for k in ("rows", "stages", "results") if isinstance(d.get(k), list)), None)
         if records is None:
@@ -55,6 +54,18 @@ def profile_tables(preset: str = "cpu", folder=None) -> list[tuple[pd.DataFrame,
             out.append((rl_phase_table(r), f"The DGPO step by phase: {r['step_s']:.1f} s for {r['rollouts']} "
                                            f"rollouts of {r['sequence_tokens']:,} tokens in all."))
     return out
+
+
+def machine_words(m: dict) -> str:
+    """A results file's machine in words: cores, CPU model and whether it has bfloat16 hardware (older files: cores)."""
+    words = [f"{m.get('cpus')} CPU cores"]
+    if m.get("cpu_model"):
+        words.append(m["cpu_model"])
+    if m.get("cpu_native_bf16") is not None:
+        words.append("bfloat16 in hardware" if m["cpu_native_bf16"] else "no bfloat16 hardware")
+    if m.get("gpu"):
+        words.append(m["gpu"])
+    return ", ".join(words)
 
 
 RL_PROFILE = "results/experiments/profile_rl_step_avx2"  # the profiled DGPO step (benchmarks/profile_step.py)
