@@ -27,7 +27,7 @@ from dgpo_lib.evaluation.stats import paired_bootstrap
 
 
 def _untimed(row: dict) -> dict:
-    return {k: v for k, v in row.items() if not (k.endswith("_s") or k == "tokens_per_s")}
+    return {k: v for k, v in row.items() if not (k.endswith("_s") or k in ("tokens_per_s", "machine_share"))}
 
 
 def _same_rows(a: list[dict], b: list[dict]) -> tuple[int, int]:

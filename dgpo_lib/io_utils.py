@@ -148,6 +148,20 @@ def machine() -> dict:
             "cpu_native_bf16": native_bf16("cpu"), "gpu": gpu}
 
 
+def machine_share() -> float:
+    """The share of the machine this process computes with: its threads over the CPU cores it may use (a stage run
+    with one thread beside another stage on two cores uses half; `benchmarks/thread_layout.py` measured such a
+    pair doing as much work as one two-thread process), 1 on a GPU."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return 1.0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return round(min(1.0, torch.get_num_threads() / cores), 3)
+
+
 def _cpuinfo() -> str:
     try:
         return Path("/proc/cpuinfo").read_text()

@@ -213,12 +213,42 @@ def test_a_stopped_greedy_choice_goes_on_from_its_last_round(base, tmp_path):
         LS.next_token_loss = real
     saved = json.loads(rounds.read_text())
     assert saved["removal_order"] == whole[1][:1] and len(model.model.layers) == 4
+    assert len(saved["round_work_s"]) == 1 and saved["round_work_s"][0] >= 0  # each round's work time is kept
     calls["n"] = 0
     LS.next_token_loss = lambda m, b: (calls.__setitem__("n", calls["n"] + 1), real(m, b))[1]
+    timing = {}
     try:
-        resumed = greedy_layers(model, batches, 1, progress=False, rounds_file=rounds)
+        resumed = greedy_layers(model, batches, 1, progress=False, rounds_file=rounds, timing=timing)
     finally:
         LS.next_token_loss = real
     assert resumed == whole and calls["n"] == 3 + 2  # rounds two and three only
+    assert timing["rounds_resumed"] == 1 and timing["round_work_s"][0] == saved["round_work_s"][0]
+    assert len(timing["round_work_s"]) == 3
     with pytest.raises(ValueError, match="delete it"):
         greedy_layers(model, batches, 2, progress=False, rounds_file=rounds)
+
+
+def test_the_student_record_counts_the_layer_choice_it_made_with_the_rounds_earlier_processes_did(tmp_path):
+    """The stage's work adds the rounds an earlier process finished; a choice made before the stage (cached) adds
+    nothing; rounds from before rounds were timed are counted, not guessed."""
+    from dgpo_lib.pipeline.stages import layer_choice_work
+    from dgpo_lib.pipeline.records import StageRecords, work_s
+
+    (tmp_path / "dgpo_model.json").write_text(json.dumps({"written_at": 200.0, "calibration_rounds_resumed": 2,
+                                                          "calibration_round_work_s": [30.0, None, 10.0, 5.0]}))
+    got = layer_choice_work(tmp_path, started=100.0)
+    assert got == {"layer_choice_work_s": 45.0, "earlier_work_outside_loop_s": 30.0, "layer_choice_untimed_rounds": 1}
+    assert layer_choice_work(tmp_path, started=300.0) == {}  # made before this stage started: cached
+    records = StageRecords(None, lambda name: tmp_path / name, tmp_path)
+    import dgpo_lib.pipeline.records as rec
+    real = rec.stage_key, rec.provenance
+    rec.stage_key, rec.provenance = (lambda cfg, name: "k"), (lambda cfg, **kw: kw)
+    try:
+        (tmp_path / "student").mkdir()
+        records.cfg = type("C", (), {"to_dict": lambda self: {}})()
+        records.mark_done("student", started=0.0, **got)
+    finally:
+        rec.stage_key, rec.provenance = real
+    done = json.loads((tmp_path / "student" / "done.json").read_text())
+    assert done["earlier_processes_work_s"] == 30.0 and "earlier_work_outside_loop_s" not in done
+    assert work_s(done) == done["wall_s"] * done["machine_share"] + 30.0

@@ -35,8 +35,14 @@ def test_kd_writes_a_validation_curve_and_resumes_it(smoke_cfg, tmp_path, monkey
     earlier = sum(r["step_s"] for r in kept) + sum(r["val_s"] for r in rows[:2])
     info = again.stage_info("kd_seqkd")
     assert abs(info["earlier_processes_s"] - round(earlier, 1)) <= 0.1
+    # work time: each process's time weighted by the share of the machine it used (its threads over the cores)
+    from dgpo_lib.io_utils import machine_share
     from dgpo_lib.pipeline.records import work_s
-    assert work_s(info) == info["wall_s"] + info["earlier_processes_s"]
+    share = machine_share()
+    assert all(r["machine_share"] == share for r in kept + rows) and info["machine_share"] == share
+    assert abs(info["earlier_processes_work_s"] - round(earlier * share, 1)) <= 0.1
+    assert work_s(info) == info["wall_s"] * share + info["earlier_processes_work_s"]
+    assert work_s({"wall_s": 100.0, "paused_s": 20, "earlier_processes_s": 50.0}) == 130.0  # an older record
     # once done, the stage's resumable checkpoints are removed and its model kept
     assert not (run.stage_dir("kd_seqkd") / "ckpt").exists()
     assert (run.stage_dir("kd_seqkd") / "model" / "model.safetensors").exists()

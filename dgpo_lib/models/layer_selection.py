@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -76,27 +77,30 @@ def use_layers(model, layers: Sequence[torch.nn.Module], layer_types: list | Non
 
 
 def greedy_layers(model, batches: Sequence[dict], keep_n: int, progress: bool = True,
-                  rounds_file: Path | None = None) -> tuple[list[int], list[int], list[float]]:
+                  rounds_file: Path | None = None, timing: dict | None = None) -> tuple[list[int], list[int], list[float]]:
     """Drop layers one per round until `keep_n` are left: each round tries removing each remaining layer and drops
     the one whose removal gives the lowest loss on `batches` (ties: the lower index). Returns (kept layers,
     sorted; layers in the order removed; the loss after each round). `model` is left unchanged.
 
     `rounds_file` keeps the finished rounds (the choice takes hours on a CPU): a call that finds it goes on from the
-    round after the last one written, with the same result as one uninterrupted call."""
+    round after the last one written, with the same result as one uninterrupted call. `timing`, a dict, receives
+    each round's work time (`round_work_s`: seconds times `machine_share`) and how many rounds were read back."""
     from tqdm import tqdm
 
-    from dgpo_lib.io_utils import atomic_write_json
+    from dgpo_lib.io_utils import atomic_write_json, machine_share
 
     layers = list(model.model.layers)
     layer_types = list(getattr(model.config, "layer_types", None) or []) or None
     _check_keep(len(layers), keep_n)
-    kept, removal_order, losses = list(range(len(layers))), [], []
+    kept, removal_order, losses, round_work = list(range(len(layers))), [], [], []
     if rounds_file is not None and Path(rounds_file).exists():
         done = json.loads(Path(rounds_file).read_text())
         if done.get("layers") != len(layers) or done.get("keep_n") != keep_n:
             raise ValueError(f"{rounds_file}: rounds of a choice of {done.get('keep_n')} of {done.get('layers')} "
                              f"layers, not {keep_n} of {len(layers)}; delete it to choose again")
         removal_order, losses = list(done["removal_order"]), list(done["losses"])
+        # each round's work time (its seconds times the process's share of the machine); None: not recorded
+        round_work = list(done.get("round_work_s") or [None] * len(removal_order))
         kept = [i for i in kept if i not in removal_order]
     was_training = model.training
     model.eval()
@@ -106,8 +110,10 @@ def greedy_layers(model, batches: Sequence[dict], keep_n: int, progress: bool = 
         n = len(layers)
         bar = tqdm(total=sum(range(keep_n + 1, n + 1)), desc="greedy layer choice", unit="trial",
                    disable=not progress, initial=sum(range(len(kept) + 1, n + 1)))
+        share = machine_share()
+        resumed = len(removal_order)
         for round_no in range(len(removal_order), n - keep_n):
-            trial = {}
+            t0, trial = time.perf_counter(), {}
             for i in kept:
                 use_layers(model, layers, layer_types, [j for j in kept if j != i])
                 trial[i] = next_token_loss(model, batches)
@@ -116,14 +122,17 @@ def greedy_layers(model, batches: Sequence[dict], keep_n: int, progress: bool = 
             kept.remove(drop)
             removal_order.append(drop)
             losses.append(trial[drop])
+            round_work.append(round((time.perf_counter() - t0) * share, 1))
             if rounds_file is not None:
-                atomic_write_json(Path(rounds_file), {"layers": n, "keep_n": keep_n,
-                                                      "removal_order": removal_order, "losses": losses})
+                atomic_write_json(Path(rounds_file), {"layers": n, "keep_n": keep_n, "removal_order": removal_order,
+                                                      "losses": losses, "round_work_s": round_work})
             bar.set_postfix(round=f"{round_no + 1}/{n - keep_n}", dropped=drop, loss=f"{trial[drop]:.2f}")
         bar.close()
     finally:
         use_layers(model, layers, layer_types, range(len(layers)))
         model.train(was_training)
+    if timing is not None:  # the rounds' work, and how many of them earlier processes did (a resumed choice)
+        timing.update(round_work_s=round_work, rounds_resumed=resumed)
     return kept, removal_order, losses
 
 
@@ -162,8 +171,10 @@ def choose_layers(model, tok, keep_n: int, choice: LayerChoice, progress: bool =
     if choice.rule == "spaced":
         return {"kept_layers": spaced_layers(n, keep_n), "layer_choice": "spaced"}
     batches = token_batches(tok, choice.texts, choice.seq_len)
-    kept, order, losses = greedy_layers(model, batches, keep_n, progress, rounds_file)
+    timing = {}
+    kept, order, losses = greedy_layers(model, batches, keep_n, progress, rounds_file, timing)
     return {"kept_layers": kept, "layer_choice": "greedy", "removal_order": order, "calibration_losses": losses,
+            "calibration_round_work_s": timing["round_work_s"], "calibration_rounds_resumed": timing["rounds_resumed"],
             "calibration_loss_unpruned": next_token_loss(model, batches),
             "calibration_passages": len(choice.texts), "calibration_seq_len": choice.seq_len,
             "calibration_sha256": choice.fingerprint()}

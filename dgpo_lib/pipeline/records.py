@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from dgpo_lib.data import loaders as D
-from dgpo_lib.io_utils import atomic_write_json, provenance
+from dgpo_lib.io_utils import atomic_write_json, machine_share, provenance
 from dgpo_lib.pipeline.keys import stage_key
 
 log = logging.getLogger("dgpo_lib.pipeline")
@@ -44,12 +44,16 @@ class StageRecords:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB, process peak so far
         folder = self.folder_of(name)
         # a stage resumed from a checkpoint: the training steps and validations that earlier processes did
-        earlier = sum(json.loads(p.read_text())["earlier_loop_s"] for p in folder.rglob("resumed.json"))
-        if earlier:
-            info = {"earlier_processes_s": round(earlier, 1), **info}
+        resumed = [json.loads(p.read_text()) for p in folder.rglob("resumed.json")]
+        earlier = sum(r["earlier_loop_s"] for r in resumed)
+        outside = info.pop("earlier_work_outside_loop_s", 0.0)  # e.g. a resumed layer choice's earlier rounds
+        if earlier or outside:
+            info = {"earlier_processes_s": round(earlier, 1), "earlier_processes_work_s": round(
+                sum(r.get("earlier_loop_work_s", r["earlier_loop_s"]) for r in resumed) + outside, 1), **info}
         atomic_write_json(folder / "done.json",
                           provenance(self.cfg, stage=name, stage_key=stage_key(self.cfg, name),
-                                     wall_s=round(time.time() - started, 1), peak_rss_gib=round(peak, 2), **info))
+                                     wall_s=round(time.time() - started, 1), peak_rss_gib=round(peak, 2),
+                                     machine_share=machine_share(), **info))
         atomic_write_json(self.run_dir / "config.json", self.cfg.to_dict())
         log.info("%s: done in %.1f min", name, (time.time() - started) / 60)
         self._said_done.add(name)  # later calls reuse it without saying so again
@@ -68,6 +72,9 @@ class StageRecords:
 
 
 def work_s(record: dict) -> float:
-    """A stage record's work time: its wall time, plus the training loop time of earlier processes when it resumed
-    from a checkpoint, less a recorded pause (SIGSTOP while something else had the cores)."""
-    return record.get("wall_s", 0.0) + record.get("earlier_processes_s", 0.0) - record.get("paused_s", 0)
+    """A stage record's work time: the machine time it took, as if it had had the machine alone. Its wall time less
+    a recorded pause (SIGSTOP while something else had the cores), times the share of the machine its process used
+    (`machine_share`; records written before it was recorded count the whole machine), plus the work of earlier
+    processes when it resumed from a checkpoint (each of their steps weighted by its own share)."""
+    own = (record.get("wall_s", 0.0) - record.get("paused_s", 0)) * record.get("machine_share", 1.0)
+    return own + record.get("earlier_processes_work_s", record.get("earlier_processes_s", 0.0))

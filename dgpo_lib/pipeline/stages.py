@@ -6,8 +6,11 @@ student (healing a pruned student) -> teacher -> tgo -> kd_<method> -> rl_<varia
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
+import time
+from pathlib import Path
 
 from dgpo_lib.io_utils import seed_everything
 from dgpo_lib.methods import METHODS, method
@@ -30,13 +33,31 @@ def run_student(run) -> str:
     out = run.stage_dir(name) / "model"
     with run.records.running(name) as info:
         seed_everything(c.seed)
+        started = time.time()
         student, tok = load_model(run.pruned_student_path(), m.dtype, run.device)
+        info.update(layer_choice_work(Path(run.pruned_student_path()), started))
         base, _ = load_model(run.pruned_student_path(pruned=False), m.dtype, run.device)
         texts, held_out, gold = run.resources.healing_texts()
         info.update(heal_student(student, base, tok, texts, held_out, c, run.stage_dir(name), out, run.progress))
         info.update(n_gold_excluded=len(gold),
                     parameters={"student": count_parameters(student), "base": count_parameters(base)})
     return str(out)
+
+
+def layer_choice_work(pruned: Path, started: float) -> dict:
+    """What the student's record says of the greedy layer choice when this stage made it (a cached choice costs
+    nothing): its work time, and the part earlier processes did (a choice resumed from its finished rounds), which
+    the record adds to the stage's work (`records.work_s`); rounds timed by no process are counted."""
+    info = json.loads((pruned / "dgpo_model.json").read_text()) if (pruned / "dgpo_model.json").exists() else {}
+    rounds = info.get("calibration_round_work_s")
+    if rounds is None or info.get("written_at", 0) < started:
+        return {}
+    earlier = rounds[:info.get("calibration_rounds_resumed", 0)]
+    out = {"layer_choice_work_s": round(sum(r or 0.0 for r in rounds), 1),
+           "earlier_work_outside_loop_s": round(sum(r or 0.0 for r in earlier), 1)}
+    if any(r is None for r in rounds):
+        out["layer_choice_untimed_rounds"] = sum(r is None for r in rounds)
+    return out
 
 
 def run_teacher(run) -> str:

@@ -22,6 +22,7 @@ from dgpo_lib.io_utils import (
     append_jsonl,
     atomic_write_json,
     atomic_write_jsonl,
+    machine_share,
     read_jsonl_tolerant,
 )
 
@@ -120,6 +121,8 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
 
     helpers = helpers or {}
     run_dir = Path(run_dir)
+    share = machine_share()  # each row's time weighs this much in its stage's work time (a stage resumed with
+    # other threads than its earlier processes had counts each part at its own share)
     ck = Checkpointer(run_dir / "ckpt")
     metrics_path = run_dir / "metrics.jsonl"
     start = 0
@@ -137,9 +140,11 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
             atomic_write_jsonl(val_path, val_rows)
         (run_dir / "resumed.json").unlink(missing_ok=True)
         if start:  # the steps and validations done by earlier processes: the stage record adds them to its wall time
+            done = [(r.get("step_s", 0.0), r.get("machine_share", 1.0)) for r in rows] + \
+                   [(r.get("val_s", 0.0), r.get("machine_share", 1.0)) for r in val_rows]
             atomic_write_json(run_dir / "resumed.json", {
-                "resumed_at_step": start, "earlier_loop_s": round(
-                    sum(r.get("step_s", 0.0) for r in rows) + sum(r.get("val_s", 0.0) for r in val_rows), 1)})
+                "resumed_at_step": start, "earlier_loop_s": round(sum(s for s, _ in done), 1),
+                "earlier_loop_work_s": round(sum(s * share for s, share in done), 1)})
     barrier()
 
     def validate(step: int) -> None:
@@ -147,7 +152,8 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
             return
         release_memory()  # the training phase's freed memory, before the rollouts' KV caches (and back after)
         t0 = time.perf_counter()
-        row = {"step": step, **{k: float(v) for k, v in val_fn(step).items()}, "val_s": time.perf_counter() - t0}
+        row = {"step": step, **{k: float(v) for k, v in val_fn(step).items()}, "val_s": time.perf_counter() - t0,
+               "machine_share": share}
         release_memory()
         best = max((r["val_em"] for r in val_rows), default=None) if on_best is not None else None
         val_rows.append(row)
@@ -164,7 +170,8 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
     for step in bar:
         t0 = time.perf_counter()
         m = step_fn(step)
-        m = {"step": step + 1, **{k: float(v) for k, v in m.items()}, "step_s": time.perf_counter() - t0}
+        m = {"step": step + 1, **{k: float(v) for k, v in m.items()}, "step_s": time.perf_counter() - t0,
+             "machine_share": share}
         if is_main:
             append_jsonl(metrics_path, m)
         bar.set_postfix({k: f"{v:.3g}" for k, v in m.items() if k in ("loss", "em", "kl_teacher")})
