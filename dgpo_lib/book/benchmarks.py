@@ -212,6 +212,29 @@ def _budget_words(seconds: float) -> str:
     return f"{seconds / 3600:.0f}-hour" if seconds % 3600 == 0 else f"{seconds / 60:.0f}-minute"
 
 
+def cost_table(preset: str = "cpu", folder=None) -> tuple[pd.DataFrame, str] | None:
+    """benchmarks/cost_table.py's rows as a table (minutes of work and peak memory per stage, before and after,
+    preflight's estimate beside the new peak) and a caption naming both machines and the totals; None without it."""
+    ct = benchmark_json(f"cost_table_{preset}", folder)
+    if not ct:
+        return None
+    df = pd.DataFrame(ct["rows"])
+    df["after_min"] = [f"{m:.1f}" + (" (projected)" if p else "") if m is not None else "" for m, p in
+                       zip(df["after_min"], df["projected"])]
+    df = df[["stage", "before_min", "after_min", "before_peak_gib", "after_peak_gib", "estimate_gib",
+             "estimate_over_measured"]].rename(columns={
+                 "before_min": "before, min", "after_min": "after, min", "before_peak_gib": "before, peak GiB",
+                 "after_peak_gib": "after, peak GiB", "estimate_gib": "preflight estimate GiB",
+                 "estimate_over_measured": "estimate / after peak"})
+    t, a = ct["totals_min"], ct["after"]
+    caption = (f"Minutes of work and peak memory per stage, before (commit {ct['before']['commit']}: "
+               f"{ct['before']['machine']}) and after ({a['machine']}; {a['finished']} of {a['stages']} stages "
+               f"finished, the others projected from the before-run's cost at the median ratio of the finished stages "
+               f"of their kind). The results table's stages: {t['table']['before']:.0f} min before, "
+               f"{t['table']['after']:.0f} after, against a budget of {ct['budget_min']} min.")
+    return df, caption
+
+
 def stage_kind(stage: str) -> str:
     """"evaluation" for the eval_* stages, whose size the protocol fixes; "training" for every other stage (they
     train or generate training data, and their size is the training budget)."""

@@ -1,0 +1,118 @@
+"""The cost of a run per stage, before and after: each stage's work time (`records.work_s`) and peak memory in an
+earlier committed run (the stage records under results/<preset> at a git commit) and in this config's run root,
+preflight's memory estimate beside each new peak, and the machine each ran on. Runs no model.
+
+    .venv/bin/python benchmarks/cost_table.py --preset cpu --before 7020430 [run_root=/path]
+
+Stages the new run has not finished yet are priced at the earlier run's cost of the same stage (or of the stage it
+replaces, `--same new=old`) times the median new/old ratio of the finished stages of its kind (training or
+evaluation), and marked projected. Writes benchmarks/results/cost_table_<preset>.json.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+
+from common import table, write
+from memory_estimate import KIND
+
+from dgpo_lib.book.benchmarks import machine_words, stage_kind
+from dgpo_lib.cli import parse, parser
+from dgpo_lib.config import load_config
+from dgpo_lib.data.loaders import REPO_ROOT
+from dgpo_lib.pipeline import Run, work_s
+from dgpo_lib.pipeline.preflight import GIB, Machine, model_checks, stage_memory
+
+# the cpu preset's rows that replaced earlier ones (GKD and DistiLLM now start from the SeqKD student)
+SAME = {"kd_gkd_sft": "kd_gkd", "kd_distillm_sft": "kd_distillm", "eval_gkd_sft": "eval_gkd",
+        "eval_distillm_sft": "eval_distillm"}
+
+
+def git_records(commit: str, folder: str) -> tuple[dict[str, dict], dict]:
+    """({stage: done.json}, config.json) of the committed results `folder` at `commit`."""
+    def show(path):
+        return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=REPO_ROOT, capture_output=True, text=True)
+    names = subprocess.run(["git", "ls-tree", "--name-only", f"{commit}:{folder}"], cwd=REPO_ROOT,
+                           capture_output=True, text=True)
+    if names.returncode:
+        raise SystemExit(f"cost_table: no {folder} at commit {commit}: {names.stderr.strip()}")
+    records = {}
+    for name in names.stdout.split():
+        r = show(f"{folder}/{name}/done.json")
+        if r.returncode == 0:
+            records[name] = json.loads(r.stdout)
+    cfg = show(f"{folder}/config.json")
+    return records, (json.loads(cfg.stdout) if cfg.returncode == 0 else {})
+
+
+def machine_of(records: dict[str, dict], config: dict) -> str:
+    """The machine in words, from the newest record; older records lack the bfloat16 flag, which the run's resolved
+    compute dtype then says (`auto` resolves to bfloat16 only where the CPU multiplies it in hardware)."""
+    if not records:
+        return "no finished stage"
+    m = dict(max(records.values(), key=lambda r: r.get("created", ""))["machine"])
+    if "cpu_native_bf16" not in m and config.get("models", {}).get("compute_dtype"):
+        m["cpu_native_bf16"] = config["models"]["compute_dtype"] == "bfloat16"
+    return machine_words(m)
+
+
+def main():
+    ap = parser(__doc__)
+    ap.add_argument("--before", required=True, help="git commit whose results/<preset> holds the earlier run")
+    ap.add_argument("--same", nargs="*", default=[], metavar="NEW=OLD", help="a new stage priced by an old one")
+    a = parse(ap)
+    cfg = load_config(a.preset, a.overrides)
+    run = Run(cfg, progress=False)
+    old, old_cfg = git_records(a.before, f"results/{a.preset}")
+    new = run.stage_records()
+    same = {**SAME, **dict(s.split("=", 1) for s in a.same)}
+    _, shapes = model_checks(cfg, Machine.probe(run.root))
+    est = stage_memory(cfg, shapes, 1, host=True)
+    rows = []
+    for stage in run.stage_names():
+        ref = stage if stage in old else same.get(stage)
+        o, n = old.get(ref) if ref else None, new.get(stage)
+        kind = KIND.get(stage) or (KIND.get(stage.partition("_")[0]) if not stage.startswith("eval_") else None)
+        e = est.get(kind) if kind else None
+        rows.append({"stage": stage, "kind": stage_kind(stage), "before_stage": ref if o else None,
+                     "before_min": round(work_s(o) / 60, 1) if o else None,
+                     "after_min": round(work_s(n) / 60, 1) if n else None,
+                     "before_peak_gib": o.get("peak_rss_gib") if o else None,
+                     "after_peak_gib": n.get("peak_rss_gib") if n else None,
+                     "estimate_gib": round(e / GIB, 2) if e else None,
+                     "estimate_over_measured": round(e / GIB / n["peak_rss_gib"], 3) if e and n and
+                     n.get("peak_rss_gib") else None})
+    ratio = {}
+    for k in ("training", "evaluation"):
+        rs = [r["after_min"] / r["before_min"] for r in rows if r["kind"] == k and r["after_min"] and r["before_min"]]
+        ratio[k] = statistics.median(rs) if rs else None
+    for r in rows:
+        r["projected"] = r["after_min"] is None
+        if r["projected"] and r["before_min"] is not None and ratio[r["kind"]] is not None:
+            r["after_min"] = round(r["before_min"] * ratio[r["kind"]], 1)
+    table_rows = set(run.stage_names()) - ablation_stages(cfg)
+    totals = {part: {when: round(sum(r[f"{when}_min"] or 0 for r in rows if part == "all" or r["stage"] in table_rows), 1)
+                     for when in ("before", "after")} for part in ("table", "all")}
+    print(table(rows, ["stage", "before_min", "after_min", "projected", "before_peak_gib", "after_peak_gib",
+                       "estimate_gib", "estimate_over_measured"]))
+    print(f"before: {machine_of(old, old_cfg)}; after: {machine_of(new, cfg.to_dict())}")
+    print(f"the results table's stages: {totals['table']['before']} min before, {totals['table']['after']} min after "
+          f"(finished + projected); all stages {totals['all']['before']} -> {totals['all']['after']} min; "
+          f"median after/before: training {ratio['training']}, evaluation {ratio['evaluation']}")
+    write(f"cost_table_{a.preset}", {"rows": rows, "totals_min": totals, "median_ratio": ratio,
+                                     "before": {"commit": a.before, "machine": machine_of(old, old_cfg)},
+                                     "after": {"run_root": str(run.root), "machine": machine_of(new, cfg.to_dict()),
+                                               "finished": len(new), "stages": len(rows)},
+                                     "budget_min": 8 * 60}, cfg)
+
+
+def ablation_stages(cfg) -> set[str]:
+    """The stages only the ablations need (their training stage and evaluations)."""
+    from dgpo_lib.pipeline import row_stage
+    return {row_stage(v) for v in cfg.eval.ablations} | {f"eval_{v}" for v in cfg.eval.ablations} | \
+        {f"eval_{v}@final" for v in cfg.eval.ablations}
+
+
+if __name__ == "__main__":
+    main()
