@@ -8,7 +8,7 @@ Compared, for each stage present in both: evaluation records (every field of eve
 EM, response text, queries; then each run's average EM over the benchmarks, the paired-bootstrap 95% interval of
 b - a and the searches per question), training metrics (every logged value except timings) and the teacher's cold-start
 trajectories (with the share each run's teacher answered right). Timings (`*_s`, `tokens_per_s`) are compared as
-work time (wall less recorded pauses). A stage whose record has the same creation time in both folders was copied
+work time (`records.work_s`: wall less recorded pauses, times the share of the machine used). A stage whose record has the same creation time in both folders was copied
 rather than run again, and is counted apart.
 """
 from __future__ import annotations

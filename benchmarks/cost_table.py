@@ -15,6 +15,7 @@ import statistics
 import subprocess
 
 from common import table, write
+from end_to_end import BUDGET_S
 from memory_estimate import KIND
 
 from dgpo_lib.book.benchmarks import machine_words, stage_kind
@@ -69,15 +70,36 @@ def main():
     same = {**SAME, **dict(s.split("=", 1) for s in a.same)}
     _, shapes = model_checks(cfg, Machine.probe(run.root))
     est = stage_memory(cfg, shapes, 1, host=True)
+    rows, ratio, totals = cost_rows(run.stage_names(), old, new, same, est, ablation_stages(cfg))
+    print(table(rows, ["stage", "before_min", "after_min", "projected", "before_peak_gib", "after_peak_gib",
+                       "estimate_gib", "estimate_over_measured"]))
+    print(f"before: {machine_of(old, old_cfg)}; after: {machine_of(new, cfg.to_dict())}")
+    print(f"the results table's stages: {totals['table']['before']} min before, {totals['table']['after']} min after "
+          f"(finished + projected; {totals['table']['unpriced']} not priced); all stages {totals['all']['before']} -> "
+          f"{totals['all']['after']} min; median after/before: training {ratio['training']}, evaluation "
+          f"{ratio['evaluation']}")
+    write(f"cost_table_{a.preset}", {"rows": rows, "totals_min": totals, "median_ratio": ratio,
+                                     "before": {"commit": a.before, "machine": machine_of(old, old_cfg)},
+                                     "after": {"run_root": str(run.root), "machine": machine_of(new, cfg.to_dict()),
+                                               "finished": len(new), "stages": len(rows)},
+                                     "budget_min": BUDGET_S / 60}, cfg)
+
+
+def cost_rows(names: list[str], old: dict, new: dict, same: dict, est: dict, ablations: set[str]):
+    """(rows, median new/old ratio per kind, totals) for stages `names`: each stage's work minutes and peak in the
+    old records (its own, or those of the stage `same` says it replaces) and the new ones, and preflight's estimate
+    `est` (bytes per kind of stage). A stage the new run has not finished is projected at its old cost times the
+    median ratio of its kind's finished stages (`projected`); one with no old cost or no finished stage of its kind
+    has no figure (`after_min` None) and is counted in the totals' `unpriced`."""
     rows = []
-    for stage in run.stage_names():
+    for stage in names:
         ref = stage if stage in old else same.get(stage)
         o, n = old.get(ref) if ref else None, new.get(stage)
         kind = KIND.get(stage) or (KIND.get(stage.partition("_")[0]) if not stage.startswith("eval_") else None)
         e = est.get(kind) if kind else None
         rows.append({"stage": stage, "kind": stage_kind(stage), "before_stage": ref if o else None,
                      "before_min": round(work_s(o) / 60, 1) if o else None,
-                     "after_min": round(work_s(n) / 60, 1) if n else None,
+                     "after_min": round(work_s(n) / 60, 1) if n else None, "projected": False,
                      "before_peak_gib": o.get("peak_rss_gib") if o else None,
                      "after_peak_gib": n.get("peak_rss_gib") if n else None,
                      "estimate_gib": round(e / GIB, 2) if e else None,
@@ -86,25 +108,17 @@ def main():
     ratio = {}
     for k in ("training", "evaluation"):
         rs = [r["after_min"] / r["before_min"] for r in rows if r["kind"] == k and r["after_min"] and r["before_min"]]
-        ratio[k] = statistics.median(rs) if rs else None
+        ratio[k] = round(statistics.median(rs), 3) if rs else None
     for r in rows:
-        r["projected"] = r["after_min"] is None
-        if r["projected"] and r["before_min"] is not None and ratio[r["kind"]] is not None:
-            r["after_min"] = round(r["before_min"] * ratio[r["kind"]], 1)
-    table_rows = set(run.stage_names()) - ablation_stages(cfg)
-    totals = {part: {when: round(sum(r[f"{when}_min"] or 0 for r in rows if part == "all" or r["stage"] in table_rows), 1)
-                     for when in ("before", "after")} for part in ("table", "all")}
-    print(table(rows, ["stage", "before_min", "after_min", "projected", "before_peak_gib", "after_peak_gib",
-                       "estimate_gib", "estimate_over_measured"]))
-    print(f"before: {machine_of(old, old_cfg)}; after: {machine_of(new, cfg.to_dict())}")
-    print(f"the results table's stages: {totals['table']['before']} min before, {totals['table']['after']} min after "
-          f"(finished + projected); all stages {totals['all']['before']} -> {totals['all']['after']} min; "
-          f"median after/before: training {ratio['training']}, evaluation {ratio['evaluation']}")
-    write(f"cost_table_{a.preset}", {"rows": rows, "totals_min": totals, "median_ratio": ratio,
-                                     "before": {"commit": a.before, "machine": machine_of(old, old_cfg)},
-                                     "after": {"run_root": str(run.root), "machine": machine_of(new, cfg.to_dict()),
-                                               "finished": len(new), "stages": len(rows)},
-                                     "budget_min": 8 * 60}, cfg)
+        if r["after_min"] is None and r["before_min"] is not None and ratio[r["kind"]] is not None:
+            r["after_min"], r["projected"] = round(r["before_min"] * ratio[r["kind"]], 1), True
+    totals = {}
+    for part in ("table", "all"):
+        mine = [r for r in rows if part == "all" or r["stage"] not in ablations]
+        totals[part] = {"before": round(sum(r["before_min"] or 0 for r in mine), 1),
+                        "after": round(sum(r["after_min"] or 0 for r in mine), 1),
+                        "unpriced": sum(r["after_min"] is None for r in mine)}
+    return rows, ratio, totals
 
 
 def ablation_stages(cfg) -> set[str]:

@@ -64,7 +64,7 @@ def main():
     # started, so they only read cached results: the one-pass main job is then the stages' work plus the notebooks
     stages_before = bool(finished) and nb_started is not None and max(finished.values()) < nb_started
     print(table(rows, ["stage", "wall_s", "earlier_s", "paused_s", "work_s", "budget_share", "peak_rss_gib"]))
-    print(f"stages total {total / 60:.1f} min of work (wall time less recorded pauses); "
+    print(f"stages total {total / 60:.1f} min of work (machine time: wall less recorded pauses, times the share of the machine used); "
           f"peak RSS of any stage {max([r['peak_rss_gib'] or 0 for r in rows] + [0]):.2f} GiB")
     if notebooks:
         print(table([{"notebook": k, "wall_s": v} for k, v in notebooks.items()], ["notebook", "wall_s"]))

@@ -55,22 +55,44 @@ def build_once(out: str | Path, done: Callable[[], bool], write: Callable[[], No
 @contextmanager
 def atomic_dir(out: str | Path):
     """Yield a temp folder beside `out`; on success it replaces `out` in one rename (a model or dataset folder
-    is either complete or absent, never half-written). The temp folder's name is unique, so two processes writing
-    the same folder (two stages converting one shared model) never delete each other's half-written files."""
+    is either complete or absent, never half-written). Each writer has its own temp folder, named with its process
+    id, so two processes writing the same folder never delete each other's files; the temp folders of writers that
+    died (a killed process) are removed by the next writer. If another writer's complete folder lands in between,
+    the last rename wins, and one that cannot replace it keeps the other's."""
     import shutil
     import tempfile
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
-    tmp.chmod(0o755)  # as mkdir would make it (mkdtemp: owner only)
+    for stale in out.parent.glob(f"{out.name}.tmp-*"):  # left by a writer that was killed
+        pid = stale.name[len(out.name) + 5:].partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # as mkdir would make it (mkdtemp's is owner-only)
     try:
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+        shutil.rmtree(out, ignore_errors=True)
+        try:
+            tmp.rename(out)
+        except OSError:
+            if not out.exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when the rename succeeded
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write_json(path: str | Path, obj) -> None:
@@ -149,17 +171,33 @@ def machine() -> dict:
 
 
 def machine_share() -> float:
-    """The share of the machine this process computes with: its threads over the CPU cores it may use (a stage run
-    with one thread beside another stage on two cores uses half; `benchmarks/thread_layout.py` measured such a
-    pair doing as much work as one two-thread process), 1 on a GPU."""
-    import os
-
+    """The share of the machine this process computes with: its threads (times the processes of a CPU `accelerate
+    launch`, which each run as many) over the physical cores it may use, at most 1; 1 on a GPU. A stage run with
+    one thread beside another stage on two cores uses half (`benchmarks/thread_layout.py` measured such a pair doing
+    as much work as one two-thread process). Threads torch does not manage (faiss's OpenMP, the tokenizers') are not
+    counted, so a one-thread stage that searches a lot uses a little more than its share."""
     import torch
 
     if torch.cuda.is_available():
         return 1.0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return round(min(1.0, torch.get_num_threads() / cores), 3)
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)  # set by accelerate / torchrun for every process
+    return round(min(1.0, torch.get_num_threads() * world / physical_cores()), 3)
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (hyperthread siblings count once: torch's default
+    thread count), from /proc/cpuinfo; the usable CPUs where that says nothing."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cores, cpu, phys = set(), None, "0"
+    for line in _cpuinfo().splitlines():
+        key, _, value = (x.strip() for x in line.partition(":"))
+        if key == "processor":
+            cpu = int(value)
+        elif key == "physical id":
+            phys = value
+        elif key == "core id" and cpu in cpus:
+            cores.add((phys, value))
+    return len(cores) or len(cpus) or 1
 
 
 def _cpuinfo() -> str:

@@ -229,26 +229,36 @@ def test_a_stopped_greedy_choice_goes_on_from_its_last_round(base, tmp_path):
 
 
 def test_the_student_record_counts_the_layer_choice_it_made_with_the_rounds_earlier_processes_did(tmp_path):
-    """The stage's work adds the rounds an earlier process finished; a choice made before the stage (cached) adds
-    nothing; rounds from before rounds were timed are counted, not guessed."""
+    """The stage's work adds the rounds an earlier process finished, or the whole choice when an earlier process of
+    the stage made it; a choice another process made (cached) adds nothing; untimed rounds are counted, not guessed."""
+    import os
+
     from dgpo_lib.pipeline.stages import layer_choice_work
     from dgpo_lib.pipeline.records import StageRecords, work_s
 
-    (tmp_path / "dgpo_model.json").write_text(json.dumps({"written_at": 200.0, "calibration_rounds_resumed": 2,
-                                                          "calibration_round_work_s": [30.0, None, 10.0, 5.0]}))
-    got = layer_choice_work(tmp_path, started=100.0)
+    pruned, stage = tmp_path / "pruned", tmp_path / "student"
+    pruned.mkdir(), stage.mkdir()
+    made = {"written_at": 200.0, "written_by_pid": os.getpid(), "calibration_rounds_resumed": 2,
+            "calibration_round_work_s": [30.0, None, 10.0, 5.0]}
+    (pruned / "dgpo_model.json").write_text(json.dumps({**made, "written_by_pid": -1}))
+    assert layer_choice_work(pruned, 100.0, stage) == {}  # another process's choice, cached
+    (pruned / "dgpo_model.json").write_text(json.dumps(made))
+    assert layer_choice_work(pruned, 300.0, stage) == {}  # made before this stage started
+    got = layer_choice_work(pruned, 100.0, stage)
     assert got == {"layer_choice_work_s": 45.0, "earlier_work_outside_loop_s": 30.0, "layer_choice_untimed_rounds": 1}
-    assert layer_choice_work(tmp_path, started=300.0) == {}  # made before this stage started: cached
+    # the next process of the stage (stopped while healing, resumed) finds the choice made: all of it is earlier work
+    (pruned / "dgpo_model.json").write_text(json.dumps({**made, "written_by_pid": -1}))
+    assert layer_choice_work(pruned, 400.0, stage) == {"layer_choice_work_s": 45.0, "layer_choice_untimed_rounds": 1,
+                                                       "earlier_work_outside_loop_s": 45.0}
     records = StageRecords(None, lambda name: tmp_path / name, tmp_path)
     import dgpo_lib.pipeline.records as rec
     real = rec.stage_key, rec.provenance
     rec.stage_key, rec.provenance = (lambda cfg, name: "k"), (lambda cfg, **kw: kw)
     try:
-        (tmp_path / "student").mkdir()
         records.cfg = type("C", (), {"to_dict": lambda self: {}})()
         records.mark_done("student", started=0.0, **got)
     finally:
         rec.stage_key, rec.provenance = real
-    done = json.loads((tmp_path / "student" / "done.json").read_text())
+    done = json.loads((stage / "done.json").read_text())
     assert done["earlier_processes_work_s"] == 30.0 and "earlier_work_outside_loop_s" not in done
     assert work_s(done) == done["wall_s"] * done["machine_share"] + 30.0

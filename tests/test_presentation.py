@@ -148,7 +148,7 @@ def test_rl_step_profile_reads_the_phase_shares_and_the_update_rate_from_the_jso
     tables, reading = rl_step_profile(tmp_path)
     assert [len(df) for df, _ in tables] == [4, 1] and "4 rollouts of 800 tokens" in tables[0][1]
     assert "rollout takes 20%" in reading and "score it take 30%" in reading and "actor's update 50%" in reading
-    assert "100 tokens/s" in reading and "Matrix multiplications are 60%" in reading  # 800 tokens / (10 - 2) s
+    assert "100 tokens/s" in reading and "Matrix multiplications take 60%" in reading  # 800 tokens / (10 - 2) s
     assert rl_step_profile(tmp_path / "none") == ([], "")
 
 

@@ -84,12 +84,22 @@ def test_two_writers_of_one_folder_keep_their_own_temp_folders(tmp_path):
         with atomic_dir(out) as b:
             (b / "w.bin").write_text("b")
         assert (a / "w.bin").read_text() == "a" and (out / "w.bin").read_text() == "b"
-    assert (out / "w.bin").read_text() == "a" and oct(out.stat().st_mode & 0o777) == "0o755"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "w.bin").read_text() == "a" and out.stat().st_mode & 0o777 == 0o777 & ~umask
     with pytest.raises(RuntimeError):
         with atomic_dir(out) as c:
             (c / "w.bin").write_text("half")
             raise RuntimeError("killed mid-write")
     assert [x.name for x in tmp_path.iterdir()] == ["model"] and (out / "w.bin").read_text() == "a"
+    # a writer killed outright leaves its temp folder; the next writer removes it (its process is gone), not a
+    # live writer's
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / f"model.tmp-{dead.stdout.strip()}-abc").mkdir()
+    (tmp_path / f"model.tmp-{os.getpid()}-live").mkdir()
+    with atomic_dir(out) as d:
+        (d / "w.bin").write_text("d")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["model", f"model.tmp-{os.getpid()}-live"]
 
 
 def test_two_processes_building_one_cache_folder_take_turns(tmp_path):

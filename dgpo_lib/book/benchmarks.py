@@ -85,21 +85,23 @@ def rl_step_profile(folder=None) -> tuple[list[tuple[pd.DataFrame, str]], str]:
     ops = {o["operator"]: o["share_of_wall"] for o in r["operators"]}
     mm = sum(v for k, v in ops.items() if k in ("aten::mm", "aten::bmm", "aten::addmm"))
     attn = sum(v for k, v in ops.items() if "attention" in k)
+    where = machine_words(prof.get("provenance", {}).get("machine", {}))
     tables = [(rl_phase_table(r), f"One DGPO step by phase: {r['step_s']:.0f} s for {r['rollouts']:.0f} rollouts of "
-                                  f"{r['sequence_tokens']:,.0f} tokens in all, {prof.get('threads', '?')} threads."),
+                                  f"{r['sequence_tokens']:,.0f} tokens in all ({where}, {prof.get('threads', '?')} "
+                                  "threads)."),
               (pd.DataFrame(r["operators"])[["operator", "calls", "self_s", "share_of_wall"]],
-               f"The same step's operators by self time ({r['wall_s']:.0f} s of wall time under the profiler).")]
+               f"The same step's operators by self time, as shares of the {r['wall_s']:.0f} s the profiler ran.")]
     reading = (f"The rollout takes {share('rollout'):.0%} of the step; the forward passes that score it take "
                f"{share('actor_logprobs', 'reference_logprobs', 'values'):.0%} (the actor's log-probs "
                f"{share('actor_logprobs'):.0%}, the teacher's on the wrong trajectories "
                f"{share('reference_logprobs'):.0%}, the critic's values {share('values'):.0%}); the actor's update "
                f"{share('actor_update'):.0%}, the critic's {share('critic_update'):.0%} and the optimiser "
-               f"{share('optimiser'):.0%}. Matrix multiplications are {mm:.0%} of the step's time and attention "
-               f"{attn:.0%}: the time follows the arithmetic. Without its rollout the step processed "
-               f"{r['sequence_tokens'] / update_s:.0f} tokens/s. These rollouts wrote "
-               f"{r['response_tokens_per_rollout']:.0f} tokens each (the profile's stand-in student had no KD), "
-               "several times what a trained student writes, so here the rollout's share is an upper bound and the "
-               "update's phases keep their proportions.")
+               f"{share('optimiser'):.0%}. Matrix multiplications take {mm:.0%} of the profiled time and attention "
+               f"{attn:.0%}. Without its rollout the step processed {r['sequence_tokens'] / update_s:.0f} tokens/s on "
+               f"this machine ({where}). The stand-in student wrote {r['response_tokens_per_rollout']:.0f} tokens a "
+               "rollout and was trained by no KD: with a trained student the rollout's share changes with the "
+               "length of what it writes, and the teacher's with how many of its trajectories are wrong, since the "
+               "teacher scores only those.")
     return tables, reading
 
 
@@ -219,7 +221,7 @@ def cost_table(preset: str = "cpu", folder=None) -> tuple[pd.DataFrame, str] | N
     if not ct:
         return None
     df = pd.DataFrame(ct["rows"])
-    df["after_min"] = [f"{m:.1f}" + (" (projected)" if p else "") if m is not None else "" for m, p in
+    df["after_min"] = [f"{m:.1f}" + (" (projected)" if p else "") if pd.notna(m) else "" for m, p in
                        zip(df["after_min"], df["projected"])]
     df = df[["stage", "before_min", "after_min", "before_peak_gib", "after_peak_gib", "estimate_gib",
              "estimate_over_measured"]].rename(columns={
@@ -231,7 +233,9 @@ def cost_table(preset: str = "cpu", folder=None) -> tuple[pd.DataFrame, str] | N
                f"{ct['before']['machine']}) and after ({a['machine']}; {a['finished']} of {a['stages']} stages "
                f"finished, the others projected from the before-run's cost at the median ratio of the finished stages "
                f"of their kind). The results table's stages: {t['table']['before']:.0f} min before, "
-               f"{t['table']['after']:.0f} after, against a budget of {ct['budget_min']} min.")
+               f"{t['table']['after']:.0f} after" + (f" ({t['table']['unpriced']} of them not priced)"
+                                                     if t["table"].get("unpriced") else "")
+               + f", against a budget of {ct['budget_min']:.0f} min.")
     return df, caption
 
 
@@ -254,7 +258,7 @@ def plot_stage_times(preset: str = "cpu", folder=None):
     kind = lambda r: stage_kind(r["stage"])  # noqa: E731
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 0.28 * len(rows) + 1.2), gridspec_kw={"width_ratios": [3, 1]})
     ax.barh([r["stage"] for r in rows], mins, color=[colour[kind(r)] for r in rows])
-    ax.set_xlabel("minutes of work (wall time less recorded pauses)")
+    ax.set_xlabel("minutes of work (machine time used)")
     # the parts of a one-pass main job stacked against the budget
     parts = {k: sum(m for r, m in zip(rows, mins) if kind(r) == k) for k in ("evaluation", "training")}
     if e2e.get("main_job_wall_s") and e2e.get("stages_before_notebooks"):

@@ -211,8 +211,12 @@ def rl_update_reading(tr: dict | None) -> str:
     ws, wt = tr["linear_weights"]["student"], tr["linear_weights"]["teacher"]
     more = flops_per_token("DGPO update (full)", ws, wt) / flops_per_token("KD (full)", ws, wt)
     slower = kd["tokens_per_s"] / rl["tokens_per_s"]
+    from dgpo_lib.book.benchmarks import gemm_rate, machine_words
+
+    where = f"{machine_words((tr.get('provenance') or {}).get('machine', {}))}, {gemm_rate(tr)[1]} GEMMs"
     return (f"- **The RL update** (a DGPO step without its rollouts) processes {rl['tokens_per_s']:.0f} tokens/s "
-            f"against a KD step's {kd['tokens_per_s']:.0f} on the same machine, {slower:.1f}x fewer. Per token it "
+            f"against a KD step's {kd['tokens_per_s']:.0f} on the same machine ({where}; "
+            f"`benchmarks/training.py`), {slower:.1f}x fewer. Per token it "
             f"computes {more:.1f}x a KD step's linear-layer FLOPs: the actor's forward for the old log-probs, the "
             "critic's for the old values, then the forward and backward of both, and the teacher's forward, against "
             "KD's one student forward and backward and one teacher forward. It runs at "

@@ -183,7 +183,8 @@ def _write_pruned(src: Path, out: Path, keep_n: int, choice: LayerChoice, progre
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "dgpo_model.json").write_text(json.dumps({"kind": "layer-pruned", "base": str(src), "base_layers": n,
-                                                          "written_at": time.time(), **selection}, indent=1))
+                                                          "written_at": time.time(), "written_by_pid": os.getpid(),
+                                                          **selection}, indent=1))
     rounds.unlink(missing_ok=True)  # now in dgpo_model.json
 
 

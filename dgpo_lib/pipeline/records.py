@@ -75,6 +75,7 @@ def work_s(record: dict) -> float:
     """A stage record's work time: the machine time it took, as if it had had the machine alone. Its wall time less
     a recorded pause (SIGSTOP while something else had the cores), times the share of the machine its process used
     (`machine_share`; records written before it was recorded count the whole machine), plus the work of earlier
-    processes when it resumed from a checkpoint (each of their steps weighted by its own share)."""
+    processes when it resumed from a checkpoint (each of their steps weighted by its own share). A recorded pause
+    is taken off at the last process's share, even if an earlier process (with another share) was the one paused."""
     own = (record.get("wall_s", 0.0) - record.get("paused_s", 0)) * record.get("machine_share", 1.0)
     return own + record.get("earlier_processes_work_s", record.get("earlier_processes_s", 0.0))

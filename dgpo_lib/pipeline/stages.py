@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ def run_student(run) -> str:
         seed_everything(c.seed)
         started = time.time()
         student, tok = load_model(run.pruned_student_path(), m.dtype, run.device)
-        info.update(layer_choice_work(Path(run.pruned_student_path()), started))
+        info.update(layer_choice_work(Path(run.pruned_student_path()), started, run.stage_dir(name)))
         base, _ = load_model(run.pruned_student_path(pruned=False), m.dtype, run.device)
         texts, held_out, gold = run.resources.healing_texts()
         info.update(heal_student(student, base, tok, texts, held_out, c, run.stage_dir(name), out, run.progress))
@@ -44,20 +45,28 @@ def run_student(run) -> str:
     return str(out)
 
 
-def layer_choice_work(pruned: Path, started: float) -> dict:
-    """What the student's record says of the greedy layer choice when this stage made it (a cached choice costs
-    nothing): its work time, and the part earlier processes did (a choice resumed from its finished rounds), which
-    the record adds to the stage's work (`records.work_s`); rounds timed by no process are counted."""
+def layer_choice_work(pruned: Path, started: float, stage_dir: Path) -> dict:
+    """What the student's record says of the greedy layer choice when this stage made it (a choice another run made
+    and cached costs this stage nothing): its work time, and the part earlier processes of this stage did, which
+    the record adds to the stage's work (`records.work_s`): rounds before a resumed choice, or the whole choice when
+    an earlier process finished it and was stopped while healing (`layer_choice.json` in the stage's folder keeps it
+    for them). Rounds timed by no process are counted, not guessed."""
+    from dgpo_lib.io_utils import atomic_write_json
+
+    kept = stage_dir / "layer_choice.json"
     info = json.loads((pruned / "dgpo_model.json").read_text()) if (pruned / "dgpo_model.json").exists() else {}
     rounds = info.get("calibration_round_work_s")
-    if rounds is None or info.get("written_at", 0) < started:
-        return {}
-    earlier = rounds[:info.get("calibration_rounds_resumed", 0)]
-    out = {"layer_choice_work_s": round(sum(r or 0.0 for r in rounds), 1),
-           "earlier_work_outside_loop_s": round(sum(r or 0.0 for r in earlier), 1)}
-    if any(r is None for r in rounds):
-        out["layer_choice_untimed_rounds"] = sum(r is None for r in rounds)
-    return out
+    if rounds is not None and info.get("written_by_pid") == os.getpid() and info.get("written_at", 0) >= started:
+        made = {"layer_choice_work_s": round(sum(r or 0.0 for r in rounds), 1)}
+        if any(r is None for r in rounds):
+            made["layer_choice_untimed_rounds"] = sum(r is None for r in rounds)
+        atomic_write_json(kept, made)
+        earlier = rounds[:info.get("calibration_rounds_resumed", 0)]
+        return {**made, "earlier_work_outside_loop_s": round(sum(r or 0.0 for r in earlier), 1)}
+    if kept.exists():  # an earlier process of this stage made it
+        made = json.loads(kept.read_text())
+        return {**made, "earlier_work_outside_loop_s": made["layer_choice_work_s"]}
+    return {}
 
 
 def run_teacher(run) -> str:

@@ -144,7 +144,7 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
                    [(r.get("val_s", 0.0), r.get("machine_share", 1.0)) for r in val_rows]
             atomic_write_json(run_dir / "resumed.json", {
                 "resumed_at_step": start, "earlier_loop_s": round(sum(s for s, _ in done), 1),
-                "earlier_loop_work_s": round(sum(s * share for s, share in done), 1)})
+                "earlier_loop_work_s": round(sum(secs * part for secs, part in done), 1)})
     barrier()
 
     def validate(step: int) -> None:
