@@ -40,6 +40,7 @@ def test_the_chapter_table_marks_projected_rows_and_names_both_machines(tmp_path
         "budget_min": 480}))
     df, caption = cost_table("x", tmp_path)
     assert list(df["after, min"]) == ["180.0", "60.0 (projected)", ""]  # not priced: empty, never "nan"
+    assert list(df["before, peak GiB"]) == [15.5, 9.3, ""]
     assert "commit abc: 2 CPU cores, bfloat16 in hardware" in caption and "1 of 3 stages finished" in caption
     assert "120 min before, 240 after (1 of them not priced), against a budget of 480 min" in caption
     assert cost_table("none", tmp_path) is None

@@ -228,6 +228,7 @@ def cost_table(preset: str = "cpu", folder=None) -> tuple[pd.DataFrame, str] | N
                  "before_min": "before, min", "after_min": "after, min", "before_peak_gib": "before, peak GiB",
                  "after_peak_gib": "after, peak GiB", "estimate_gib": "preflight estimate GiB",
                  "estimate_over_measured": "estimate / after peak"})
+    df = df.astype(object).where(pd.notna(df), "")  # a figure a run does not have is an empty cell, never "nan"
     t, a = ct["totals_min"], ct["after"]
     caption = (f"Minutes of work and peak memory per stage, before (commit {ct['before']['commit']}: "
                f"{ct['before']['machine']}) and after ({a['machine']}; {a['finished']} of {a['stages']} stages "
