@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dgpo_lib.data import loaders as D
 from dgpo_lib.io_utils import atomic_write_json, machine_share, provenance
+from dgpo_lib.pauses import paused_s
 from dgpo_lib.pipeline.keys import stage_key
 
 log = logging.getLogger("dgpo_lib.pipeline")
@@ -36,9 +37,10 @@ class StageRecords:
         """`with records.running(name) as info:` runs stage `name`; what the body puts in `info` joins its
         done.json. An exception leaves no record, so the stage runs (or resumes) again next time."""
         log.info("%s: running, in %s", name, D.shown_path(self.folder_of(name)))
-        started, info = time.time(), {}
+        started, info, paused_before = time.time(), {}, paused_s()
         yield info
-        self.mark_done(name, started, **info)
+        paused = round(paused_s() - paused_before)  # kill -TSTP ... -CONT while it ran (dgpo_lib/pauses.py)
+        self.mark_done(name, started, **({"paused_s": paused} if paused else {}), **info)
 
     def mark_done(self, name: str, started: float, **info) -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB, process peak so far

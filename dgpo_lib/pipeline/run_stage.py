@@ -42,6 +42,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("faiss", "faiss.loader", "httpx", "bm25s"):  # library chatter, not the stage's progress
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from dgpo_lib.pauses import install
+    install()  # `kill -TSTP <pid>` ... `kill -CONT <pid>`: a pause the stage's record leaves out of its work time
     try:
         cfg = load_config(a.preset, a.overrides)
         out = run_stage(Run(cfg, progress=not a.quiet), a.stage)
