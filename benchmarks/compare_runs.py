@@ -20,7 +20,7 @@ from common import table, write
 
 from dgpo_lib.cli import parse, parser
 from dgpo_lib.config import load_config
-from dgpo_lib.data.loaders import REPO_ROOT
+from dgpo_lib.data.loaders import REPO_ROOT, recorded_path
 from dgpo_lib.io_utils import read_jsonl_tolerant
 from dgpo_lib.pipeline import Run, work_s
 from dgpo_lib.evaluation.stats import paired_bootstrap
@@ -145,7 +145,7 @@ def main():
     same = sum(r["identical"] for r in again)
     print(f"{same} of the {len(again)} stages run again are identical; {len(rows) - len(again)} stages were the same "
           f"records in both" + (f"; not in b: {', '.join(missing)}" if missing else ""))
-    write(a.name or f"compare_runs_{a.preset}", {"a": str(ref), "b": str(other), "stages": rows,
+    write(a.name or f"compare_runs_{a.preset}", {"a": recorded_path(ref), "b": recorded_path(other), "stages": rows,
                                                    "ran_again": len(again), "identical_of_ran_again": same,
                                                    "missing_in_b": missing}, cfg)
 

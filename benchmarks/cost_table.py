@@ -21,7 +21,7 @@ from memory_estimate import KIND
 from dgpo_lib.book.benchmarks import machine_words, stage_kind
 from dgpo_lib.cli import parse, parser
 from dgpo_lib.config import load_config
-from dgpo_lib.data.loaders import REPO_ROOT
+from dgpo_lib.data.loaders import REPO_ROOT, recorded_path
 from dgpo_lib.pipeline import Run, work_s
 from dgpo_lib.pipeline.preflight import GIB, Machine, model_checks, stage_memory
 
@@ -80,7 +80,7 @@ def main():
           f"{ratio['evaluation']}")
     write(f"cost_table_{a.preset}", {"rows": rows, "totals_min": totals, "median_ratio": ratio,
                                      "before": {"commit": a.before, "machine": machine_of(old, old_cfg)},
-                                     "after": {"run_root": str(run.root), "machine": machine_of(new, cfg.to_dict()),
+                                     "after": {"run_root": recorded_path(run.root), "machine": machine_of(new, cfg.to_dict()),
                                                "finished": len(new), "stages": len(rows)},
                                      "budget_min": BUDGET_S / 60}, cfg)
 

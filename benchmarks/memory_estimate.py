@@ -15,6 +15,7 @@ from common import table, write
 
 from dgpo_lib.cli import parse, parser
 from dgpo_lib.config import load_config
+from dgpo_lib.data.loaders import recorded_path
 from dgpo_lib.pipeline import Run
 from dgpo_lib.pipeline.preflight import GIB, Machine, model_checks, stage_memory
 
@@ -47,7 +48,7 @@ def main():
     print(table(rows, ["stage", "estimate kind", "estimate_gib", "measured_gib", "estimate / measured"])
           if rows else "no finished stage with a peak")
     write(f"memory_estimate_{a.preset}" + ("_committed" if a.records else ""), {"rows": rows, "estimates_gib": {k: round(v / GIB, 2) for k, v in est.items()},
-                                         "records": a.records or str(run.root)}, cfg)
+                                         "records": a.records or recorded_path(run.root)}, cfg)
 
 
 if __name__ == "__main__":

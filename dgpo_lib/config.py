@@ -246,6 +246,12 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def to_record(self) -> dict:
+        """`to_dict` for files that are committed with results: `run_root` as `loaders.recorded_path` gives it (it
+        places a run and changes no result, and an absolute one is one machine's folder)."""
+        from dgpo_lib.data.loaders import recorded_path
+        return {**self.to_dict(), "run_root": recorded_path(self.run_root)}
+
     def hash(self, *sections: str) -> str:
         """Short stable hash of the whole config, or of the named sections only (stage cache keys)."""
         d = self.to_dict()

@@ -49,7 +49,7 @@ def main():
     if n == 0:
         shutil.rmtree(out, ignore_errors=True)
         sys.exit(f"collect_results: nothing to copy in {run.dir} (has this preset run?)")
-    atomic_write_json(out / "config.json", run.cfg.to_dict())  # the config these files belong to, always
+    atomic_write_json(out / "config.json", run.cfg.to_record())  # the config these files belong to, always
     shutil.rmtree(final, ignore_errors=True)
     out.rename(final)
     print(f"copied {n} files from {run.dir} to {final}")

@@ -205,3 +205,16 @@ def test_results_files_carry_provenance_and_runs_repeat(tmp_path, smoke_cfg):
         for name, rec in records.items():
             assert rec["config_hash"] == cfg.hash() and rec["stage_key"] == run.stage_key(name)
     assert outs[0] == outs[1]
+
+
+def test_committed_records_never_hold_one_machines_folder(tmp_path):
+    """config.json and a dataset's made_by.json record run_root relative to the repository, or only its folder's
+    name when it is outside it (a home folder's path would be committed with the results)."""
+    from dgpo_lib.config import load_config
+    from dgpo_lib.data.loaders import REPO_ROOT, recorded_path
+
+    assert recorded_path(tmp_path / "dgpo_runs") == "dgpo_runs" and recorded_path(REPO_ROOT / "runs") == "runs"
+    assert recorded_path("runs") == "runs"
+    cfg = load_config("smoke", {"run_root": str(tmp_path / "dgpo_runs")})
+    assert cfg.to_record()["run_root"] == "dgpo_runs" and cfg.to_record()["seed"] == cfg.seed
+    assert cfg.run_root == str(tmp_path / "dgpo_runs")  # the run itself still goes there

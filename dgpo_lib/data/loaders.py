@@ -143,6 +143,13 @@ def shown_path(p: str | Path) -> str:
         return str(p)
 
 
+def recorded_path(p: str | Path) -> str:
+    """A path as committed files record it: relative to the repository when inside it, else only its folder's name
+    (another machine's folders, a home folder among them, say nothing to a reader and do not belong in the repo)."""
+    shown = shown_path(p)
+    return Path(shown).name if Path(shown).is_absolute() else shown
+
+
 def resolve(data_dir: str, rel: str) -> Path:
     p = Path(rel)
     if p.is_absolute():

@@ -56,7 +56,7 @@ class StageRecords:
                           provenance(self.cfg, stage=name, stage_key=stage_key(self.cfg, name),
                                      wall_s=round(time.time() - started, 1), peak_rss_gib=round(peak, 2),
                                      machine_share=machine_share(), **info))
-        atomic_write_json(self.run_dir / "config.json", self.cfg.to_dict())
+        atomic_write_json(self.run_dir / "config.json", self.cfg.to_record())
         log.info("%s: done in %.1f min", name, (time.time() - started) / 60)
         self._said_done.add(name)  # later calls reuse it without saying so again
         # a finished stage never resumes: its resumable checkpoints (12 B per parameter, two kept) go, its models stay

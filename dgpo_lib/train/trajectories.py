@@ -40,7 +40,7 @@ def save_dataset(ds, out: Path, cfg=None, **info) -> None:
 
     with atomic_dir(out) as tmp:
         ds.save_to_disk(str(tmp))
-        atomic_write_json(tmp / "made_by.json", provenance(cfg, **info, config=cfg.to_dict() if cfg else None))
+        atomic_write_json(tmp / "made_by.json", provenance(cfg, **info, config=cfg.to_record() if cfg else None))
 
 
 def val_dataset_dir(tgo_dir: Path) -> Path:
