@@ -15,8 +15,8 @@ import statistics
 import subprocess
 
 from common import table, write
-from end_to_end import BUDGET_S
-from memory_estimate import KIND
+from end_to_end import BUDGET_S, ablation_stages
+from memory_estimate import estimate_kind
 
 from dgpo_lib.book.benchmarks import machine_words, stage_kind
 from dgpo_lib.cli import parse, parser
@@ -70,7 +70,7 @@ def main():
     same = {**SAME, **dict(s.split("=", 1) for s in a.same)}
     _, shapes = model_checks(cfg, Machine.probe(run.root))
     est = stage_memory(cfg, shapes, 1, host=True)
-    rows, ratio, totals = cost_rows(run.stage_names(), old, new, same, est, ablation_stages(cfg))
+    rows, ratio, totals = cost_rows(run.stage_names(), old, new, same, est, ablation_stages(cfg.eval.ablations))
     print(table(rows, ["stage", "before_min", "after_min", "projected", "before_peak_gib", "after_peak_gib",
                        "estimate_gib", "estimate_over_measured"]))
     print(f"before: {machine_of(old, old_cfg)}; after: {machine_of(new, cfg.to_dict())}")
@@ -95,7 +95,7 @@ def cost_rows(names: list[str], old: dict, new: dict, same: dict, est: dict, abl
     for stage in names:
         ref = stage if stage in old else same.get(stage)
         o, n = old.get(ref) if ref else None, new.get(stage)
-        kind = KIND.get(stage) or (KIND.get(stage.partition("_")[0]) if not stage.startswith("eval_") else None)
+        kind = estimate_kind(stage)
         e = est.get(kind) if kind else None
         rows.append({"stage": stage, "kind": stage_kind(stage), "before_stage": ref if o else None,
                      "before_min": round(work_s(o) / 60, 1) if o else None,
@@ -119,13 +119,6 @@ def cost_rows(names: list[str], old: dict, new: dict, same: dict, est: dict, abl
                         "after": round(sum(r["after_min"] or 0 for r in mine), 1),
                         "unpriced": sum(r["after_min"] is None for r in mine)}
     return rows, ratio, totals
-
-
-def ablation_stages(cfg) -> set[str]:
-    """The stages only the ablations need (their training stage and evaluations)."""
-    from dgpo_lib.pipeline import row_stage
-    return {row_stage(v) for v in cfg.eval.ablations} | {f"eval_{v}" for v in cfg.eval.ablations} | \
-        {f"eval_{v}@final" for v in cfg.eval.ablations}
 
 
 if __name__ == "__main__":

@@ -117,8 +117,13 @@ def split_by_kind(rows: list[dict]) -> dict:
 def split_by_part(rows: list[dict], ablations: list[str]) -> dict:
     """Work time of the stages the results table needs and of those only the ablations need (each ablation's
     training stage and its evaluations)."""
-    own = {row_stage(v) for v in ablations} | {f"eval_{v}" for v in ablations} | {f"eval_{v}@final" for v in ablations}
+    own = ablation_stages(ablations)
     return work_by(rows, lambda stage: "ablations" if stage in own else "table", ("table", "ablations"))
+
+
+def ablation_stages(ablations: list[str]) -> set[str]:
+    """The stages only the ablations need: each one's training stage and its evaluations."""
+    return {row_stage(v) for v in ablations} | {f"eval_{v}" for v in ablations} | {f"eval_{v}@final" for v in ablations}
 
 
 def parse_time_log(path: Path) -> tuple[float | None, float | None]:

@@ -23,6 +23,11 @@ KIND = {"student": "student healing", "teacher": "teacher sft", "tgo": "tgo (tea
         "kd": "kd", "rl": "rl (actor, critic, teacher)", "eval_teacher": "eval (teacher row)"}
 
 
+def estimate_kind(stage: str) -> str | None:
+    """Which of preflight's per-kind estimates a stage is measured against (None: none fits it)."""
+    return KIND.get(stage) or (KIND.get(stage.partition("_")[0]) if not stage.startswith("eval_") else None)
+
+
 def main():
     ap = parser(__doc__)
     ap.add_argument("--records", default=None, help="a folder of committed stage records (results/<preset>)")
@@ -37,7 +42,7 @@ def main():
         else run.stage_names()
     for stage in stages:
         done = Path(a.records) / stage / "done.json" if a.records else run.stage_dir(stage) / "done.json"
-        kind = KIND.get(stage) or (KIND.get(stage.partition("_")[0]) if not stage.startswith("eval_") else None)
+        kind = estimate_kind(stage)
         if not done.exists() or kind is None:
             continue
         peak = json.loads(done.read_text()).get("peak_rss_gib")

@@ -1,6 +1,7 @@
 """Atomic file writes, provenance stamps and seeding: every results file goes through here."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -160,6 +161,11 @@ def versions() -> dict:
 def machine() -> dict:
     """What ran it, as far as costs depend on it: the platform, the CPU's model and cores, whether it multiplies
     bfloat16 in hardware (AVX512-BF16 or AMX: several times a float32-only CPU's training rate), and the GPU."""
+    return dict(_machine())
+
+
+@functools.lru_cache(maxsize=1)
+def _machine() -> dict:  # read once a process: every results file carries it
     import torch
 
     from dgpo_lib.models.precision import native_bf16

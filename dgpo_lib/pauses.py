@@ -21,6 +21,16 @@ def paused_s() -> float:
     return _STATE["paused_s"] + (time.time() - since if since is not None else 0.0)
 
 
+def mark() -> tuple[float, float]:
+    """A start mark for `working_s`."""
+    return time.perf_counter(), paused_s()
+
+
+def working_s(since: tuple[float, float]) -> float:
+    """Seconds since `since` (a `mark()`), less the time the process spent paused in between."""
+    return time.perf_counter() - since[0] - (paused_s() - since[1])
+
+
 def _on_tstp(signum, frame):
     _STATE["since"] = time.time()
     os.kill(os.getpid(), signal.SIGSTOP)  # the stop itself: the process stays here until SIGCONT

@@ -255,7 +255,7 @@ def test_the_student_record_counts_the_layer_choice_it_made_with_the_rounds_earl
     real = rec.stage_key, rec.provenance
     rec.stage_key, rec.provenance = (lambda cfg, name: "k"), (lambda cfg, **kw: kw)
     try:
-        records.cfg = type("C", (), {"to_dict": lambda self: {}})()
+        records.cfg = type("C", (), {"to_record": lambda self: {}})()
         records.mark_done("student", started=0.0, **got)
     finally:
         rec.stage_key, rec.provenance = real

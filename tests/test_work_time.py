@@ -84,7 +84,7 @@ def test_the_stage_record_keeps_the_pauses_of_its_process(tmp_path, monkeypatch)
     monkeypatch.setattr(rec, "paused_s", lambda: next(clock))
     monkeypatch.setattr(rec, "stage_key", lambda cfg, name: "k")
     monkeypatch.setattr(rec, "provenance", lambda cfg, **kw: kw)
-    records = rec.StageRecords(type("C", (), {"to_dict": lambda self: {}})(), lambda name: tmp_path / name, tmp_path)
+    records = rec.StageRecords(type("C", (), {"to_record": lambda self: {}})(), lambda name: tmp_path / name, tmp_path)
     (tmp_path / "kd_kd").mkdir()
     with records.running("kd_kd"):
         pass

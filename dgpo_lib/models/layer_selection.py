@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -88,6 +87,7 @@ def greedy_layers(model, batches: Sequence[dict], keep_n: int, progress: bool = 
     from tqdm import tqdm
 
     from dgpo_lib.io_utils import atomic_write_json, machine_share
+    from dgpo_lib.pauses import mark, working_s
 
     layers = list(model.model.layers)
     layer_types = list(getattr(model.config, "layer_types", None) or []) or None
@@ -113,7 +113,7 @@ def greedy_layers(model, batches: Sequence[dict], keep_n: int, progress: bool = 
         share = machine_share()
         resumed = len(removal_order)
         for round_no in range(len(removal_order), n - keep_n):
-            t0, trial = time.perf_counter(), {}
+            t0, trial = mark(), {}
             for i in kept:
                 use_layers(model, layers, layer_types, [j for j in kept if j != i])
                 trial[i] = next_token_loss(model, batches)
@@ -122,7 +122,7 @@ def greedy_layers(model, batches: Sequence[dict], keep_n: int, progress: bool = 
             kept.remove(drop)
             removal_order.append(drop)
             losses.append(trial[drop])
-            round_work.append(round((time.perf_counter() - t0) * share, 1))
+            round_work.append(round(working_s(t0) * share, 1))
             if rounds_file is not None:
                 atomic_write_json(Path(rounds_file), {"layers": n, "keep_n": keep_n, "removal_order": removal_order,
                                                       "losses": losses, "round_work_s": round_work})

@@ -35,8 +35,9 @@ def run_student(run) -> str:
     with run.records.running(name) as info:
         seed_everything(c.seed)
         started = time.time()
-        student, tok = load_model(run.pruned_student_path(), m.dtype, run.device)
-        info.update(layer_choice_work(Path(run.pruned_student_path()), started, run.stage_dir(name)))
+        pruned = run.pruned_student_path()  # the greedy layer choice runs here when it is not cached
+        student, tok = load_model(pruned, m.dtype, run.device)
+        info.update(layer_choice_work(Path(pruned), started, run.stage_dir(name)))
         base, _ = load_model(run.pruned_student_path(pruned=False), m.dtype, run.device)
         texts, held_out, gold = run.resources.healing_texts()
         info.update(heal_student(student, base, tok, texts, held_out, c, run.stage_dir(name), out, run.progress))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +17,7 @@ import torch
 
 from dgpo_lib.data.loaders import shown_path
 from dgpo_lib.memory import release_memory
-from dgpo_lib.pauses import paused_s
+from dgpo_lib.pauses import mark, working_s
 from dgpo_lib.io_utils import (
     append_jsonl,
     atomic_write_json,
@@ -152,9 +151,9 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
         if val_fn is None or not val_every or any(r["step"] == step for r in val_rows):
             return
         release_memory()  # the training phase's freed memory, before the rollouts' KV caches (and back after)
-        t0, p0 = time.perf_counter(), paused_s()
-        row = {"step": step, **{k: float(v) for k, v in val_fn(step).items()},
-               "val_s": time.perf_counter() - t0 - (paused_s() - p0), "machine_share": share}
+        t0 = mark()
+        row = {"step": step, **{k: float(v) for k, v in val_fn(step).items()}, "val_s": working_s(t0),
+               "machine_share": share}
         release_memory()
         best = max((r["val_em"] for r in val_rows), default=None) if on_best is not None else None
         val_rows.append(row)
@@ -169,10 +168,10 @@ def run_training(run_dir: Path, total_steps: int, step_fn: Callable[[int], dict]
     bar = tqdm(range(start, total_steps), desc=desc, unit="step", disable=not progress, initial=start,
                total=total_steps)
     for step in bar:
-        t0, p0 = time.perf_counter(), paused_s()
+        t0 = mark()
         m = step_fn(step)
-        m = {"step": step + 1, **{k: float(v) for k, v in m.items()},
-             "step_s": time.perf_counter() - t0 - (paused_s() - p0), "machine_share": share}  # a pause is not work
+        m = {"step": step + 1, **{k: float(v) for k, v in m.items()}, "step_s": working_s(t0),  # a pause is not work
+             "machine_share": share}
         if is_main:
             append_jsonl(metrics_path, m)
         bar.set_postfix({k: f"{v:.3g}" for k, v in m.items() if k in ("loss", "em", "kl_teacher")})
