@@ -140,6 +140,11 @@ class TeacherConfig:
     sft_micro_batch: int | None = _f(None, "sequences per forward/backward pass of teacher SFT (None: "
                                      "train.micro_batch); smaller needs less memory, the optimiser steps are the same")
     ppo_steps: int = _f(0, "PPO steps after teacher SFT (0 = SFT only)")
+    rft_rounds: int = _f(0, "rejection-sampling rounds after SFT: the teacher samples an episode per training "
+                            "question and one SFT epoch on its correct ones follows (0 = none)")
+    rft_temperature: float = _f(1.0, "sampling temperature of the rejection-sampling rounds")
+    rft_questions: int | None = _f(None, "training questions sampled in each rejection-sampling round; None = the "
+                                         "teacher's SFT questions")
 
 
 @dataclass
@@ -435,7 +440,8 @@ RANGES = {
     "train.max_grad_norm": (0, None), "train.save_every": (1, None),
     "teacher.sft_questions": (1, None), "teacher.sft_epochs": (0, None), "teacher.sft_lr": (0, None),
     "teacher.sft_batch": (1, None), "teacher.sft_warmup_ratio": (0, 1), "teacher.sft_micro_batch": (1, None),
-    "teacher.ppo_steps": (0, None),
+    "teacher.ppo_steps": (0, None), "teacher.rft_rounds": (0, None), "teacher.rft_temperature": (0, None),
+    "teacher.rft_questions": (1, None),
     "kd.tgo_questions": (1, None), "kd.tgo_temperature": (0, None), "kd.steps": (0, None),
     "kd.batch_size": (1, None), "kd.lr": (0, None), "kd.warmup_ratio": (0, 1), "kd.gkd_beta": (0, 1),
     "kd.gkd_lambda": (0, 1), "kd.skew_alpha": (0, 1), "kd.replay_capacity": (1, None),
@@ -485,6 +491,9 @@ def validate(cfg: Config) -> None:
                 method(row)
             except ValueError as e:
                 raise ConfigError(f"config key '{key}': {e}") from None
+    if cfg.teacher.rft_rounds and not cfg.teacher.rft_temperature > 0:
+        raise ConfigError(f"config key 'teacher.rft_temperature' = {cfg.teacher.rft_temperature}: rejection sampling "
+                          "samples; set teacher.rft_temperature=<a value > 0> (1.0: the SFT teacher's own distribution)")
     if cfg.kd.taid_t_start > cfg.kd.taid_t_end:
         raise ConfigError(f"config keys 'kd.taid_t_start' = {cfg.kd.taid_t_start} and 'kd.taid_t_end' = "
                           f"{cfg.kd.taid_t_end}: TAID's t rises from the start to the end; set taid_t_start <= taid_t_end")

@@ -31,7 +31,7 @@ def _declared(cfg, stage: str) -> set[str]:
 def recorded_reads(tmp_path_factory):
     cfg = load_config("smoke", {"run_root": str(tmp_path_factory.mktemp("runs")), "data.n_val": 4,
                                 "eval.val_points": 1, "kd.gkd_lambda": 1.0, "teacher.ppo_steps": 1,
-                                "kd.tgo_temperature": 0.5})
+                                "teacher.rft_rounds": 1, "kd.tgo_temperature": 0.5})
     reads = {}
     for stage in RECORDED:
         for up in keys.upstream(cfg, stage):  # upstream stages run unrecorded: their reads are their own
@@ -77,18 +77,31 @@ SPOT = {
     "eval.batch_size": {"teacher", "eval_student"},  # every evaluation and validation curve: all but healing
     "train.save_every": set(),
     "teacher.sft_micro_batch": set(),
+    "teacher.rft_temperature": set(),  # no rejection sampling in the smoke preset: its settings are not read
+    "teacher.rft_rounds": {"teacher"},
 }
 
 
-def _key_changes(cfg, dotted, value):
+def _with(cfg, dotted, value):
     c = copy.deepcopy(cfg)
     obj = c
     *path, leaf = dotted.split(".")
     for p in path:
         obj = getattr(obj, p)
     setattr(obj, leaf, value)
-    a, b = Run(cfg, progress=False), Run(c, progress=False)
+    return c
+
+
+def _key_changes(cfg, dotted, value):
+    a, b = Run(cfg, progress=False), Run(_with(cfg, dotted, value), progress=False)
     return {s for s in a.stage_names() if a.stage_key(s) != b.stage_key(s)}
+
+
+def _switched_on(cfg):
+    """`cfg` with every switch of `keys.SWITCHED_READS` on, so that the settings it guards are hashed."""
+    for switch in keys.SWITCHED_READS:
+        cfg = _with(cfg, switch, 1)
+    return cfg
 
 
 def _another_value(key, value):
@@ -121,8 +134,10 @@ def test_every_key_of_every_section_reruns_the_stages_that_read_it(smoke_cfg):
     """For each leaf key: a change reruns exactly the stages that read it and every stage downstream of those."""
     cfg = smoke_cfg
     for key in sorted(leaf_keys(cfg) - RUN_LEVEL):
-        changed = _key_changes(cfg, key, _another_value(key, eval(f"cfg.{key}")))
-        readers = {s for s in keys.stage_names(cfg) if key in _declared(cfg, s)}
+        value = _another_value(key, eval(f"cfg.{key}"))
+        changed = _key_changes(cfg, key, value)
+        # a setting guarded by a switch (keys.SWITCHED_READS) is read, and hashed, only while its switch is on
+        readers = {s for s in keys.stage_names(cfg) if key in _declared(cfg, s) | _declared(_with(cfg, key, value), s)}
         readers = {s for s in readers if key not in keys.NOT_IN_KEYS}
         assert changed == _downstream(cfg, readers), key
         if key in SPOT:
@@ -131,7 +146,8 @@ def test_every_key_of_every_section_reruns_the_stages_that_read_it(smoke_cfg):
 
 def test_every_key_is_read_by_a_stage_or_places_the_run(smoke_cfg):
     """No dead keys: each key enters some stage's key, is a memory/bookkeeping knob, or only places the run."""
-    hashed = set().union(*(_declared(smoke_cfg, s) for s in keys.stage_names(smoke_cfg)))
+    on = _switched_on(smoke_cfg)
+    hashed = set().union(*(_declared(on, s) for s in keys.stage_names(on)))
     dead = leaf_keys(smoke_cfg) - hashed - RUN_LEVEL - set(keys.NOT_IN_KEYS)
     assert not dead, f"keys that no stage reads: {sorted(dead)}"
     assert leaf_keys(Config()) == leaf_keys(smoke_cfg)

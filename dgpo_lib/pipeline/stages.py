@@ -71,8 +71,8 @@ def layer_choice_work(pruned: Path, started: float, stage_dir: Path) -> dict:
 
 
 def run_teacher(run) -> str:
-    """The teacher made into a search agent: SFT on oracle trajectories of training questions (then PPO when
-    `teacher.ppo_steps`)."""
+    """The teacher made into a search agent: SFT on oracle trajectories of training questions, then
+    `teacher.rft_rounds` rejection-sampling rounds (dgpo_lib/train/rejection.py), then PPO when `teacher.ppo_steps`."""
     from dgpo_lib.train.budget import rl_budget, teacher_sft_budget
     from dgpo_lib.train.kd import train_kd
     from dgpo_lib.train.rl import train_rl
@@ -84,26 +84,83 @@ def run_teacher(run) -> str:
         trajectories_to_dataset,
     )
 
-    c, name = run.cfg, "teacher"
+    c, name, t = run.cfg, "teacher", run.cfg.teacher
     out = run.stage_dir(name) / "model"
+    after_sft = bool(t.rft_rounds or t.ppo_steps)
     with run.records.running(name) as info:
         seed_everything(c.seed)
-        base, tok = load_role(c, "teacher")
-        qs = run.resources.train_questions()[: c.teacher.sft_questions]
-        oracle = oracle_trajectories(run.resources.env(base, tok, True), qs, c.rollout.batch_size, run.progress)
-        save_dataset(trajectories_to_dataset(oracle), run.stage_dir(name) / "oracle", c)
-        sft_dir = run.stage_dir(name) / ("sft_model" if c.teacher.ppo_steps else "model")
-        vf = run.resources.val_fn(tok)
-        train_kd(METHODS["seqkd"].kd, base, tok, None, seqs_of(oracle), c, teacher_sft_budget(c, len(oracle)),
-                 run.stage_dir(name) / "sft", progress=run.progress, out_dir=sft_dir,
-                 val_fn=(lambda step: vf(base, step)) if vf else None)
-        if c.teacher.ppo_steps:  # Search-R1's PPO on the SFT teacher, with its own number of steps
-            actor, _ = load_model(str(sft_dir), c.models.dtype, run.device)
-            train_rl(METHODS["ppo"].rl, actor, tok, str(sft_dir), None, qs, lambda a, q: run.resources.env(a, tok, False).run(q),
-                     c, rl_budget(c, c.teacher.ppo_steps), run.stage_dir(name) / "ppo", progress=run.progress,
-                     out_dir=out)
-        info["oracle"] = summarize(oracle)
+        qs = run.resources.train_questions()[: t.sft_questions]
+        sft = finished_sft_teacher(run) if after_sft else None
+        if sft is not None:  # the same SFT finished as a teacher stage of its own: start from its model
+            model_dir, tok = sft["model"], run.tokenizer("teacher")
+            info.update(sft_from=sft["stage_key"], oracle=sft["oracle"], earlier_work_outside_loop_s=sft["work_s"])
+        else:
+            base, tok = load_role(c, "teacher")
+            oracle = oracle_trajectories(run.resources.env(base, tok, True), qs, c.rollout.batch_size, run.progress)
+            save_dataset(trajectories_to_dataset(oracle), run.stage_dir(name) / "oracle", c)
+            model_dir = str(run.stage_dir(name) / ("sft_model" if after_sft else "model"))
+            vf = run.resources.val_fn(tok)
+            train_kd(METHODS["seqkd"].kd, base, tok, None, seqs_of(oracle), c, teacher_sft_budget(c, len(oracle)),
+                     run.stage_dir(name) / "sft", progress=run.progress, out_dir=Path(model_dir),
+                     val_fn=(lambda step: vf(base, step)) if vf else None)
+            info["oracle"] = summarize(oracle)
+        for r in range(1, t.rft_rounds + 1):
+            last = r == t.rft_rounds and not t.ppo_steps
+            model_dir = rft_round(run, tok, model_dir, r, out if last else run.stage_dir(name) / f"rft_{r}_model", info)
+        if t.ppo_steps:  # Search-R1's PPO on the SFT teacher, with its own number of steps
+            actor, _ = load_model(model_dir, c.models.dtype, run.device)
+            train_rl(METHODS["ppo"].rl, actor, tok, model_dir, None, qs, lambda a, q: run.resources.env(a, tok, False).run(q),
+                     c, rl_budget(c, t.ppo_steps), run.stage_dir(name) / "ppo", progress=run.progress, out_dir=out)
     return str(out)
+
+
+def finished_sft_teacher(run) -> dict | None:
+    """The teacher stage of this config without rejection sampling or PPO, when it has finished here and kept its
+    model: its SFT is this stage's, so a stage that adds rounds after it starts from that model (its record's
+    work joins this one's). None otherwise."""
+    import copy
+
+    from dgpo_lib.pipeline import keys
+    from dgpo_lib.pipeline.records import work_s
+
+    plain = copy.deepcopy(run.cfg)
+    plain.teacher.rft_rounds, plain.teacher.ppo_steps = 0, 0
+    key = keys.stage_key(plain, "teacher")
+    folder = run.root / f"{run.cfg.preset}-{key}" / "teacher"
+    if not (folder / "done.json").exists() or not (folder / "model").exists():
+        return None
+    record = json.loads((folder / "done.json").read_text())
+    return {"model": str(folder / "model"), "stage_key": key, "oracle": record.get("oracle"),
+            "work_s": round(work_s(record), 1)}
+
+
+def rft_round(run, tok, start: str, r: int, out_dir: Path, info: dict) -> str:
+    """Rejection-sampling round r: the teacher in `start` samples an episode per training question at
+    `teacher.rft_temperature`, then trains one SFT epoch on its correct ones (`teacher/rft_<r>/`: the samples,
+    the training log and its validation curve) and is saved to `out_dir`."""
+    from dgpo_lib.train.budget import teacher_sft_budget
+    from dgpo_lib.train.kd import train_kd
+    from dgpo_lib.models.policy import save_policy
+    from dgpo_lib.train.rejection import sample_correct
+
+    c, t = run.cfg, run.cfg.teacher
+    folder = run.stage_dir("teacher") / f"rft_{r}"
+    model, _ = load_model(start, c.models.dtype, run.device)
+    env = run.resources.env(model, tok, greedy=False)
+    env.s.temperature = t.rft_temperature
+    qs = run.resources.train_questions()[: t.rft_questions or t.sft_questions]
+    seqs, summary = sample_correct(env, qs, folder / "samples", c.seed, r, c.rollout.batch_size, c, run.progress)
+    info[f"rft_{r}"] = summary
+    info["earlier_work_outside_loop_s"] = info.get("earlier_work_outside_loop_s", 0.0) + summary["earlier_work_s"]
+    if not seqs:  # nothing to learn from: the round leaves the teacher as it was
+        log.warning("teacher: rejection-sampling round %d kept none of %d episodes; the teacher stays as it was",
+                    r, len(qs))
+        save_policy(model, tok, out_dir)
+        return str(out_dir)
+    vf = run.resources.val_fn(tok)
+    train_kd(METHODS["seqkd"].kd, model, tok, None, seqs, c, teacher_sft_budget(c, len(seqs)), folder,
+             progress=run.progress, out_dir=out_dir, val_fn=(lambda step: vf(model, step)) if vf else None)
+    return str(out_dir)
 
 
 def run_tgo(run):
