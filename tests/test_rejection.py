@@ -109,7 +109,10 @@ def test_a_teacher_with_a_round_starts_from_the_finished_sft_teacher(tmp_path, m
     assert done["rft_1"]["kept"] == len(oracle)
     sft_work = work_s(sft.stage_info("teacher"))
     assert done["earlier_processes_work_s"] == pytest.approx(sft_work + 7.0, abs=0.2)
-    assert not (run.stage_dir("teacher") / "sft").exists()  # no second SFT
+    assert not (run.stage_dir("teacher") / "sft_model").exists()  # no second SFT: its curves are copied
+    assert run.metrics("teacher/sft") == sft.metrics("teacher/sft")
+    assert run.metrics("teacher/sft", "val_metrics.jsonl") == sft.metrics("teacher/sft", "val_metrics.jsonl")
+    assert not list(run.stage_dir("teacher").rglob("resumed.json"))
     curve = run.metrics("teacher/rft_1", "val_metrics.jsonl")
     assert curve and curve[0]["step"] == 0
     assert out == str(run.stage_dir("teacher") / "model") and Path(out, "config.json").exists()

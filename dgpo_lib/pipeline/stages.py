@@ -94,6 +94,7 @@ def run_teacher(run) -> str:
         if sft is not None:  # the same SFT finished as a teacher stage of its own: start from its model
             model_dir, tok = sft["model"], run.tokenizer("teacher")
             info.update(sft_from=sft["stage_key"], oracle=sft["oracle"], earlier_work_outside_loop_s=sft["work_s"])
+            copy_logs(Path(sft["folder"]) / "sft", run.stage_dir(name) / "sft")  # its curves, read with this stage's
         else:
             base, tok = load_role(c, "teacher")
             oracle = oracle_trajectories(run.resources.env(base, tok, True), qs, c.rollout.batch_size, run.progress)
@@ -130,8 +131,19 @@ def finished_sft_teacher(run) -> dict | None:
     if not (folder / "done.json").exists() or not (folder / "model").exists():
         return None
     record = json.loads((folder / "done.json").read_text())
-    return {"model": str(folder / "model"), "stage_key": key, "oracle": record.get("oracle"),
+    return {"model": str(folder / "model"), "folder": str(folder), "stage_key": key, "oracle": record.get("oracle"),
             "work_s": round(work_s(record), 1)}
+
+
+def copy_logs(src: Path, dst: Path) -> None:
+    """A training's logs (its loss and validation curves), not its resumption records, whose work another stage's
+    record already counts."""
+    import shutil
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in ("metrics.jsonl", "val_metrics.jsonl"):
+        if (src / f).exists():
+            shutil.copyfile(src / f, dst / f)
 
 
 def rft_round(run, tok, start: str, r: int, out_dir: Path, info: dict) -> str:
