@@ -20,7 +20,7 @@ from common import table, write
 
 from dgpo_lib.cli import parse, parser
 from dgpo_lib.config import load_config
-from dgpo_lib.data.loaders import load_cfg_corpus, repo_path
+from dgpo_lib.data.loaders import load_cfg_corpus, repo_path, shown_path
 from dgpo_lib.env.rollout import information_ids
 from dgpo_lib.models.loading import load_tokenizer, resolve_model_path
 
@@ -61,6 +61,13 @@ def validation_rows(cfg, model_path: str, cuts: list[int]) -> list[dict]:
     return rows
 
 
+def model_words(path: str) -> str:
+    """The model folder as the results file records it: relative to the repository, else its last three parts
+    (`<preset>-<stage key>/teacher/model`), which name the stage without another machine's folders."""
+    shown = shown_path(path)
+    return shown if not Path(shown).is_absolute() else "/".join(Path(shown).parts[-3:])
+
+
 def main():
     ap = parser(__doc__)
     ap.add_argument("--records", default="results/cpu/eval_teacher")
@@ -91,7 +98,7 @@ def main():
     print(f"{len(searches)} searches from {a.records}; a gold answer is in the three passages in "
           f"{in_full.mean():.1%}, whose whole block averages {np.mean([len(f) for f in full]):.0f} tokens")
     print(table(rows, list(rows[0])))
-    val = {} if a.model is None else {"model": a.model, "validation": validation_rows(cfg, a.model, a.val_cuts)}
+    val = {} if a.model is None else {"model": model_words(a.model), "validation": validation_rows(cfg, a.model, a.val_cuts)}
     write(f"observation_budget_{a.preset}", {"records": a.records, "searches": len(searches),
                                              "answer_in_three_passages": float(in_full.mean()),
                                              "full_block_tokens": float(np.mean([len(f) for f in full])),
