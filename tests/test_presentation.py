@@ -204,6 +204,12 @@ def test_observation_reading_quotes_the_row_of_the_preset_budget_and_is_silent_w
     assert "2,317 evaluation searches" in text and "36% of them" in text and "shows 85% of those answers" in text
     assert "158 tokens a block against 310 uncut" in text
     assert observation_reading(bench, 320) == "" and observation_reading(None, 160) == ""
+    assert "validation" not in text  # no --model half
+    bench["validation"] = [{"max_obs_tokens": 160, "questions": 200, "val_em": 0.245, "val_s": 271.8},
+                           {"max_obs_tokens": 320, "questions": 200, "val_em": 0.27, "val_s": 400.8}]
+    assert observation_reading(bench, 160).endswith(
+        "On 200 validation questions the teacher trained at 160 tokens scores 0.245 at 160 tokens, "
+        "0.270 at 320 tokens (1.5x the time).")
 
 
 def test_settings_frame_states_each_preset_s_models_budgets_and_observation_cut():

@@ -235,7 +235,19 @@ def observation_reading(bench: dict | None, max_tokens: int) -> str:
     return (f"Over the teacher's {bench['searches']:,} evaluation searches, the three passages hold a gold answer in "
             f"{_pct(bench['answer_in_three_passages'])} of them; cut at {max_tokens} tokens, the block still shows "
             f"{_pct(row['share_of_retrieved_answers'])} of those answers, at {row['mean_block_tokens']:.0f} tokens a "
-            f"block against {bench['full_block_tokens']:.0f} uncut.")
+            f"block against {bench['full_block_tokens']:.0f} uncut.{_validation_by_cut(bench.get('validation'), max_tokens)}")
+
+
+def _validation_by_cut(rows: list[dict] | None, trained_at: int) -> str:
+    """The benchmark's `--model` half: a teacher trained at the preset's cut, its validation EM at each cut and its
+    time against the first cut's."""
+    if not rows:
+        return ""
+    first = rows[0]
+    each = ", ".join(f"{r['val_em']:.3f} at {r['max_obs_tokens']} tokens" +
+                     ("" if r is first else f" ({r['val_s'] / first['val_s']:.1f}x the time)") for r in rows)
+    return (f" On {first['questions']} validation questions the teacher trained at {trained_at} tokens scores "
+            f"{each}.")
 
 
 def box(title: str, bullets: Sequence[str]) -> str:
