@@ -23,6 +23,11 @@ class ConfigError(ValueError):
     """A preset, override or config file that does not match the schema."""
 
 
+# Settings read only while a switch is on (the switch's own key among them): the config hash and the stage keys
+# (pipeline/keys.py) leave them out while it is off.
+SWITCHED = {"teacher.rft_rounds": ("teacher.rft_rounds", "teacher.rft_temperature", "teacher.rft_questions")}
+
+
 def _f(default, doc: str):
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata={"doc": doc})
@@ -258,8 +263,14 @@ class Config:
         return {**self.to_dict(), "run_root": recorded_path(self.run_root)}
 
     def hash(self, *sections: str) -> str:
-        """Short stable hash of the whole config, or of the named sections only (stage cache keys)."""
+        """Short stable hash of the whole config, or of the named sections only (stage cache keys). Settings a
+        switch that is off guards (`SWITCHED`) are left out: adding an option, off, keeps every earlier hash."""
         d = self.to_dict()
+        for switch, guarded in SWITCHED.items():
+            section, _, key = switch.partition(".")
+            if not d[section][key]:
+                for g in guarded:
+                    d[section].pop(g.partition(".")[2])
         if sections:
             d = {k: d[k] for k in sections}
         d.pop("preset", None)

@@ -71,15 +71,17 @@ def test_a_resumed_round_samples_what_an_unbroken_one_would(smoke_cfg, tiny, den
 
 
 def test_a_round_is_hashed_only_when_it_is_on(smoke_cfg):
-    """Rejection sampling off keeps the teacher's key (stages finished before the option existed are reused)."""
+    """Rejection sampling off keeps the teacher's key (stages finished before the option existed are reused) and the
+    config's hash."""
     import copy
     plain = keys.stage_key(smoke_cfg, "teacher")
     off = copy.deepcopy(smoke_cfg)
     off.teacher.rft_temperature, off.teacher.rft_questions = 0.5, 3
     assert keys.stage_key(off, "teacher") == plain
+    assert off.hash() == smoke_cfg.hash()  # nor the run's folder and the chapters' config hash
     on = copy.deepcopy(smoke_cfg)
     on.teacher.rft_rounds = 1
-    assert keys.stage_key(on, "teacher") != plain
+    assert keys.stage_key(on, "teacher") != plain and on.hash() != smoke_cfg.hash()
     on2 = copy.deepcopy(on)
     on2.teacher.rft_temperature = 0.5
     assert keys.stage_key(on2, "teacher") != keys.stage_key(on, "teacher")

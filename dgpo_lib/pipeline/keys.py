@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from dgpo_lib.config import Config
+from dgpo_lib.config import SWITCHED, Config
 from dgpo_lib.methods import METHODS, method
 
 # What each stage reads of the config (sections or dotted keys), recorded by running every kind of stage
@@ -40,7 +40,7 @@ TEACHER_READS = ("seed", "teacher.source", "teacher.sft_questions", "teacher.sft
                  "models.tiny_hidden", "models.tiny_layers", *TRAIN_READS, *ROLLOUT_READS)
 # Settings a stage reads only while a switch is on, hashed only then: a new option whose default is off keeps every
 # earlier key, so the stages finished before it existed are reused. The switch's own key is among them.
-SWITCHED_READS = {"teacher.rft_rounds": ("teacher.rft_rounds", "teacher.rft_temperature", "teacher.rft_questions")}
+SWITCHED_READS = SWITCHED
 # Knobs that change memory or bookkeeping, not results, stay out of the keys, so lowering one to fit a machine
 # reuses what was trained with the larger value: a micro-batch of the teacher's SFT (its batch is summed in
 # another order, within float rounding), how often a checkpoint is written (resumption is exact, tested).
