@@ -98,8 +98,8 @@ def _key_changes(cfg, dotted, value):
 
 
 def _switched_on(cfg):
-    """`cfg` with every switch of `keys.SWITCHED_READS` on, so that the settings it guards are hashed."""
-    for switch in keys.SWITCHED_READS:
+    """`cfg` with every switch of `keys.SWITCHED` on, so that the settings it guards are hashed."""
+    for switch in keys.SWITCHED:
         cfg = _with(cfg, switch, 1)
     return cfg
 
@@ -136,7 +136,7 @@ def test_every_key_of_every_section_reruns_the_stages_that_read_it(smoke_cfg):
     for key in sorted(leaf_keys(cfg) - RUN_LEVEL):
         value = _another_value(key, eval(f"cfg.{key}"))
         changed = _key_changes(cfg, key, value)
-        # a setting guarded by a switch (keys.SWITCHED_READS) is read, and hashed, only while its switch is on
+        # a setting guarded by a switch (keys.SWITCHED) is read, and hashed, only while its switch is on
         readers = {s for s in keys.stage_names(cfg) if key in _declared(cfg, s) | _declared(_with(cfg, key, value), s)}
         readers = {s for s in readers if key not in keys.NOT_IN_KEYS}
         assert changed == _downstream(cfg, readers), key

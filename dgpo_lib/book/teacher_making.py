@@ -15,7 +15,7 @@ def teacher_curves(run, file: str = "metrics.jsonl", parts: dict[str, str] | Non
     out, offset = {}, 0
     for label, part in (parts or teacher_parts(run.cfg)).items():
         steps = run.metrics(part)
-        rows = run.metrics(part, file)
+        rows = steps if file == "metrics.jsonl" else run.metrics(part, file)
         if rows:
             out[label] = [{**r, "step": r["step"] + offset} for r in rows]
         offset += max((r["step"] for r in steps), default=0)

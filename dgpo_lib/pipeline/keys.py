@@ -38,9 +38,6 @@ STUDENT_READS = ("seed", "data", "models.student", "models.student_layers", "mod
 TEACHER_READS = ("seed", "teacher.source", "teacher.sft_questions", "teacher.sft_epochs", "teacher.sft_lr",
                  "teacher.sft_batch", "teacher.sft_warmup_ratio", "teacher.ppo_steps", "models.teacher",
                  "models.tiny_hidden", "models.tiny_layers", *TRAIN_READS, *ROLLOUT_READS)
-# Settings a stage reads only while a switch is on, hashed only then: a new option whose default is off keeps every
-# earlier key, so the stages finished before it existed are reused. The switch's own key is among them.
-SWITCHED_READS = SWITCHED
 # Knobs that change memory or bookkeeping, not results, stay out of the keys, so lowering one to fit a machine
 # reuses what was trained with the larger value: a micro-batch of the teacher's SFT (its batch is summed in
 # another order, within float rounding), how often a checkpoint is written (resumption is exact, tested).
@@ -54,7 +51,8 @@ def stage_reads(cfg: Config, name: str) -> tuple[str, ...]:
         return STUDENT_READS
     if kind == "teacher":
         ppo = ("rl",) + SAMPLED_READS if cfg.teacher.ppo_steps else ()  # its PPO reads the RL settings
-        rft = SWITCHED_READS["teacher.rft_rounds"] if cfg.teacher.rft_rounds else ()
+        # settings hashed only while their switch is on (config.SWITCHED): finished stages from before them are reused
+        rft = SWITCHED["teacher.rft_rounds"] if cfg.teacher.rft_rounds else ()
         return TEACHER_READS + ppo + rft
     if kind == "tgo":
         return ("seed", "kd.tgo_questions", "kd.tgo_temperature", *ROLLOUT_READS)

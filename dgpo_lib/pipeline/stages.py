@@ -73,8 +73,7 @@ def layer_choice_work(pruned: Path, started: float, stage_dir: Path) -> dict:
 def run_teacher(run) -> str:
     """The teacher made into a search agent: SFT on oracle trajectories of training questions, then
     `teacher.rft_rounds` rejection-sampling rounds (dgpo_lib/train/rejection.py), then PPO when `teacher.ppo_steps`."""
-    from dgpo_lib.train.budget import rl_budget, teacher_sft_budget
-    from dgpo_lib.train.kd import train_kd
+    from dgpo_lib.train.budget import rl_budget
     from dgpo_lib.train.rl import train_rl
     from dgpo_lib.train.trajectories import (
         oracle_trajectories,
@@ -100,14 +99,13 @@ def run_teacher(run) -> str:
             oracle = oracle_trajectories(run.resources.env(base, tok, True), qs, c.rollout.batch_size, run.progress)
             save_dataset(trajectories_to_dataset(oracle), run.stage_dir(name) / "oracle", c)
             model_dir = str(run.stage_dir(name) / ("sft_model" if after_sft else "model"))
-            vf = run.resources.val_fn(tok)
-            train_kd(METHODS["seqkd"].kd, base, tok, None, seqs_of(oracle), c, teacher_sft_budget(c, len(oracle)),
-                     run.stage_dir(name) / "sft", progress=run.progress, out_dir=Path(model_dir),
-                     val_fn=(lambda step: vf(base, step)) if vf else None)
+            teacher_sft(run, base, tok, seqs_of(oracle), run.stage_dir(name) / "sft", Path(model_dir))
             info["oracle"] = summarize(oracle)
+        every = run.resources.train_questions()
         for r in range(1, t.rft_rounds + 1):
             last = r == t.rft_rounds and not t.ppo_steps
-            model_dir = rft_round(run, tok, model_dir, r, out if last else run.stage_dir(name) / f"rft_{r}_model", info)
+            model_dir = rft_round(run, tok, model_dir, every[: t.rft_questions or t.sft_questions], r,
+                                  out if last else run.stage_dir(name) / f"rft_{r}_model", info)
         if t.ppo_steps:  # Search-R1's PPO on the SFT teacher, with its own number of steps
             actor, _ = load_model(model_dir, c.models.dtype, run.device)
             train_rl(METHODS["ppo"].rl, actor, tok, model_dir, None, qs, lambda a, q: run.resources.env(a, tok, False).run(q),
@@ -121,18 +119,16 @@ def finished_sft_teacher(run) -> dict | None:
     work joins this one's). None otherwise."""
     import copy
 
-    from dgpo_lib.pipeline import keys
     from dgpo_lib.pipeline.records import work_s
 
     plain = copy.deepcopy(run.cfg)
     plain.teacher.rft_rounds, plain.teacher.ppo_steps = 0, 0
-    key = keys.stage_key(plain, "teacher")
-    folder = run.root / f"{run.cfg.preset}-{key}" / "teacher"
-    if not (folder / "done.json").exists() or not (folder / "model").exists():
+    other = type(run)(plain, progress=run.progress)  # a Run of that config: its folders and records
+    folder, record = other.stage_dir("teacher"), other.stage_info("teacher")
+    if not record or not (folder / "model").exists():
         return None
-    record = json.loads((folder / "done.json").read_text())
-    return {"model": str(folder / "model"), "folder": str(folder), "stage_key": key, "oracle": record.get("oracle"),
-            "work_s": round(work_s(record), 1)}
+    return {"model": str(folder / "model"), "folder": str(folder), "stage_key": other.stage_key("teacher"),
+            "oracle": record.get("oracle"), "work_s": round(work_s(record), 1)}
 
 
 def copy_logs(src: Path, dst: Path) -> None:
@@ -146,12 +142,21 @@ def copy_logs(src: Path, dst: Path) -> None:
             shutil.copyfile(src / f, dst / f)
 
 
-def rft_round(run, tok, start: str, r: int, out_dir: Path, info: dict) -> str:
+def teacher_sft(run, model, tok, seqs, run_dir: Path, out_dir: Path) -> None:
+    """One SFT of the teacher (`teacher.sft_*` budget, an epoch per `teacher.sft_epochs`) on `seqs`, with its
+    validation curve, saved to `out_dir`: on oracle trajectories, and in each rejection-sampling round."""
+    from dgpo_lib.train.budget import teacher_sft_budget
+    from dgpo_lib.train.kd import train_kd
+
+    vf = run.resources.val_fn(tok)
+    train_kd(METHODS["seqkd"].kd, model, tok, None, seqs, run.cfg, teacher_sft_budget(run.cfg, len(seqs)), run_dir,
+             progress=run.progress, out_dir=out_dir, val_fn=(lambda step: vf(model, step)) if vf else None)
+
+
+def rft_round(run, tok, start: str, qs, r: int, out_dir: Path, info: dict) -> str:
     """Rejection-sampling round r: the teacher in `start` samples an episode per training question at
     `teacher.rft_temperature`, then trains one SFT epoch on its correct ones (`teacher/rft_<r>/`: the samples,
     the training log and its validation curve) and is saved to `out_dir`."""
-    from dgpo_lib.train.budget import teacher_sft_budget
-    from dgpo_lib.train.kd import train_kd
     from dgpo_lib.models.policy import save_policy
     from dgpo_lib.train.rejection import sample_correct
 
@@ -160,7 +165,6 @@ def rft_round(run, tok, start: str, r: int, out_dir: Path, info: dict) -> str:
     model, _ = load_model(start, c.models.dtype, run.device)
     env = run.resources.env(model, tok, greedy=False)
     env.s.temperature = t.rft_temperature
-    qs = run.resources.train_questions()[: t.rft_questions or t.sft_questions]
     seqs, summary = sample_correct(env, qs, folder / "samples", c.seed, r, c.rollout.batch_size, c, run.progress)
     info[f"rft_{r}"] = summary
     info["earlier_work_outside_loop_s"] = info.get("earlier_work_outside_loop_s", 0.0) + summary["earlier_work_s"]
@@ -169,9 +173,7 @@ def rft_round(run, tok, start: str, r: int, out_dir: Path, info: dict) -> str:
                     r, len(qs))
         save_policy(model, tok, out_dir)
         return str(out_dir)
-    vf = run.resources.val_fn(tok)
-    train_kd(METHODS["seqkd"].kd, model, tok, None, seqs, c, teacher_sft_budget(c, len(seqs)), folder,
-             progress=run.progress, out_dir=out_dir, val_fn=(lambda step: vf(model, step)) if vf else None)
+    teacher_sft(run, model, tok, seqs, folder, out_dir)
     return str(out_dir)
 
 
